@@ -1,0 +1,42 @@
+# Every target bootstraps .venv on first use; re-run after pyproject.toml changes.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit envtest crds bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+## demo: run the example platform on the embedded local backend (no Azure, no cluster)
+demo: $(STAMP)
+	$(BIN)/amlops validate manifests/
+
+## test: lint, type-check, then every test tier (unit, infra, local, operator on a real apiserver)
+test: $(STAMP) lint typecheck
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## envtest: build kube-apiserver + etcd from the Go module proxy into a cache outside the repo
+envtest:
+	bash tests/envtest/build.sh
+
+## crds: regenerate operator/deploy/crds/ from policies/schemas/
+crds: $(STAMP)
+	$(BIN)/python -m amlops.crds operator/deploy/crds
+
+bench: $(STAMP)
+	$(BIN)/python bench/validate.py
+
+clean:
+	rm -rf $(VENV) .amlops .mypy_cache .ruff_cache

@@ -1,0 +1,9 @@
+"""The list of command modules; each exposes ``register(subparsers)``."""
+
+from __future__ import annotations
+
+from amlops.cli import common, validate
+
+REGISTRY: list[common.Register] = [
+    validate.register,
+]

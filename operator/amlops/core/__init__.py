@@ -1,0 +1,1 @@
+"""The pure core: manifests with source positions, schemas, policies, cross-references, plans."""

@@ -1,0 +1,224 @@
+"""The embedded Azure ML CLI v2 parts, checked by the ``azure-ai-ml`` loaders themselves.
+
+The SDK is the source of truth for that format: each embedded part goes through the same
+``load_*`` function ``az ml ... -f`` uses, offline. Its marshmallow errors come back as a dict
+(or as JSON inside the message) keyed by field path; they are mapped back onto the manifest so
+the finding points at the file and line the user wrote.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from functools import cache
+from typing import Any
+
+import yaml
+
+from amlops.core.findings import Finding
+from amlops.core.manifests import Manifest
+from amlops.core.source import Path_
+
+RULE = "azureml.schema"
+Loader = Callable[..., Any]
+
+# (spec key, loader name, is a list of documents)
+PARTS: dict[str, list[tuple[str, str, bool]]] = {
+    "Model": [("model", "load_model", False)],
+    "Pipeline": [("job", "load_job", False)],
+    "Endpoint": [
+        ("endpoint", "load_online_endpoint", False),
+        ("deployments", "load_online_deployment", True),
+    ],
+    "Environment": [("environment", "load_environment", False)],
+}
+
+
+@cache
+def _loader(name: str) -> Loader:
+    # Importing azure.ai.ml costs about a second; only pay it when an embedded part exists.
+    import azure.ai.ml as sdk
+
+    # The SDK announces every experimental class it touches on its module logger.
+    logging.getLogger("azure.ai.ml").setLevel(logging.ERROR)
+    return getattr(sdk, name)  # type: ignore[no-any-return]
+
+
+def sdk_entity(manifest: Manifest, key: str, index: int | None = None) -> Any:
+    """Load one embedded part into its ``azure-ai-ml`` entity (raises the SDK's errors)."""
+    for spec_key, loader_name, _ in PARTS.get(manifest.kind, []):
+        if spec_key == key:
+            path: Path_ = ("spec", key) if index is None else ("spec", key, index)
+            data = manifest.spec[key] if index is None else manifest.spec[key][index]
+            return _load(manifest, loader_name, path, data)
+    raise KeyError(f"{manifest.kind} has no embedded Azure ML part {key!r}")
+
+
+def _load(manifest: Manifest, loader_name: str, path: Path_, data: dict[str, Any]) -> Any:
+    if loader_name == "load_online_deployment":
+        data = {**data, "endpoint_name": manifest.spec.get("endpoint", {}).get("name", "x")}
+    origin = str(manifest.base_dir(path) / "manifest.yaml")
+    text = yaml.safe_dump(data, sort_keys=False)
+    return _loader(loader_name)(source=io.StringIO(text), relative_origin=origin)
+
+
+def check(manifest: Manifest, *, check_files: bool = True) -> list[Finding]:
+    findings: list[Finding] = []
+    for key, loader_name, many in PARTS.get(manifest.kind, []):
+        value = manifest.spec.get(key)
+        if value is None:
+            continue
+        items: list[tuple[Path_, Any]] = (
+            [(("spec", key, i), item) for i, item in enumerate(value)]
+            if many and isinstance(value, list)
+            else [(("spec", key), value)]
+        )
+        for path, data in items:
+            if not isinstance(data, dict):
+                continue
+            try:
+                _load(manifest, loader_name, path, data)
+            except Exception as exc:  # the SDK raises many types; each becomes a finding
+                findings.extend(_translate(manifest, path, exc))
+        if check_files:
+            findings.extend(_missing_files(manifest, key, value))
+    return findings
+
+
+_BINDING = re.compile(r"\$\{\{[^}]*\}\}")
+
+
+def _translate(manifest: Manifest, prefix: Path_, exc: Exception) -> list[Finding]:
+    errors = list(_errors(exc))
+    if not errors:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # Binding errors name the ${{...}} expression, not its field: find where it is written.
+        binding = _BINDING.search(text)
+        path = _find_string(manifest.body, binding.group(0)) if binding else None
+        return [manifest.finding(path or prefix, RULE, f"Azure ML rejects this: {text}")]
+    return [
+        manifest.finding(prefix + path, RULE, f"Azure ML: {message}") for path, message in errors
+    ]
+
+
+def _errors(exc: BaseException) -> Iterator[tuple[Path_, str]]:
+    for candidate in (exc.__cause__, exc):
+        messages = getattr(candidate, "messages", None)
+        if isinstance(messages, dict):
+            yield from _flatten(messages, ())
+            return
+        if isinstance(messages, list) and messages and isinstance(messages[0], str):
+            parsed = _json_block(messages[0])
+            if parsed is not None:
+                yield from _from_json(parsed)
+                return
+    parsed = _json_block(str(exc))
+    if parsed is not None:
+        yield from _from_json(parsed)
+
+
+def _json_block(text: str) -> Any:
+    match = re.search(r"failed:\s*(\{.*\})\s", text, re.DOTALL)
+    if not match:
+        return None
+    try:
+        return json.loads(match.group(1))
+    except json.JSONDecodeError:
+        return None
+
+
+def _from_json(parsed: Any) -> Iterator[tuple[Path_, str]]:
+    if isinstance(parsed, dict) and isinstance(parsed.get("errors"), list):
+        for error in parsed["errors"]:
+            if isinstance(error, dict):
+                dotted = str(error.get("path", ""))
+                path: Path_ = tuple(_part(p) for p in dotted.split(".") if p)
+                yield path, str(error.get("message", "invalid"))
+    elif isinstance(parsed, dict):
+        yield from _flatten(parsed, ())
+
+
+def _flatten(messages: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            yield from _flatten(value, (*path, _part(str(key))))
+    elif isinstance(messages, list):
+        for item in messages:
+            if isinstance(item, dict | list):
+                yield from _flatten(item, path)
+            else:
+                yield path, _plain(str(item), path)
+    else:
+        yield path, _plain(str(messages), path)
+
+
+def _plain(message: str, path: Path_) -> str:
+    if message == "Unknown field." and path:
+        return f"unknown field {path[-1]!r}; remove it or check its spelling"
+    if message == "Missing data for required field." and path:
+        return f"missing required field {path[-1]!r}"
+    return message
+
+
+def _find_string(value: Any, needle: str, path: Path_ = ()) -> Path_ | None:
+    if isinstance(value, str):
+        return path if needle in value else None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        found = _find_string(item, needle, (*path, key))
+        if found is not None:
+            return found
+    return None
+
+
+def _part(key: str) -> str | int:
+    return int(key) if key.isdigit() else key
+
+
+def _missing_files(manifest: Manifest, key: str, value: Any) -> list[Finding]:
+    """``path:``/``code:``/``conda_file:`` must name files that exist, relative to their file."""
+    findings: list[Finding] = []
+    for path, field_name, target in _local_paths(("spec", key), value):
+        resolved = manifest.resolve_path(path, target)
+        if not resolved.exists():
+            findings.append(
+                manifest.finding(
+                    path,
+                    "ref.missing-file",
+                    f"{field_name}: {target!r} does not exist (resolved to {resolved}); paths "
+                    "are relative to the file that names them",
+                )
+            )
+    return findings
+
+
+_PATH_FIELDS = ("path", "code", "conda_file")
+
+
+def _local_paths(prefix: Path_, value: Any) -> Iterator[tuple[Path_, str, str]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = (*prefix, key)
+            if key in _PATH_FIELDS and isinstance(item, str) and _is_local(item):
+                yield path, key, item
+            else:
+                yield from _local_paths(path, item)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _local_paths((*prefix, i), item)
+
+
+def _is_local(value: str) -> bool:
+    return not (
+        value.startswith(("azureml:", "http://", "https://", "wasbs://", "abfss://", "${{"))
+        or "://" in value
+    )

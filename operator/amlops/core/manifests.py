@@ -1,0 +1,471 @@
+"""Loading a tree of manifests: our kinds, and plain Azure ML CLI v2 files wrapped into them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from amlops import API_VERSION
+from amlops.core.findings import Finding, Severity, format_path
+from amlops.core.source import Document, Path_, Position, YamlSyntaxError, load_documents
+
+INFRA_KINDS = ("Workspace", "ComputeCluster", "RoleAssignment")
+OPERATOR_KINDS = ("Model", "Pipeline", "Endpoint")
+# Environments are referenced by deployments and pipeline steps; they are validated and
+# resolved but have no custom resource of their own (inline environments work in-cluster).
+KINDS = (*INFRA_KINDS, *OPERATOR_KINDS, "Environment")
+
+YAML_SUFFIXES = (".yaml", ".yml")
+ORIGIN_AMLOPS = "amlops"
+ORIGIN_CLI = "azureml-cli-v2"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Maps the part of a manifest body under ``prefix`` to ``doc_prefix`` inside ``doc``."""
+
+    prefix: Path_
+    doc: Document
+    doc_prefix: Path_ = ()
+
+
+@dataclass
+class Manifest:
+    """One desired object: kind, name and body, plus where each part of it was written."""
+
+    kind: str
+    name: str
+    body: dict[str, Any]
+    segments: list[Segment]
+    origin: str = ORIGIN_AMLOPS
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        meta = self.body.get("metadata")
+        return meta if isinstance(meta, dict) else {}
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        spec = self.body.get("spec")
+        return spec if isinstance(spec, dict) else {}
+
+    @property
+    def workspace(self) -> str | None:
+        if self.kind == "Workspace":
+            return self.name
+        if self.kind == "RoleAssignment":
+            scope = self.spec.get("scope")
+            value = scope.get("workspace") if isinstance(scope, dict) else None
+            return value if isinstance(value, str) else None
+        value = self.spec.get("workspace")
+        return value if isinstance(value, str) else None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Identity: names are unique per kind within a workspace."""
+        return (self.kind, self.workspace or "", self.name)
+
+    @property
+    def ref(self) -> str:
+        scope = f"{self.workspace}/" if self.workspace and self.kind != "Workspace" else ""
+        return f"{self.kind}/{scope}{self.name}"
+
+    @property
+    def file(self) -> str:
+        return self.segments[0].doc.file
+
+    def _segment(self, path: Path_) -> tuple[Segment, Path_]:
+        best = self.segments[0]
+        for seg in self.segments:
+            if path[: len(seg.prefix)] == seg.prefix and len(seg.prefix) >= len(best.prefix):
+                best = seg
+        if path[: len(best.prefix)] != best.prefix:
+            return best, best.doc_prefix
+        return best, best.doc_prefix + path[len(best.prefix) :]
+
+    def locate(self, path: Path_ = ()) -> Position:
+        seg, doc_path = self._segment(path)
+        return seg.doc.locate(doc_path)
+
+    def base_dir(self, path: Path_ = ()) -> Path:
+        """Relative paths resolve against the file that names them."""
+        seg, _ = self._segment(path)
+        return Path(seg.doc.file).resolve().parent
+
+    def resolve_path(self, path: Path_, value: str) -> Path:
+        return (self.base_dir(path) / value).resolve()
+
+    def finding(
+        self,
+        path: Path_,
+        rule: str,
+        message: str,
+        severity: Severity = Severity.ERROR,
+    ) -> Finding:
+        pos = self.locate(path)
+        return Finding(
+            file=pos.file,
+            line=pos.line,
+            column=pos.column,
+            rule=rule,
+            message=message,
+            severity=severity,
+            kind=self.kind,
+            name=self.name,
+            field=format_path(path),
+        )
+
+
+@dataclass
+class LoadResult:
+    manifests: list[Manifest] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    files: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+def _doc_finding(doc: Document, path: Path_, rule: str, message: str) -> Finding:
+    pos = doc.locate(path)
+    return Finding(pos.file, pos.line, pos.column, rule, message, field=format_path(path))
+
+
+# -- plain Azure ML CLI v2 files ------------------------------------------------------------
+
+_SCHEMA_KINDS = {
+    "model": "model",
+    "environment": "environment",
+    "managedonlineendpoint": "online_endpoint",
+    "kubernetesonlineendpoint": "online_endpoint",
+    "managedonlinedeployment": "online_deployment",
+    "kubernetesonlinedeployment": "online_deployment",
+    "pipelinejob": "pipeline_job",
+    "amlcompute": "compute",
+    "workspace": "workspace",
+}
+_SCHEMA_RE = re.compile(r"/([A-Za-z]+)\.schema\.json$")
+
+
+def cli_v2_type(data: dict[str, Any]) -> str | None:
+    """Recognise a plain Azure ML CLI v2 document by its ``$schema`` or, failing that, its shape."""
+    schema = data.get("$schema")
+    if isinstance(schema, str):
+        match = _SCHEMA_RE.search(schema)
+        if match:
+            return _SCHEMA_KINDS.get(match.group(1).lower(), "unsupported:" + match.group(1))
+    if data.get("type") == "pipeline" and "jobs" in data:
+        return "pipeline_job"
+    if data.get("type") == "amlcompute":
+        return "compute"
+    if "endpoint_name" in data and "name" in data:
+        return "online_deployment"
+    if "auth_mode" in data and "name" in data:
+        return "online_endpoint"
+    if "name" in data and ("image" in data or "build" in data) and "path" not in data:
+        return "environment"
+    if (
+        "name" in data
+        and "path" in data
+        and data.get("type")
+        in (
+            None,
+            "custom_model",
+            "mlflow_model",
+            "triton_model",
+        )
+    ):
+        return "model"
+    if "name" in data and "location" in data and "public_network_access" in data:
+        return "workspace"
+    return None
+
+
+def _wrap(
+    kind: str, name: str, spec: dict[str, Any], doc: Document, segs: list[Segment]
+) -> Manifest:
+    body = {"apiVersion": API_VERSION, "kind": kind, "metadata": {"name": name}, "spec": spec}
+    segments = [Segment((), doc, ()), *segs]
+    return Manifest(kind, name, body, segments, origin=ORIGIN_CLI)
+
+
+_COMPUTE_FIELDS = {
+    "size": "vmSize",
+    "min_instances": "minInstances",
+    "max_instances": "maxInstances",
+    "idle_time_before_scale_down": "idleTimeBeforeScaleDown",
+    "tags": "tags",
+    "description": "description",
+}
+_TIERS = {"dedicated": "Dedicated", "low_priority": "LowPriority"}
+_WORKSPACE_FIELDS = {
+    "location": "location",
+    "display_name": "displayName",
+    "description": "description",
+    "resource_group": "resourceGroup",
+    "public_network_access": "publicNetworkAccess",
+    "tags": "tags",
+}
+
+
+def _from_cli(cli_type: str, doc: Document, default_workspace: str | None) -> Manifest | Finding:
+    data: dict[str, Any] = doc.data
+    name = data.get("name")
+    if cli_type.startswith("unsupported:"):
+        return _doc_finding(
+            doc,
+            ("$schema",),
+            "load.unsupported-cli-type",
+            f"Azure ML CLI v2 type {cli_type.split(':', 1)[1]!r} is not managed by amlops; "
+            "supported: model, environment, online endpoint/deployment, pipeline job, "
+            "amlcompute, workspace",
+        )
+    if cli_type == "pipeline_job" and not isinstance(name, str):
+        name = Path(doc.file).stem if doc.index == 0 else f"{Path(doc.file).stem}-{doc.index}"
+    if not isinstance(name, str) or not name:
+        return _doc_finding(doc, ("name",), "load.missing-name", "set `name:`")
+    name_seg = Segment(("metadata", "name"), doc, ("name",))
+    ws_spec: dict[str, Any] = {"workspace": default_workspace} if default_workspace else {}
+    if cli_type == "workspace":
+        spec: dict[str, Any] = {}
+        segs = [name_seg]
+        for src, dst in _WORKSPACE_FIELDS.items():
+            if src in data:
+                spec[dst] = data[src]
+                segs.append(Segment(("spec", dst), doc, (src,)))
+        managed = data.get("managed_network")
+        if isinstance(managed, dict) and "isolation_mode" in managed:
+            mode = str(managed["isolation_mode"])
+            spec["managedNetwork"] = {"isolationMode": _pascal(mode)}
+            segs.append(Segment(("spec", "managedNetwork"), doc, ("managed_network",)))
+        tags = data.get("tags") if isinstance(data.get("tags"), dict) else {}
+        if isinstance(tags, dict) and "environment" in tags:
+            spec["environment"] = tags["environment"]
+        return _wrap("Workspace", name, spec, doc, segs)
+    if cli_type == "compute":
+        spec = dict(ws_spec)
+        segs = [name_seg]
+        for src, dst in _COMPUTE_FIELDS.items():
+            if src in data:
+                spec[dst] = data[src]
+                segs.append(Segment(("spec", dst), doc, (src,)))
+        if "tier" in data:
+            spec["tier"] = _TIERS.get(str(data["tier"]).lower(), data["tier"])
+            segs.append(Segment(("spec", "tier"), doc, ("tier",)))
+        return _wrap("ComputeCluster", name, spec, doc, segs)
+    kind, key = {
+        "model": ("Model", "model"),
+        "environment": ("Environment", "environment"),
+        "online_endpoint": ("Endpoint", "endpoint"),
+        "pipeline_job": ("Pipeline", "job"),
+    }[cli_type]
+    spec = {**ws_spec, key: data}
+    if kind == "Endpoint":
+        spec["deployments"] = []
+    return _wrap(kind, name, spec, doc, [name_seg, Segment(("spec", key), doc, ())])
+
+
+def _pascal(mode: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[_\s]+", mode))
+
+
+# -- the tree ---------------------------------------------------------------------------------
+
+
+def iter_yaml_files(paths: Sequence[Path | str]) -> Iterable[Path]:
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                rel = child.relative_to(path)
+                if any(part.startswith(".") for part in rel.parts):
+                    continue
+                if child.suffix in YAML_SUFFIXES and child.is_file():
+                    yield child
+        else:
+            yield path
+
+
+def display_path(path: Path) -> str:
+    """Paths as users wrote them: relative to the working directory when below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def load_tree(paths: Sequence[Path | str], texts: dict[str, str] | None = None) -> LoadResult:
+    """Load every manifest under ``paths``. ``texts`` overrides file contents (Git revisions)."""
+    result = LoadResult()
+    cli_docs: list[tuple[str, Document]] = []
+    if texts is not None:
+        files: list[tuple[str, str | None]] = [(name, text) for name, text in sorted(texts.items())]
+    else:
+        files = [(display_path(p), None) for p in iter_yaml_files(paths)]
+    for name, text in files:
+        if text is None and not Path(name).exists():
+            result.findings.append(
+                Finding(name, 1, 1, "load.missing-file", f"{name} does not exist")
+            )
+            continue
+        result.files += 1
+        try:
+            docs = list(load_documents(name, text))
+        except YamlSyntaxError as exc:
+            pos = exc.position
+            result.findings.append(
+                Finding(
+                    pos.file,
+                    pos.line,
+                    pos.column,
+                    "load.yaml-syntax",
+                    f"not valid YAML: {exc.problem}; fix the syntax (indentation, quoting)",
+                )
+            )
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            result.findings.append(Finding(name, 1, 1, "load.unreadable", f"cannot read: {exc}"))
+            continue
+        recognised = False
+        for doc in docs:
+            for dup in doc.duplicates:
+                result.findings.append(
+                    Finding(
+                        dup.position.file,
+                        dup.position.line,
+                        dup.position.column,
+                        "load.duplicate-key",
+                        f"key {dup.key!r} is repeated (first on line {dup.first_line}); "
+                        "YAML keeps only the last one, remove one of them",
+                        field=format_path(dup.path),
+                    )
+                )
+            if doc.data is None:
+                continue
+            if not isinstance(doc.data, dict):
+                result.findings.append(
+                    _doc_finding(doc, (), "load.not-a-mapping", "a manifest must be a mapping")
+                )
+                recognised = True
+                continue
+            if "apiVersion" in doc.data or "kind" in doc.data:
+                recognised = True
+                manifest = _native(doc, result.findings)
+                if manifest is not None:
+                    result.manifests.append(manifest)
+                continue
+            cli_type = cli_v2_type(doc.data)
+            if cli_type is not None:
+                recognised = True
+                cli_docs.append((cli_type, doc))
+        if not recognised:
+            result.skipped.append(name)
+    _attach_cli_docs(result, cli_docs)
+    return result
+
+
+def _native(doc: Document, findings: list[Finding]) -> Manifest | None:
+    data: dict[str, Any] = doc.data
+    api = data.get("apiVersion")
+    kind = data.get("kind")
+    if api != API_VERSION:
+        findings.append(
+            _doc_finding(
+                doc,
+                ("apiVersion",),
+                "load.api-version",
+                f"apiVersion must be {API_VERSION!r}, got {api!r}",
+            )
+        )
+        return None
+    if kind not in KINDS:
+        findings.append(
+            _doc_finding(
+                doc,
+                ("kind",),
+                "load.unknown-kind",
+                f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}",
+            )
+        )
+        return None
+    meta = data.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name:
+        findings.append(
+            _doc_finding(doc, ("metadata",), "load.missing-name", "set `metadata.name`")
+        )
+        return None
+    return Manifest(str(kind), name, data, [Segment((), doc, ())])
+
+
+def _default_workspace(manifests: list[Manifest]) -> str | None:
+    workspaces = [m for m in manifests if m.kind == "Workspace"]
+    marked = [m for m in workspaces if m.spec.get("default") is True]
+    if len(marked) == 1:
+        return marked[0].name
+    if len(workspaces) == 1:
+        return workspaces[0].name
+    return None
+
+
+def _attach_cli_docs(result: LoadResult, cli_docs: list[tuple[str, Document]]) -> None:
+    # Workspaces first: the other plain files bind to the default workspace.
+    for cli_type, doc in cli_docs:
+        if cli_type == "workspace":
+            wrapped = _from_cli(cli_type, doc, None)
+            _add(result, wrapped)
+    default_ws = _default_workspace(result.manifests)
+    deployments: list[Document] = []
+    for cli_type, doc in cli_docs:
+        if cli_type == "workspace":
+            continue
+        if cli_type == "online_deployment":
+            deployments.append(doc)
+            continue
+        if default_ws is None and cli_type != "unsupported":
+            result.findings.append(
+                _doc_finding(
+                    doc,
+                    (),
+                    "load.no-default-workspace",
+                    "a plain Azure ML file binds to the default workspace: declare one "
+                    "Workspace, or mark one with `spec.default: true`",
+                )
+            )
+            continue
+        _add(result, _from_cli(cli_type, doc, default_ws))
+    for doc in deployments:
+        _attach_deployment(result, doc)
+
+
+def _add(result: LoadResult, item: Manifest | Finding) -> None:
+    if isinstance(item, Finding):
+        result.findings.append(item)
+    else:
+        result.manifests.append(item)
+
+
+def _attach_deployment(result: LoadResult, doc: Document) -> None:
+    endpoint_name = doc.data.get("endpoint_name")
+    targets = [m for m in result.manifests if m.kind == "Endpoint" and m.name == endpoint_name]
+    if len(targets) != 1:
+        result.findings.append(
+            _doc_finding(
+                doc,
+                ("endpoint_name",),
+                "ref.endpoint",
+                f"deployment names endpoint {endpoint_name!r}, which no manifest declares"
+                if not targets
+                else f"endpoint {endpoint_name!r} is declared in several workspaces; "
+                "put the deployment under `spec.deployments` of the right one",
+            )
+        )
+        return
+    endpoint = targets[0]
+    deployments = endpoint.spec.setdefault("deployments", [])
+    if not isinstance(deployments, list):
+        return
+    data = {k: v for k, v in doc.data.items() if k != "endpoint_name"}
+    deployments.append(data)
+    endpoint.segments.append(Segment(("spec", "deployments", len(deployments) - 1), doc, ()))

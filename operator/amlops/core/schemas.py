@@ -1,0 +1,80 @@
+"""JSON Schemas (draft 2020-12) per kind, compiled once, with errors mapped to file:line:field."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from amlops.core.findings import Finding
+from amlops.core.manifests import Manifest
+from amlops.paths import schemas_dir
+
+
+@dataclass(frozen=True)
+class SchemaSet:
+    schemas: dict[str, dict[str, Any]]
+    validators: dict[str, Draft202012Validator]
+
+    def check(self, manifest: Manifest) -> list[Finding]:
+        validator = self.validators.get(manifest.kind)
+        if validator is None:
+            return [manifest.finding((), "schema.kind", f"no schema for kind {manifest.kind!r}")]
+        findings: list[Finding] = []
+        for error in validator.iter_errors(manifest.body):
+            findings.extend(_to_findings(manifest, error))
+        return findings
+
+
+def _to_findings(manifest: Manifest, error: ValidationError) -> list[Finding]:
+    path: tuple[str | int, ...] = tuple(error.absolute_path)
+    rule = "schema"
+    schema: Mapping[str, Any] = error.schema if isinstance(error.schema, Mapping) else {}
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(schema.get("properties", {}))
+        return [
+            manifest.finding(
+                (*path, key),
+                rule,
+                f"unknown field {key!r}; allowed here: {', '.join(allowed)}",
+            )
+            for key in error.instance
+            if key not in schema.get("properties", {})
+        ]
+    if error.validator == "required":
+        missing = str(error.message).split("'")[1] if "'" in error.message else error.message
+        return [manifest.finding(path, rule, f"missing required field {missing!r}")]
+    if error.validator in ("oneOf", "anyOf") and error.context:
+        deepest = best_match(error.context)
+        return _to_findings(manifest, deepest) if deepest is not error else []
+    message = error.message
+    if error.validator == "pattern":
+        description = schema.get("description")
+        message = f"{error.instance!r} does not match {error.validator_value!r}"
+        if description:
+            message += f" ({description})"
+    elif error.validator in ("type", "enum", "const"):
+        message = f"{error.message}"
+    return [manifest.finding(path, rule, message)]
+
+
+def read_schemas(directory: Path) -> dict[str, dict[str, Any]]:
+    schemas: dict[str, dict[str, Any]] = {}
+    for file in sorted(directory.glob("*.schema.json")):
+        schema = json.loads(file.read_text(encoding="utf-8"))
+        Draft202012Validator.check_schema(schema)
+        schemas[str(schema["title"])] = schema
+    return schemas
+
+
+@lru_cache(maxsize=4)
+def load_schemas(directory: Path | None = None) -> SchemaSet:
+    schemas = read_schemas(directory or schemas_dir())
+    validators = {kind: Draft202012Validator(schema) for kind, schema in schemas.items()}
+    return SchemaSet(schemas, validators)
