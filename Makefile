@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy
+	$(BIN)/mypy $(wildcard operator/amlops infra tests bench)
 
 ## envtest: build kube-apiserver + etcd from the Go module proxy into a cache outside the repo
 envtest:
