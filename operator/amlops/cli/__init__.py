@@ -7,6 +7,7 @@ unparsable input; 2 usage or internal error.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -42,7 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except common.UsageError as exc:
-        common.stderr.print(f"[red]error:[/] {exc}")
+        common.stderr.print(f"[red]error:[/] {exc}", markup=True)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug, not a finding: say so, keep the exit code contract
+        common.stderr.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}")
+        if os.environ.get("AMLOPS_DEBUG"):
+            raise
         return EXIT_USAGE
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from amlops.cli import common, validate
+from amlops.cli import common, plan, validate
 
 REGISTRY: list[common.Register] = [
     validate.register,
+    plan.register,
 ]

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from amlops.core.findings import Finding
-from amlops.core.manifests import Manifest
+from amlops.core.manifests import ORIGIN_CLI, Manifest
 from amlops.core.source import Path_
 
 RULE = "azureml.schema"
@@ -65,8 +65,43 @@ def _load(manifest: Manifest, loader_name: str, path: Path_, data: dict[str, Any
     return _loader(loader_name)(source=io.StringIO(text), relative_origin=origin)
 
 
+# Plain CLI v2 workspace / compute files are translated into our camelCase fields; the SDK
+# checks the file as written.
+WHOLE_FILE_LOADERS = {"Workspace": "load_workspace", "ComputeCluster": "load_compute"}
+
+
+def _check_whole_file(manifest: Manifest) -> list[Finding]:
+    doc = manifest.segments[0].doc
+    try:
+        text = yaml.safe_dump(doc.data, sort_keys=False)
+        _loader(WHOLE_FILE_LOADERS[manifest.kind])(
+            source=io.StringIO(text), relative_origin=doc.file
+        )
+    except Exception as exc:  # the SDK raises many types; each becomes a finding
+        errors = list(_errors(exc)) or [((), f"Azure ML rejects this: {exc}")]
+        out = []
+        for path, message in errors:
+            pos = doc.locate(path)
+            out.append(
+                Finding(
+                    pos.file,
+                    pos.line,
+                    pos.column,
+                    RULE,
+                    f"Azure ML: {message}",
+                    kind=manifest.kind,
+                    name=manifest.name,
+                    field=".".join(map(str, path)),
+                )
+            )
+        return out
+    return []
+
+
 def check(manifest: Manifest, *, check_files: bool = True) -> list[Finding]:
     findings: list[Finding] = []
+    if manifest.origin == ORIGIN_CLI and manifest.kind in WHOLE_FILE_LOADERS:
+        findings.extend(_check_whole_file(manifest))
     for key, loader_name, many in PARTS.get(manifest.kind, []):
         value = manifest.spec.get(key)
         if value is None:

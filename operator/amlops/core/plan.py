@@ -1,0 +1,167 @@
+"""What a change to the manifests does: create / update / delete per object, field by field."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from amlops.core.manifests import INFRA_KINDS, YAML_SUFFIXES, Manifest, display_path
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str
+    before: Any
+    after: Any
+
+    @property
+    def action(self) -> str:
+        if self.before is _MISSING:
+            return "add"
+        if self.after is _MISSING:
+            return "remove"
+        return "change"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "action": self.action}
+        if self.before is not _MISSING:
+            out["before"] = self.before
+        if self.after is not _MISSING:
+            out["after"] = self.after
+        return out
+
+
+@dataclass
+class Change:
+    action: str  # create | update | delete
+    kind: str
+    name: str
+    workspace: str | None
+    file: str
+    line: int
+    fields: list[FieldChange] = field(default_factory=list)
+
+    @property
+    def engine(self) -> str:
+        return "pulumi" if self.kind in INFRA_KINDS else "operator"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "kind": self.kind,
+            "name": self.name,
+            "workspace": self.workspace,
+            "engine": self.engine,
+            "file": self.file,
+            "line": self.line,
+            "fields": [f.to_json() for f in self.fields],
+        }
+
+
+def diff(base: Sequence[Manifest], head: Sequence[Manifest]) -> list[Change]:
+    """Changes that turn ``base`` into ``head``, in a stable order (kind, workspace, name)."""
+    before = {m.key: m for m in base}
+    after = {m.key: m for m in head}
+    changes: list[Change] = []
+    for key in sorted(before.keys() | after.keys()):
+        old, new = before.get(key), after.get(key)
+        if old is None and new is not None:
+            pos = new.locate(("metadata", "name"))
+            fields = list(_diff_values(_MISSING, new.body, ()))
+            changes.append(
+                Change("create", new.kind, new.name, new.workspace, pos.file, pos.line, fields)
+            )
+        elif new is None and old is not None:
+            pos = old.locate(("metadata", "name"))
+            changes.append(Change("delete", old.kind, old.name, old.workspace, pos.file, pos.line))
+        elif old is not None and new is not None:
+            fields = list(_diff_values(old.body, new.body, ()))
+            if fields:
+                pos = new.locate(("metadata", "name"))
+                changes.append(
+                    Change("update", new.kind, new.name, new.workspace, pos.file, pos.line, fields)
+                )
+    return changes
+
+
+def _named(items: list[Any]) -> dict[str, Any] | None:
+    """Lists of named things (deployments) are compared by name, not by position."""
+    names = [i.get("name") for i in items if isinstance(i, dict)]
+    unique = len(names) == len(items) == len(set(map(str, names)))
+    if unique and all(isinstance(n, str) for n in names):
+        return {str(i["name"]): i for i in items}
+    return None
+
+
+def _diff_values(old: Any, new: Any, path: tuple[str, ...]) -> Iterator[FieldChange]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            yield from _diff_values(
+                old.get(key, _MISSING), new.get(key, _MISSING), (*path, str(key))
+            )
+        return
+    if old is _MISSING and isinstance(new, dict):
+        for key, value in new.items():
+            yield from _diff_values(_MISSING, value, (*path, str(key)))
+        return
+    if isinstance(old, list) and isinstance(new, list):
+        old_named, new_named = _named(old), _named(new)
+        if old_named is not None and new_named is not None:
+            for name in list(old_named) + [n for n in new_named if n not in old_named]:
+                yield from _diff_values(
+                    old_named.get(name, _MISSING),
+                    new_named.get(name, _MISSING),
+                    (*path[:-1], f"{path[-1]}[{name}]") if path else (f"[{name}]",),
+                )
+            return
+    if old != new:
+        yield FieldChange(_dotted(path), old, new)
+
+
+def _dotted(path: tuple[str, ...]) -> str:
+    return ".".join(path)
+
+
+class GitError(Exception):
+    """A revision or path Git cannot give us."""
+
+
+def _git(cwd: Path, *args: str) -> bytes:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise GitError(proc.stderr.decode(errors="replace").strip() or f"git {args[0]} failed")
+    return proc.stdout
+
+
+def git_texts(path: Path, ref: str) -> dict[str, str]:
+    """The YAML files under ``path`` as of ``ref``, keyed the way the working tree shows them."""
+    anchor = path if path.is_dir() else path.parent
+    if not anchor.exists():
+        anchor = Path.cwd()
+    top = Path(_git(anchor, "rev-parse", "--show-toplevel").decode().strip())
+    _git(top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    rel = path.resolve().relative_to(top.resolve()) if path.exists() else Path(path)
+    listing = _git(top, "ls-tree", "-r", "-z", "--name-only", ref, "--", str(rel) or ".")
+    names = [n for n in listing.decode().split("\0") if n.endswith(YAML_SUFFIXES)]
+    names = [n for n in names if not any(p.startswith(".") for p in Path(n).parts)]
+    if not names:
+        return {}
+    batch = "".join(f"{ref}:{n}\n" for n in names).encode()
+    proc = subprocess.run(
+        ["git", "cat-file", "--batch"], cwd=top, input=batch, capture_output=True, check=True
+    )
+    out: dict[str, str] = {}
+    data = proc.stdout
+    pos = 0
+    for name in names:
+        header_end = data.index(b"\n", pos)
+        size = int(data[pos:header_end].split()[2])
+        body = data[header_end + 1 : header_end + 1 + size]
+        pos = header_end + 1 + size + 1
+        out[display_path(top / name)] = body.decode("utf-8", errors="replace")
+    return out
