@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -274,25 +275,30 @@ def _pascal(mode: str) -> str:
 
 
 def iter_yaml_files(paths: Sequence[Path | str]) -> Iterable[Path]:
+    """YAML files under each path, sorted, skipping hidden files and folders (.git, .amlops)."""
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                rel = child.relative_to(path)
-                if any(part.startswith(".") for part in rel.parts):
-                    continue
-                if child.suffix in YAML_SUFFIXES and child.is_file():
-                    yield child
-        else:
+        if not path.is_dir():
             yield path
+            continue
+        found: list[str] = []
+        for folder, dirs, names in os.walk(path):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            found.extend(
+                os.path.join(folder, n)
+                for n in names
+                if n.endswith(YAML_SUFFIXES) and not n.startswith(".")
+            )
+        yield from (Path(f) for f in sorted(found))
 
 
-def display_path(path: Path) -> str:
+def display_path(path: Path, cwd: str | None = None) -> str:
     """Paths as users wrote them: relative to the working directory when below it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+    cwd = cwd or os.getcwd()
+    absolute = os.path.abspath(path)
+    if absolute.startswith(cwd + os.sep):
+        return absolute[len(cwd) + 1 :]
+    return str(path)
 
 
 def load_tree(paths: Sequence[Path | str], texts: dict[str, str] | None = None) -> LoadResult:
@@ -302,12 +308,18 @@ def load_tree(paths: Sequence[Path | str], texts: dict[str, str] | None = None) 
     if texts is not None:
         files: list[tuple[str, str | None]] = [(name, text) for name, text in sorted(texts.items())]
     else:
-        files = [(display_path(p), None) for p in iter_yaml_files(paths)]
-    for name, text in files:
-        if text is None and not Path(name).exists():
+        cwd = os.getcwd()
+        files = [(display_path(p, cwd), None) for p in iter_yaml_files(paths)]
+    for name, given in files:
+        try:
+            text = given if given is not None else Path(name).read_text(encoding="utf-8")
+        except FileNotFoundError:
             result.findings.append(
                 Finding(name, 1, 1, "load.missing-file", f"{name} does not exist")
             )
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            result.findings.append(Finding(name, 1, 1, "load.unreadable", f"cannot read: {exc}"))
             continue
         result.files += 1
         try:
@@ -323,9 +335,6 @@ def load_tree(paths: Sequence[Path | str], texts: dict[str, str] | None = None) 
                     f"not valid YAML: {exc.problem}; fix the syntax (indentation, quoting)",
                 )
             )
-            continue
-        except (OSError, UnicodeDecodeError) as exc:
-            result.findings.append(Finding(name, 1, 1, "load.unreadable", f"cannot read: {exc}"))
             continue
         recognised = False
         for doc in docs:

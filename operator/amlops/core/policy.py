@@ -22,6 +22,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from amlops.core.findings import Finding, Severity
 from amlops.core.manifests import Manifest
 from amlops.core.refs import environment_refs, parse_asset_ref
+from amlops.core.schemas import FastCheck
 from amlops.core.source import Path_
 from amlops.paths import policies_dir
 
@@ -80,6 +81,7 @@ class Policy:
     condition: dict[str, Any] | None = None
     check: str | None = None
     _validator: Draft202012Validator | None = field(default=None, compare=False, repr=False)
+    _fast: FastCheck | None = field(default=None, compare=False, repr=False)
 
     def matches(self, m: Manifest, ctx: Context) -> bool:
         if m.kind not in self.kinds:
@@ -88,6 +90,8 @@ class Policy:
 
     def evaluate(self, m: Manifest, ctx: Context) -> Iterator[Finding]:
         if self._validator is not None:
+            if self._fast is not None and self._fast.is_valid(m.body):
+                return
             for error in self._validator.iter_errors(m.body):
                 path, detail = _explain(error)
                 yield self._finding(m, path, detail)
@@ -148,9 +152,11 @@ def read_policy(file: Path) -> Policy:
     if check is not None and check not in BUILTIN_CHECKS:
         raise PolicyError(f"{file}: unknown built-in check {check!r}")
     validator = None
+    fast = None
     if condition is not None:
         Draft202012Validator.check_schema(condition)
         validator = Draft202012Validator(condition)
+        fast = FastCheck(condition)
     match = data["match"]
     return Policy(
         id=data["id"],
@@ -165,6 +171,7 @@ def read_policy(file: Path) -> Policy:
         condition=condition,
         check=check,
         _validator=validator,
+        _fast=fast,
     )
 
 

@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
@@ -17,15 +18,36 @@ from amlops.core.manifests import Manifest
 from amlops.paths import schemas_dir
 
 
+class FastCheck:
+    """A schema compiled to Python code: answers "valid?" about 20x faster than ``jsonschema``.
+
+    Valid objects (nearly all of them) only take the fast path; the few invalid ones are then
+    re-checked by ``jsonschema``, whose errors carry every path and message we report.
+    """
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self._check = fastjsonschema.compile(schema)
+
+    def is_valid(self, instance: Any) -> bool:
+        try:
+            self._check(instance)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        return True
+
+
 @dataclass(frozen=True)
 class SchemaSet:
     schemas: dict[str, dict[str, Any]]
     validators: dict[str, Draft202012Validator]
+    fast: dict[str, FastCheck]
 
     def check(self, manifest: Manifest) -> list[Finding]:
         validator = self.validators.get(manifest.kind)
         if validator is None:
             return [manifest.finding((), "schema.kind", f"no schema for kind {manifest.kind!r}")]
+        if self.fast[manifest.kind].is_valid(manifest.body):
+            return []
         findings: list[Finding] = []
         for error in validator.iter_errors(manifest.body):
             findings.extend(_to_findings(manifest, error))
@@ -77,4 +99,5 @@ def read_schemas(directory: Path) -> dict[str, dict[str, Any]]:
 def load_schemas(directory: Path | None = None) -> SchemaSet:
     schemas = read_schemas(directory or schemas_dir())
     validators = {kind: Draft202012Validator(schema) for kind, schema in schemas.items()}
-    return SchemaSet(schemas, validators)
+    fast = {kind: FastCheck(schema) for kind, schema in schemas.items()}
+    return SchemaSet(schemas, validators, fast)

@@ -20,6 +20,8 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
 Path_ = tuple[str | int, ...]
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 @dataclass(frozen=True)
@@ -98,39 +100,72 @@ def _walk(node: yaml.Node, path: Path_) -> tuple[yaml.Node, yaml.Node | None]:
 
 
 class _Builder:
-    """Builds plain Python data from composed nodes, using PyYAML's own scalar constructors."""
+    """Builds plain Python data from composed nodes, using PyYAML's own scalar constructors.
+
+    This is the hot loop of validation; it avoids per-node allocations it does not need
+    (paths are only worked out for the rare duplicate key).
+    """
 
     def __init__(self, loader: Any, file: str) -> None:
         self._loader = loader
         self._file = file
-        self.duplicates: list[DuplicateKey] = []
+        self._dups: list[tuple[yaml.Node, yaml.Node, int]] = []
 
-    def build(self, node: yaml.Node, path: Path_ = ()) -> Any:
-        if isinstance(node, yaml.MappingNode):
-            if any(k.tag == "tag:yaml.org,2002:merge" for k, _ in node.value):
+    def build(self, node: yaml.Node) -> Any:
+        cls = node.__class__
+        if cls is yaml.ScalarNode:
+            if node.tag == _STR:  # most scalars; skips the constructor's dispatch and cache
+                return node.value
+            return self._loader.construct_object(node, deep=True)
+        if cls is yaml.SequenceNode:
+            return [self.build(child) for child in node.value]
+        if cls is not yaml.MappingNode:
+            return self._loader.construct_object(node, deep=True)
+        out: dict[Any, Any] = {}
+        lines: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
                 self._loader.flatten_mapping(node)
-            out: dict[Any, Any] = {}
-            seen: dict[Any, int] = {}
-            for key_node, value_node in node.value:
-                key = self.build(key_node, path)
-                if not isinstance(key, str | int | float | bool) and key is not None:
-                    key = str(key)
-                if key in seen:
-                    mark = key_node.start_mark
-                    self.duplicates.append(
-                        DuplicateKey(
-                            (*path, str(key)),
-                            str(key),
-                            Position(self._file, mark.line + 1, mark.column + 1),
-                            seen[key],
-                        )
-                    )
-                seen[key] = key_node.start_mark.line + 1
-                out[key] = self.build(value_node, (*path, str(key)))
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
-        return self._loader.construct_object(node, deep=True)
+                return self.build(node)
+            key = key_node.value if key_node.tag == _STR else self.build(key_node)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                key = str(key)
+            if key in out:
+                self._dups.append((node, key_node, lines[key]))
+            lines[key] = key_node.start_mark.line + 1
+            out[key] = self.build(value_node)
+        return out
+
+    def duplicates(self, root: yaml.Node) -> list[DuplicateKey]:
+        found = []
+        for mapping, key_node, first_line in self._dups:
+            path = _path_to(root, mapping) or ()
+            mark = key_node.start_mark
+            found.append(
+                DuplicateKey(
+                    (*path, str(key_node.value)),
+                    str(key_node.value),
+                    Position(self._file, mark.line + 1, mark.column + 1),
+                    first_line,
+                )
+            )
+        return found
+
+
+def _path_to(node: yaml.Node, target: yaml.Node, path: Path_ = ()) -> Path_ | None:
+    if node is target:
+        return path
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            found = _path_to(value_node, target, (*path, str(key_node.value)))
+            if found is not None:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for i, child in enumerate(node.value):
+            found = _path_to(child, target, (*path, i))
+            if found is not None:
+                return found
+    return None
 
 
 def load_documents(file: Path | str, text: str | None = None) -> Iterator[Document]:
@@ -147,7 +182,7 @@ def load_documents(file: Path | str, text: str | None = None) -> Iterator[Docume
                 continue
             builder = _Builder(loader, name)
             data = builder.build(node)
-            yield Document(name, index, data, node, builder.duplicates)
+            yield Document(name, index, data, node, builder.duplicates(node))
             index += 1
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
