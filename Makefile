@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/amlops validate manifests/
 
 ## test: lint, type-check, then every test tier (unit, infra, local, operator on a real apiserver)
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint typecheck envtest
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

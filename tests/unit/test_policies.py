@@ -73,3 +73,15 @@ def test_sarif_output_is_sarif_2_1_0(capsys: pytest.CaptureFixture[str]) -> None
     assert result["ruleId"] == "compute.gpu-vm-allowlist"
     region = result["locations"][0]["physicalLocation"]["region"]
     assert region["startLine"] == 8
+
+
+def test_schemas_and_policy_conditions_are_valid_json_schema() -> None:
+    from jsonschema import Draft202012Validator
+
+    from amlops.core.schemas import load_schemas
+
+    for schema in load_schemas().schemas.values():
+        Draft202012Validator.check_schema(schema)
+    for policy in load_policies().policies:
+        if policy.condition is not None:
+            Draft202012Validator.check_schema(policy.condition)

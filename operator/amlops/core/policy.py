@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
@@ -154,9 +155,11 @@ def read_policy(file: Path) -> Policy:
     validator = None
     fast = None
     if condition is not None:
-        Draft202012Validator.check_schema(condition)
         validator = Draft202012Validator(condition)
-        fast = FastCheck(condition)
+        try:
+            fast = FastCheck(condition)
+        except fastjsonschema.JsonSchemaDefinitionException as exc:
+            raise PolicyError(f"{file}: condition is not a valid JSON Schema: {exc}") from exc
     match = data["match"]
     return Policy(
         id=data["id"],
