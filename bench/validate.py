@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
+
 from amlops.core import azureml
 from amlops.core.validate import validate_paths
 from amlops.paths import schemas_dir

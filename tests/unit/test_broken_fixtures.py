@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from amlops.cli import main
 from amlops.core.validate import validate_paths
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from amlops.crds import KINDS, render, structural
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from amlops.cli import main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from amlops.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = sorted((ROOT / "manifests").rglob("*.yaml")) + sorted(

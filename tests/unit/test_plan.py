@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from amlops.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]

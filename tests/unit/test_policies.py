@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from amlops.cli import main
 from amlops.core.policy import PolicyError, load_policies, read_policy
 from amlops.core.validate import validate_paths
