@@ -37,6 +37,7 @@ crds: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/validate.py
+	$(BIN)/python bench/infra.py
 
 clean:
 	rm -rf $(VENV) .amlops .mypy_cache .ruff_cache

@@ -86,3 +86,11 @@ def test_schemas_and_policy_conditions_are_valid_json_schema() -> None:
     for policy in load_policies().policies:
         if policy.condition is not None:
             Draft202012Validator.check_schema(policy.condition)
+
+
+def test_validation_never_writes_schema_defaults_into_manifests(tmp_path: Path) -> None:
+    text = (ROOT / "manifests" / "models" / "slm-base.yaml").read_text().split("---")[0]
+    (tmp_path / "m.yaml").write_text(text.replace("  deletionPolicy: Delete\n", ""))
+    report = validate_paths([ROOT / "manifests" / "platform", tmp_path], sdk=False)
+    (model,) = report.of_kind("Model")
+    assert "deletionPolicy" not in model.spec and "suspend" not in model.spec

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
-from amlops.cli import common
+from amlops.cli import common, plan_infra
 from amlops.cli.validate import findings_table
 from amlops.core.findings import Finding
 from amlops.core.plan import Change, GitError, diff, git_texts
@@ -30,22 +29,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--base", help="Git revision to compare against (e.g. origin/main)")
     p.add_argument("--head", help="Git revision of the change (default: the working tree)")
     p.add_argument("--output", "-o", choices=("text", "json", "markdown"), default="text")
-    infra = _infra_module()
-    if infra is not None:
-        infra.add_infra_arguments(p)
+    plan_infra.add_infra_arguments(p)
     p.set_defaults(func=run)
-
-
-def _infra_module() -> Any:
-    try:
-        return importlib.import_module("amlops.cli.plan_infra")
-    except ImportError:
-        return None
 
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "infra", False):
-        return int(_infra_module().run_infra_plan(args))
+        return plan_infra.run_infra_plan(args)
     if not args.base:
         raise common.UsageError("plan needs --base REF (the revision the change starts from)")
     path = Path(args.path)

@@ -98,13 +98,19 @@ def _check_whole_file(manifest: Manifest) -> list[Finding]:
     return []
 
 
-def check(manifest: Manifest, *, check_files: bool = True) -> list[Finding]:
+def check(manifest: Manifest, *, check_files: bool = True, sdk: bool = True) -> list[Finding]:
+    """Findings for the embedded Azure ML parts: the SDK's verdict (``sdk``) and files that
+    ``path:``/``code:``/``conda_file:`` name but that do not exist (``check_files``)."""
     findings: list[Finding] = []
-    if manifest.origin == ORIGIN_CLI and manifest.kind in WHOLE_FILE_LOADERS:
+    if sdk and manifest.origin == ORIGIN_CLI and manifest.kind in WHOLE_FILE_LOADERS:
         findings.extend(_check_whole_file(manifest))
     for key, loader_name, many in PARTS.get(manifest.kind, []):
         value = manifest.spec.get(key)
         if value is None:
+            continue
+        if check_files:
+            findings.extend(_missing_files(manifest, key, value))
+        if not sdk:
             continue
         items: list[tuple[Path_, Any]] = (
             [(("spec", key, i), item) for i, item in enumerate(value)]
@@ -118,8 +124,6 @@ def check(manifest: Manifest, *, check_files: bool = True) -> list[Finding]:
                 _load(manifest, loader_name, path, data)
             except Exception as exc:  # the SDK raises many types; each becomes a finding
                 findings.extend(_translate(manifest, path, exc))
-        if check_files:
-            findings.extend(_missing_files(manifest, key, value))
     return findings
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,10 +96,11 @@ class Manifest:
     def base_dir(self, path: Path_ = ()) -> Path:
         """Relative paths resolve against the file that names them."""
         seg, _ = self._segment(path)
-        return Path(seg.doc.file).resolve().parent
+        return Path(os.path.dirname(os.path.abspath(seg.doc.file)))
 
     def resolve_path(self, path: Path_, value: str) -> Path:
-        return (self.base_dir(path) / value).resolve()
+        # normpath, not resolve(): symlinks stay as the user wrote them, and no syscalls.
+        return Path(os.path.normpath(os.path.join(self.base_dir(path), value)))
 
     def finding(
         self,
@@ -303,6 +306,24 @@ def display_path(path: Path, cwd: str | None = None) -> str:
 
 def load_tree(paths: Sequence[Path | str], texts: dict[str, str] | None = None) -> LoadResult:
     """Load every manifest under ``paths``. ``texts`` overrides file contents (Git revisions)."""
+    with gc_paused():
+        return _load_tree(paths, texts)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Loading allocates millions of small, acyclic objects (YAML nodes kept for positions);
+    the cyclic collector would rescan the growing heap again and again for nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load_tree(paths: Sequence[Path | str], texts: dict[str, str] | None) -> LoadResult:
     result = LoadResult()
     cli_docs: list[tuple[str, Document]] = []
     if texts is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from amlops.core import azureml, refs
 from amlops.core.findings import Finding, sort_findings
-from amlops.core.manifests import Manifest, load_tree
+from amlops.core.manifests import Manifest, gc_paused, load_tree
 from amlops.core.policy import PolicySet, load_policies
 from amlops.core.schemas import SchemaSet, load_schemas
 
@@ -58,6 +58,18 @@ def validate_paths(
     ``check_files`` checks that ``path:``/``code:`` targets exist (off for Git revisions that
     are not checked out); ``sdk`` runs the ``azure-ai-ml`` loaders over the embedded parts.
     """
+    with gc_paused():
+        return _validate(paths, texts, check_files, sdk, schemas, policies)
+
+
+def _validate(
+    paths: Sequence[Path | str],
+    texts: dict[str, str] | None,
+    check_files: bool,
+    sdk: bool,
+    schemas: SchemaSet | None,
+    policies: PolicySet | None,
+) -> Report:
     loaded = load_tree(paths, texts)
     findings = list(loaded.findings)
     schemas = schemas or load_schemas()
@@ -68,9 +80,9 @@ def validate_paths(
         findings.extend(problems)
         if not any(p.is_error for p in problems):
             valid.append(manifest)
-    if sdk:
+    if sdk or check_files:
         for manifest in valid:
-            findings.extend(azureml.check(manifest, check_files=check_files))
+            findings.extend(azureml.check(manifest, check_files=check_files, sdk=sdk))
     ref_findings = refs.check(loaded.manifests, valid, check_files=check_files)
     # The SDK also rejects some dangling references; ours say more, so keep one per line.
     ref_lines = {(f.file, f.line) for f in ref_findings}
