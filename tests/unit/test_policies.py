@@ -94,3 +94,18 @@ def test_validation_never_writes_schema_defaults_into_manifests(tmp_path: Path) 
     report = validate_paths([ROOT / "manifests" / "platform", tmp_path], sdk=False)
     (model,) = report.of_kind("Model")
     assert "deletionPolicy" not in model.spec and "suspend" not in model.spec
+
+
+def test_compiled_validators_are_cached_and_a_corrupt_cache_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amlops.core.schemas import FastCheck
+
+    monkeypatch.setenv("AMLOPS_CACHE_DIR", str(tmp_path))
+    schema = {"type": "object", "required": ["a"], "properties": {"a": {"const": 1}}}
+    assert FastCheck(schema).is_valid({"a": 1})
+    (cached,) = (tmp_path / "validators").iterdir()
+    cached.write_bytes(b"not byte code")
+    check = FastCheck(schema)
+    assert check.is_valid({"a": 1}) and not check.is_valid({"a": 2})
+    assert cached.read_bytes() != b"not byte code"
