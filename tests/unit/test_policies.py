@@ -109,3 +109,8 @@ def test_compiled_validators_are_cached_and_a_corrupt_cache_is_rebuilt(
     check = FastCheck(schema)
     assert check.is_valid({"a": 1}) and not check.is_valid({"a": 2})
     assert cached.read_bytes() != b"not byte code"
+
+
+def test_a_path_that_does_not_exist_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "no/such/dir"]) == 2
+    assert "no/such/dir" in capsys.readouterr().err
