@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 ## demo: run the example platform on the embedded local backend (no Azure, no cluster)
 demo: $(STAMP)
-	$(BIN)/amlops validate manifests/
+	$(BIN)/amlops up manifests/ --once --smoke
 
 ## test: lint, type-check, then every test tier (unit, infra, local, operator on a real apiserver)
 test: $(STAMP) lint typecheck envtest
@@ -38,6 +38,7 @@ crds: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/infra.py
+	$(BIN)/python bench/local.py
 
 clean:
 	rm -rf $(VENV) .amlops .mypy_cache .ruff_cache

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from amlops.cli import common, plan, validate
+from amlops.cli import common, plan, up, validate
 
 REGISTRY: list[common.Register] = [
     validate.register,
     plan.register,
+    up.register,
+    up.register_status,
+    up.register_invoke,
+    up.register_run,
 ]

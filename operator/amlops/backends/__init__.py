@@ -1,0 +1,1 @@
+"""Backends carry out what the reconcile core decides: ``local`` (embedded), later ``azureml``."""

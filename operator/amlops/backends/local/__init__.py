@@ -1,0 +1,1 @@
+"""The embedded default backend: SQLite catalog, artifact store, runner, local scoring."""

@@ -1,0 +1,377 @@
+"""The local backend: an Azure ML workspace's worth of state in one directory (default .amlops/).
+
+```
+.amlops/
+  catalog.sqlite         models, computes, runs + steps, endpoints, deployments, object status
+  artifacts/             content-addressed files (objects/) and trees (trees/)
+  models/<ws>/<name>/<version>/<digest>/   a version's folder (AZUREML_MODEL_DIR)
+  runs/<run id>/<step>/  code snapshot, outputs/, user_logs/std_log.txt, pid
+  deployments/<ws>/<endpoint>/<deployment>/  code snapshot, server.log, server.pid
+  keys/<ws>/<endpoint>.json   endpoint keys, mode 0600
+  up.lock                held by the process that runs things (``amlops up``, ``amlops run``)
+```
+
+Open it with ``LocalBackend(path)`` to read (``amlops status``, ``amlops invoke``); call
+``start()`` to run things: that takes the lock, adopts or stops what a crashed process left
+behind, and makes ``close()`` stop everything this process started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import http.client
+import json
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import IO
+
+from amlops.backends.base import (
+    BackendError,
+    ComputeInfo,
+    DeploymentSpec,
+    DeploymentState,
+    EndpointKeys,
+    EndpointSpec,
+    EndpointState,
+    InvokeResult,
+    ModelVersion,
+    ModelVersionSpec,
+    PipelineRun,
+    PipelineRunSpec,
+    ProvisioningState,
+)
+from amlops.backends.local.cas import ArtifactStore
+from amlops.backends.local.catalog import Catalog
+from amlops.backends.local.models import ModelRegistry
+from amlops.backends.local.router import DEPLOYMENT_HEADER, Router
+from amlops.backends.local.runner import PipelineRunner, job_graph_or_error
+from amlops.backends.local.scoring import ScoringServers
+
+DEFAULT_STATE_DIR = ".amlops"
+CATALOG_FILE = "catalog.sqlite"
+_INVOKE_TIMEOUT_S = 60.0
+
+
+class StateDirLockedError(BackendError):
+    """Another process runs things from this state directory."""
+
+
+class LocalBackend:
+    """Implements amlops.backends.base.Backend on this machine."""
+
+    def __init__(self, state_dir: Path | str = DEFAULT_STATE_DIR) -> None:
+        self.root = Path(state_dir).resolve()
+        self._lock_file: IO[str] | None = None
+        self._routers: dict[tuple[str, str], Router] = {}
+        self._open()
+
+    def _open(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog(self.root / CATALOG_FILE)
+        self._catalog_inode = (self.root / CATALOG_FILE).stat().st_ino
+        self.store = ArtifactStore(self.root / "artifacts")
+        self.models = ModelRegistry(self.catalog, self.store, self.root)
+        self.runner = PipelineRunner(self.catalog, self.models, self.root, self._capacity)
+        self.scoring = ScoringServers(self.catalog, self.store, self.root, self._deployment_model)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Take the state directory for this process and clean up after a crashed one."""
+        self._lock_file = _lock(self.root / "up.lock")
+        self.runner.recover()
+        self.scoring.adopt_or_replace()
+
+    def close(self, message: str = "stopped by amlops") -> None:
+        """Stop what this process started; the catalog keeps the state for the next start."""
+        if self._lock_file is not None:
+            self.runner.stop(f"interrupted: {message}")
+            self.scoring.stop_all(message)
+            for router in self._routers.values():
+                router.stop()
+            self._routers.clear()
+            self._lock_file.close()
+            self._lock_file = None
+        self.catalog.close()
+
+    def __enter__(self) -> LocalBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def state_dir_intact(self) -> bool:
+        path = self.root / CATALOG_FILE
+        try:
+            return path.stat().st_ino == self._catalog_inode
+        except OSError:
+            return False
+
+    def reset_after_loss(self) -> None:
+        """The state directory was deleted under us: stop everything (the processes' pid files
+        are gone with it) and start over with an empty one."""
+        self.runner.stop("interrupted: the state directory was deleted")
+        self.scoring.stop_all("")
+        for router in self._routers.values():
+            router.stop()
+        self._routers.clear()
+        self.catalog.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+        self._open()
+        self.start()
+
+    # -- compute ---------------------------------------------------------------------------
+
+    def put_compute(self, info: ComputeInfo) -> None:
+        """Stand in for Pulumi: the local backend's compute is whatever the manifests declare."""
+        self.catalog.put_compute(info)
+
+    def get_compute(self, workspace: str, name: str) -> ComputeInfo | None:
+        return self.catalog.get_compute(workspace, name)
+
+    def _capacity(self, workspace: str, compute: str) -> int:
+        info = self.catalog.get_compute(workspace, compute)
+        return info.max_instances if info is not None else 1
+
+    # -- models ----------------------------------------------------------------------------
+
+    def get_model_version(self, workspace: str, name: str, version: str) -> ModelVersion | None:
+        return self.models.get(workspace, name, version)
+
+    def latest_model_version(self, workspace: str, name: str) -> ModelVersion | None:
+        return self.models.latest(workspace, name)
+
+    def list_model_versions(self, workspace: str, name: str) -> list[ModelVersion]:
+        return self.catalog.list_model_versions(workspace, name, self.root)
+
+    def create_or_update_model_version(
+        self, workspace: str, spec: ModelVersionSpec
+    ) -> ModelVersion:
+        return self.models.register(workspace, spec)
+
+    def delete_model_version(self, workspace: str, name: str, version: str) -> None:
+        self.models.delete(workspace, name, version)
+
+    # -- pipeline runs ---------------------------------------------------------------------
+
+    def latest_pipeline_run(self, workspace: str, pipeline: str) -> PipelineRun | None:
+        return self.catalog.latest_run(workspace, pipeline)
+
+    def get_pipeline_run(self, workspace: str, run_id: str) -> PipelineRun | None:
+        run = self.catalog.get_run(run_id)
+        return run if run is not None and run.workspace == workspace else None
+
+    def submit_pipeline_run(self, spec: PipelineRunSpec) -> PipelineRun:
+        self._require_started()
+        return self.runner.submit(spec, job_graph_or_error(spec.job))
+
+    def cancel_pipeline_run(self, workspace: str, run_id: str) -> None:
+        self.runner.cancel(run_id, "canceled")
+
+    def wait_for_run(self, run_id: str, timeout: float | None = None) -> PipelineRun | None:
+        return self.runner.wait(run_id, timeout)
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    def _keys_file(self, workspace: str, name: str) -> Path:
+        return self.root / "keys" / workspace / f"{name}.json"
+
+    def _ensure_keys(self, workspace: str, name: str) -> EndpointKeys:
+        path = self._keys_file(workspace, name)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            data = {
+                "primaryKey": secrets.token_urlsafe(32),
+                "secondaryKey": secrets.token_urlsafe(32),
+            }
+            # created 0600 from the first byte: the key is never readable by others
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f)
+        return self.get_endpoint_keys(workspace, name)
+
+    def get_endpoint_keys(self, workspace: str, name: str) -> EndpointKeys:
+        path = self._keys_file(workspace, name)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise BackendError(f"no keys for endpoint {name} ({path}): {exc}") from exc
+        return EndpointKeys(data["primaryKey"], data["secondaryKey"])
+
+    def get_endpoint(self, workspace: str, name: str) -> EndpointState | None:
+        row = self.catalog.get_endpoint_row(workspace, name)
+        if row is None:
+            return None
+        router = self._routers.get((workspace, name))
+        serving = router is not None and router.running
+        return EndpointState(
+            workspace=workspace,
+            name=name,
+            scoring_uri=f"http://127.0.0.1:{row['port']}/score",
+            auth_mode=row["auth_mode"],
+            provisioning_state=(
+                ProvisioningState.SUCCEEDED if serving else ProvisioningState.STOPPED
+            ),
+            traffic=row["traffic"],
+            mirror_traffic=row["mirror_traffic"],
+            message=row["message"],
+        )
+
+    def create_or_update_endpoint(self, spec: EndpointSpec) -> EndpointState:
+        self._require_started()
+        key = (spec.workspace, spec.name)
+        row = self.catalog.get_endpoint_row(spec.workspace, spec.name)
+        keys = self._ensure_keys(spec.workspace, spec.name)
+        port = int(row["port"]) if row else 0
+        message = row["message"] if row else ""
+        auth = keys if spec.auth_mode == "key" else None
+        router = self._routers.get(key)
+        if router is not None and router.running and router.keys != auth:
+            router.stop()  # the auth mode changed: serve with the new one, on the same port
+        if router is None or not router.running or router.keys != auth:
+            router = Router(spec.name, port, auth)
+            try:
+                router.start()
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise BackendError(f"endpoint {spec.name}: cannot listen: {exc}") from exc
+                router = Router(spec.name, 0, auth)
+                router.start()
+                message = f"port {port} was taken; the endpoint moved to port {router.port}"
+            self._routers[key] = router
+        self.catalog.put_endpoint_row(
+            {
+                "workspace": spec.workspace,
+                "name": spec.name,
+                "auth_mode": spec.auth_mode,
+                "port": router.port,
+                "traffic": dict(spec.traffic),
+                "mirror_traffic": dict(spec.mirror_traffic),
+                "description": spec.description,
+                "message": message,
+            }
+        )
+        self._route(spec.workspace, spec.name)
+        state = self.get_endpoint(spec.workspace, spec.name)
+        assert state is not None
+        return state
+
+    def _route(self, workspace: str, name: str) -> None:
+        router = self._routers.get((workspace, name))
+        row = self.catalog.get_endpoint_row(workspace, name)
+        if router is None or row is None:
+            return
+        router.update(self.scoring.targets(workspace, name), row["traffic"], row["mirror_traffic"])
+
+    def delete_endpoint(self, workspace: str, name: str) -> None:
+        for row in self.catalog.list_deployment_rows(workspace, name):
+            self.scoring.delete((workspace, name, row["name"]))
+        router = self._routers.pop((workspace, name), None)
+        if router is not None:
+            router.stop()
+        self.catalog.delete_endpoint_row(workspace, name)
+        with contextlib.suppress(FileNotFoundError):
+            self._keys_file(workspace, name).unlink()
+        shutil.rmtree(self.root / "deployments" / workspace / name, ignore_errors=True)
+
+    def list_deployments(self, workspace: str, endpoint: str) -> list[DeploymentState]:
+        states = self.scoring.refresh_endpoint(workspace, endpoint)
+        self._route(workspace, endpoint)
+        return states
+
+    def create_or_update_deployment(self, spec: DeploymentSpec) -> DeploymentState:
+        self._require_started()
+        state = self.scoring.create_or_update(spec)
+        self._route(spec.workspace, spec.endpoint)
+        return state
+
+    def delete_deployment(self, workspace: str, endpoint: str, name: str) -> None:
+        self.scoring.delete((workspace, endpoint, name))
+        self._route(workspace, endpoint)
+
+    def _deployment_model(self, workspace: str, spec: DeploymentSpec) -> ModelVersion | None:
+        if spec.model.version is None:
+            return self.models.latest(workspace, spec.model.name)
+        return self.models.get(workspace, spec.model.name, spec.model.version)
+
+    def invoke(
+        self, workspace: str, endpoint: str, body: bytes, deployment: str | None = None
+    ) -> InvokeResult:
+        """Score through the endpoint's router, with its key, from any process."""
+        row = self.catalog.get_endpoint_row(workspace, endpoint)
+        if row is None:
+            raise BackendError(f"endpoint {endpoint} does not exist in workspace {workspace}")
+        headers = {"Content-Type": "application/json"}
+        if row["auth_mode"] == "key":
+            headers["Authorization"] = (
+                f"Bearer {self.get_endpoint_keys(workspace, endpoint).primary}"
+            )
+        if deployment:
+            headers[DEPLOYMENT_HEADER] = deployment
+        conn = http.client.HTTPConnection("127.0.0.1", int(row["port"]), timeout=_INVOKE_TIMEOUT_S)
+        try:
+            conn.request("POST", "/score", body, headers)
+            response = conn.getresponse()
+            return InvokeResult(
+                response.status, response.read(), response.getheader(DEPLOYMENT_HEADER) or ""
+            )
+        except ConnectionRefusedError as exc:
+            raise BackendError(
+                f"endpoint {endpoint} is not being served on port {row['port']}: "
+                "is `amlops up` running?"
+            ) from exc
+        except OSError as exc:
+            raise BackendError(f"endpoint {endpoint}: {exc}") from exc
+        finally:
+            conn.close()
+
+    # -- the local driver's records --------------------------------------------------------
+
+    def request_run(self, workspace: str, pipeline: str, at: str) -> None:
+        """``amlops run``: ask for a run of ``pipeline``; the reconcile loop starts it."""
+        self.catalog.request("Pipeline", workspace, pipeline, at)
+
+    def _require_started(self) -> None:
+        if self._lock_file is None:
+            raise BackendError("the local backend was opened read-only; call start() first")
+
+
+def _lock(path: Path) -> IO[str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = path.open("a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise StateDirLockedError(
+            f"{path.parent} is in use by {holder}; stop it first or use another --state-dir"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"amlops (pid {os.getpid()})")
+    f.flush()
+    return f
+
+
+def lock_holder(state_dir: Path) -> str | None:
+    """Who holds the state directory ("amlops (pid N)"), or None when nobody runs things."""
+    path = state_dir / "up.lock"
+    try:
+        f = path.open("r")
+    except OSError:
+        return None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return f.read().strip() or "another process"
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None

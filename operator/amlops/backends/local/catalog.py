@@ -1,0 +1,564 @@
+"""The local backend's catalog: one SQLite file holding what Azure ML would hold.
+
+Model versions, compute, pipeline runs with their steps, endpoints and deployments, plus the
+status the local driver reports per object. Every change runs in one ``BEGIN IMMEDIATE``
+transaction, so a crash leaves either all of a change or none of it (a model version is never
+half registered), and ``writes`` counts committed write transactions so a no-op reconcile pass
+can be shown to write nothing. WAL mode lets ``amlops status`` read while ``amlops up`` writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from amlops.backends.base import (
+    ComputeInfo,
+    DeploymentState,
+    JobStatus,
+    ModelVersion,
+    PipelineRun,
+    ProvisioningState,
+    StepRun,
+)
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS model_versions (
+    workspace TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
+    digest TEXT NOT NULL, type TEXT NOT NULL, description TEXT NOT NULL,
+    tags TEXT NOT NULL, location TEXT NOT NULL, created_at TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (workspace, name, version));
+CREATE TABLE IF NOT EXISTS computes (
+    workspace TEXT NOT NULL, name TEXT NOT NULL, max_instances INTEGER NOT NULL,
+    vm_size TEXT NOT NULL, PRIMARY KEY (workspace, name));
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, workspace TEXT NOT NULL, pipeline TEXT NOT NULL,
+    fingerprint TEXT NOT NULL, trigger TEXT NOT NULL, status TEXT NOT NULL,
+    message TEXT NOT NULL, outputs TEXT NOT NULL, tags TEXT NOT NULL,
+    interrupted INTEGER NOT NULL, created_at TEXT NOT NULL, ended_at TEXT,
+    owner TEXT NOT NULL, seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (workspace, pipeline, seq);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL, name TEXT NOT NULL, position INTEGER NOT NULL,
+    status TEXT NOT NULL, compute TEXT NOT NULL, exit_code INTEGER,
+    started_at TEXT, ended_at TEXT, log TEXT NOT NULL, message TEXT NOT NULL,
+    PRIMARY KEY (run_id, name));
+CREATE TABLE IF NOT EXISTS endpoints (
+    workspace TEXT NOT NULL, name TEXT NOT NULL, auth_mode TEXT NOT NULL,
+    port INTEGER NOT NULL, traffic TEXT NOT NULL, mirror_traffic TEXT NOT NULL,
+    description TEXT NOT NULL, message TEXT NOT NULL,
+    PRIMARY KEY (workspace, name));
+CREATE TABLE IF NOT EXISTS deployments (
+    workspace TEXT NOT NULL, endpoint TEXT NOT NULL, name TEXT NOT NULL,
+    model TEXT NOT NULL, fingerprint TEXT NOT NULL, state TEXT NOT NULL,
+    message TEXT NOT NULL, port INTEGER NOT NULL, log TEXT NOT NULL,
+    PRIMARY KEY (workspace, endpoint, name));
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL, workspace TEXT NOT NULL, name TEXT NOT NULL,
+    generation INTEGER NOT NULL, spec_hash TEXT NOT NULL, deletion_policy TEXT NOT NULL,
+    status TEXT NOT NULL, PRIMARY KEY (kind, workspace, name));
+CREATE TABLE IF NOT EXISTS requests (
+    kind TEXT NOT NULL, workspace TEXT NOT NULL, name TEXT NOT NULL,
+    requested_at TEXT NOT NULL, PRIMARY KEY (kind, workspace, name));
+"""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class Catalog:
+    """Thread-safe: one connection behind a lock, shared by runner threads and the loop."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.writes = 0
+        self._lock = threading.RLock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN ourselves, so reads never hold a transaction open
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self.transaction() as tx:
+            tx.executescript_no_commit(_SCHEMA)
+            tx.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        self.writes = 0  # creating the schema is not a write anyone asked for
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One atomic write; counted in ``writes`` when it commits."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            self.writes += 1
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        with self._lock:
+            row: sqlite3.Row | None = self._db.execute(sql, args).fetchone()
+            return row
+
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._db.execute(sql, args).fetchall())
+
+    # -- meta ------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(row["value"]) if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        if self.get_meta(key) == value:
+            return
+        with self.transaction() as tx:
+            tx.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # -- models ----------------------------------------------------------------------------
+
+    def _model(self, row: sqlite3.Row, root: Path) -> ModelVersion:
+        ws, name, version = row["workspace"], row["name"], row["version"]
+        return ModelVersion(
+            workspace=ws,
+            name=name,
+            version=version,
+            asset_id=f"azureml://locations/local/workspaces/{ws}/models/{name}/versions/{version}",
+            digest=row["digest"],
+            type=row["type"],
+            description=row["description"],
+            tags=json.loads(row["tags"]),
+            created_at=row["created_at"],
+            location=str(root / row["location"]),
+        )
+
+    def get_model_version(
+        self, workspace: str, name: str, version: str, root: Path
+    ) -> ModelVersion | None:
+        row = self._one(
+            "SELECT * FROM model_versions WHERE workspace = ? AND name = ? AND version = ?",
+            (workspace, name, version),
+        )
+        return self._model(row, root) if row else None
+
+    def list_model_versions(self, workspace: str, name: str, root: Path) -> list[ModelVersion]:
+        rows = self._all(
+            "SELECT * FROM model_versions WHERE workspace = ? AND name = ? ORDER BY seq",
+            (workspace, name),
+        )
+        return [self._model(r, root) for r in rows]
+
+    def count_model_versions(self) -> int:
+        row = self._one("SELECT COUNT(*) AS n FROM model_versions")
+        return int(row["n"]) if row else 0
+
+    def next_model_version(self, workspace: str, name: str) -> str:
+        """Azure ML's auto-increment: one more than the highest integer version."""
+        rows = self._all(
+            "SELECT version FROM model_versions WHERE workspace = ? AND name = ?", (workspace, name)
+        )
+        numbers = [int(r["version"]) for r in rows if str(r["version"]).isdigit()]
+        return str(max(numbers, default=0) + 1)
+
+    # -- compute ---------------------------------------------------------------------------
+
+    def get_compute(self, workspace: str, name: str) -> ComputeInfo | None:
+        row = self._one(
+            "SELECT * FROM computes WHERE workspace = ? AND name = ?", (workspace, name)
+        )
+        if row is None:
+            return None
+        return ComputeInfo(workspace, name, int(row["max_instances"]), row["vm_size"])
+
+    def put_compute(self, info: ComputeInfo) -> None:
+        if self.get_compute(info.workspace, info.name) == info:
+            return
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT OR REPLACE INTO computes VALUES (?, ?, ?, ?)",
+                (info.workspace, info.name, info.max_instances, info.vm_size),
+            )
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def _run(self, row: sqlite3.Row) -> PipelineRun:
+        steps = self._all(
+            "SELECT * FROM steps WHERE run_id = ? ORDER BY position", (row["run_id"],)
+        )
+        return PipelineRun(
+            run_id=row["run_id"],
+            workspace=row["workspace"],
+            pipeline=row["pipeline"],
+            fingerprint=row["fingerprint"],
+            trigger=row["trigger"],
+            status=JobStatus(row["status"]),
+            steps=tuple(
+                StepRun(
+                    name=s["name"],
+                    status=JobStatus(s["status"]),
+                    compute=s["compute"],
+                    exit_code=s["exit_code"],
+                    started_at=s["started_at"],
+                    ended_at=s["ended_at"],
+                    log=s["log"],
+                    message=s["message"],
+                )
+                for s in steps
+            ),
+            created_at=row["created_at"],
+            ended_at=row["ended_at"],
+            message=row["message"],
+            outputs=json.loads(row["outputs"]),
+            interrupted=bool(row["interrupted"]),
+            tags=json.loads(row["tags"]),
+        )
+
+    def get_run(self, run_id: str) -> PipelineRun | None:
+        row = self._one("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        return self._run(row) if row else None
+
+    def latest_run(self, workspace: str, pipeline: str) -> PipelineRun | None:
+        row = self._one(
+            "SELECT * FROM runs WHERE workspace = ? AND pipeline = ? ORDER BY seq DESC LIMIT 1",
+            (workspace, pipeline),
+        )
+        return self._run(row) if row else None
+
+    def list_runs(self, workspace: str, pipeline: str) -> list[PipelineRun]:
+        rows = self._all(
+            "SELECT * FROM runs WHERE workspace = ? AND pipeline = ? ORDER BY seq",
+            (workspace, pipeline),
+        )
+        return [self._run(r) for r in rows]
+
+    def run_owner(self, run_id: str) -> dict[str, Any]:
+        row = self._one("SELECT owner FROM runs WHERE run_id = ?", (run_id,))
+        return dict(json.loads(row["owner"])) if row else {}
+
+    def active_runs(self) -> list[PipelineRun]:
+        rows = self._all(
+            "SELECT * FROM runs WHERE status IN (?, ?, ?) ORDER BY seq",
+            (JobStatus.NOT_STARTED, JobStatus.QUEUED, JobStatus.RUNNING),
+        )
+        return [self._run(r) for r in rows]
+
+    def insert_run(self, run: PipelineRun, owner: Mapping[str, Any]) -> None:
+        with self.transaction() as tx:
+            seq = tx.scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM runs")
+            tx.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.run_id,
+                    run.workspace,
+                    run.pipeline,
+                    run.fingerprint,
+                    run.trigger,
+                    run.status,
+                    run.message,
+                    _dumps(dict(run.outputs)),
+                    _dumps(dict(run.tags)),
+                    int(run.interrupted),
+                    run.created_at,
+                    run.ended_at,
+                    _dumps(dict(owner)),
+                    seq,
+                ),
+            )
+            for position, step in enumerate(run.steps):
+                tx.execute(
+                    "INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run.run_id,
+                        step.name,
+                        position,
+                        step.status,
+                        step.compute,
+                        step.exit_code,
+                        step.started_at,
+                        step.ended_at,
+                        step.log,
+                        step.message,
+                    ),
+                )
+
+    def update_step(self, run_id: str, step: StepRun) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE steps SET status = ?, exit_code = ?, started_at = ?, ended_at = ?, "
+                "log = ?, message = ? WHERE run_id = ? AND name = ?",
+                (
+                    step.status,
+                    step.exit_code,
+                    step.started_at,
+                    step.ended_at,
+                    step.log,
+                    step.message,
+                    run_id,
+                    step.name,
+                ),
+            )
+
+    def set_run_status(self, run_id: str, status: JobStatus, message: str = "") -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE runs SET status = ?, message = ? WHERE run_id = ?",
+                (status, message, run_id),
+            )
+
+    def finish_run(
+        self,
+        tx: Transaction,
+        run: PipelineRun,
+    ) -> None:
+        """Record a run's end inside ``tx`` (the caller registers its outputs in the same one)."""
+        tx.execute(
+            "UPDATE runs SET status = ?, message = ?, ended_at = ?, outputs = ?, interrupted = ? "
+            "WHERE run_id = ?",
+            (
+                run.status,
+                run.message,
+                run.ended_at,
+                _dumps(dict(run.outputs)),
+                int(run.interrupted),
+                run.run_id,
+            ),
+        )
+        for step in run.steps:
+            tx.execute(
+                "UPDATE steps SET status = ?, exit_code = ?, started_at = ?, ended_at = ?, "
+                "log = ?, message = ? WHERE run_id = ? AND name = ?",
+                (
+                    step.status,
+                    step.exit_code,
+                    step.started_at,
+                    step.ended_at,
+                    step.log,
+                    step.message,
+                    run.run_id,
+                    step.name,
+                ),
+            )
+
+    # -- endpoints and deployments ---------------------------------------------------------
+
+    def get_endpoint_row(self, workspace: str, name: str) -> dict[str, Any] | None:
+        row = self._one(
+            "SELECT * FROM endpoints WHERE workspace = ? AND name = ?", (workspace, name)
+        )
+        if row is None:
+            return None
+        data = dict(row)
+        data["traffic"] = json.loads(data["traffic"])
+        data["mirror_traffic"] = json.loads(data["mirror_traffic"])
+        return data
+
+    def put_endpoint_row(self, row: Mapping[str, Any]) -> None:
+        current = self.get_endpoint_row(row["workspace"], row["name"])
+        if current == dict(row):
+            return
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT OR REPLACE INTO endpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row["workspace"],
+                    row["name"],
+                    row["auth_mode"],
+                    row["port"],
+                    _dumps(row["traffic"]),
+                    _dumps(row["mirror_traffic"]),
+                    row["description"],
+                    row["message"],
+                ),
+            )
+
+    def delete_endpoint_row(self, workspace: str, name: str) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "DELETE FROM deployments WHERE workspace = ? AND endpoint = ?", (workspace, name)
+            )
+            tx.execute("DELETE FROM endpoints WHERE workspace = ? AND name = ?", (workspace, name))
+
+    def list_deployment_rows(self, workspace: str, endpoint: str) -> list[dict[str, Any]]:
+        rows = self._all(
+            "SELECT * FROM deployments WHERE workspace = ? AND endpoint = ? ORDER BY name",
+            (workspace, endpoint),
+        )
+        return [dict(r) for r in rows]
+
+    def all_deployment_rows(self) -> list[dict[str, Any]]:
+        rows = self._all("SELECT * FROM deployments ORDER BY workspace, endpoint, name")
+        return [dict(r) for r in rows]
+
+    def put_deployment_row(self, row: Mapping[str, Any]) -> None:
+        current = self._one(
+            "SELECT * FROM deployments WHERE workspace = ? AND endpoint = ? AND name = ?",
+            (row["workspace"], row["endpoint"], row["name"]),
+        )
+        if current is not None and dict(current) == dict(row):
+            return
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row["workspace"],
+                    row["endpoint"],
+                    row["name"],
+                    row["model"],
+                    row["fingerprint"],
+                    row["state"],
+                    row["message"],
+                    row["port"],
+                    row["log"],
+                ),
+            )
+
+    def delete_deployment_row(self, workspace: str, endpoint: str, name: str) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "DELETE FROM deployments WHERE workspace = ? AND endpoint = ? AND name = ?",
+                (workspace, endpoint, name),
+            )
+
+    # -- the local driver's object records (what Kubernetes would keep in .status) ---------
+
+    def get_object(self, kind: str, workspace: str, name: str) -> dict[str, Any] | None:
+        row = self._one(
+            "SELECT * FROM objects WHERE kind = ? AND workspace = ? AND name = ?",
+            (kind, workspace, name),
+        )
+        if row is None:
+            return None
+        data = dict(row)
+        data["status"] = json.loads(data["status"])
+        return data
+
+    def list_objects(self) -> list[dict[str, Any]]:
+        rows = self._all("SELECT * FROM objects ORDER BY kind, workspace, name")
+        out = []
+        for r in rows:
+            data = dict(r)
+            data["status"] = json.loads(data["status"])
+            out.append(data)
+        return out
+
+    def put_object(self, record: Mapping[str, Any]) -> bool:
+        """Store an object's record; False (and no write) when nothing changed."""
+        current = self.get_object(record["kind"], record["workspace"], record["name"])
+        if current is not None and current == dict(record):
+            return False
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record["kind"],
+                    record["workspace"],
+                    record["name"],
+                    record["generation"],
+                    record["spec_hash"],
+                    record["deletion_policy"],
+                    # keys keep their order (a run's steps read top to bottom); equality of
+                    # the decoded dicts, not of the text, decides whether to write
+                    json.dumps(record["status"], separators=(",", ":")),
+                ),
+            )
+        return True
+
+    def delete_object(self, kind: str, workspace: str, name: str) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "DELETE FROM objects WHERE kind = ? AND workspace = ? AND name = ?",
+                (kind, workspace, name),
+            )
+            tx.execute(
+                "DELETE FROM requests WHERE kind = ? AND workspace = ? AND name = ?",
+                (kind, workspace, name),
+            )
+
+    def request(self, kind: str, workspace: str, name: str, at: str) -> None:
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?)", (kind, workspace, name, at)
+            )
+
+    def get_request(self, kind: str, workspace: str, name: str) -> str | None:
+        row = self._one(
+            "SELECT requested_at FROM requests WHERE kind = ? AND workspace = ? AND name = ?",
+            (kind, workspace, name),
+        )
+        return str(row["requested_at"]) if row else None
+
+
+class Transaction:
+    """The statements allowed inside ``Catalog.transaction()``."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+        self._db.execute(sql, args)
+
+    def scalar(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        return self._db.execute(sql, args).fetchone()[0]
+
+    def executescript_no_commit(self, script: str) -> None:
+        # executescript() would COMMIT first; run the DDL statement by statement instead
+        for statement in script.split(";"):
+            if statement.strip():
+                self._db.execute(statement)
+
+    def insert_model_version(self, version: ModelVersion, location: str) -> None:
+        seq = self.scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM model_versions")
+        self._db.execute(
+            "INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                version.workspace,
+                version.name,
+                version.version,
+                version.digest,
+                version.type,
+                version.description,
+                _dumps(dict(version.tags)),
+                location,
+                version.created_at,
+                seq,
+            ),
+        )
+
+    def delete_model_version(self, workspace: str, name: str, version: str) -> None:
+        self._db.execute(
+            "DELETE FROM model_versions WHERE workspace = ? AND name = ? AND version = ?",
+            (workspace, name, version),
+        )
+
+
+def deployment_state(row: Mapping[str, Any]) -> DeploymentState:
+    return DeploymentState(
+        workspace=row["workspace"],
+        endpoint=row["endpoint"],
+        name=row["name"],
+        model=row["model"],
+        provisioning_state=ProvisioningState(row["state"]),
+        fingerprint=row["fingerprint"],
+        message=row["message"],
+        log=row["log"],
+    )

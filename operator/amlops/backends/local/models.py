@@ -1,0 +1,129 @@
+"""Registering model versions: files into the artifact store, one catalog row per version.
+
+Model versions are immutable, as in Azure ML: registering the same files under an existing
+version is a no-op, and different files under an existing version are refused (the manifest
+has to ask for a new version). Without a version, the files get the next integer version,
+unless the latest version already holds exactly these files.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from amlops.backends.base import BackendError, ModelVersion, ModelVersionSpec
+from amlops.backends.local.cas import ArtifactStore
+from amlops.backends.local.catalog import Catalog, Transaction
+
+
+class VersionConflictError(BackendError):
+    """An existing version would get different files."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A registration whose files are stored and materialised; only the catalog row is left."""
+
+    version: ModelVersion
+    location: str  # relative to the state directory
+    new: bool
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class ModelRegistry:
+    def __init__(self, catalog: Catalog, store: ArtifactStore, root: Path) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.root = root
+        # two registrations of one name must not both pick the same next version; the runner
+        # holds it from preparing a run's outputs to committing them
+        self.lock = threading.RLock()
+
+    def get(self, workspace: str, name: str, version: str) -> ModelVersion | None:
+        return self.catalog.get_model_version(workspace, name, version, self.root)
+
+    def latest(self, workspace: str, name: str) -> ModelVersion | None:
+        versions = self.catalog.list_model_versions(workspace, name, self.root)
+        return versions[-1] if versions else None
+
+    def prepare(self, workspace: str, spec: ModelVersionSpec) -> Prepared:
+        """Store the files and pick the version; raise VersionConflictError or BackendError."""
+        if not spec.path.exists():
+            raise BackendError(f"model path {spec.path} does not exist")
+        try:
+            digest = self.store.put_tree(spec.path)
+        except OSError as exc:
+            raise BackendError(f"cannot store model files from {spec.path}: {exc}") from exc
+        with self.lock:
+            if spec.version is not None:
+                existing = self.get(workspace, spec.name, spec.version)
+                if existing is not None:
+                    if existing.digest != digest:
+                        raise VersionConflictError(
+                            f"model {spec.name}:{spec.version} already exists with other files "
+                            f"({_short(existing.digest)}, now {_short(digest)}); versions are "
+                            "immutable: give the new files a new version"
+                        )
+                    return Prepared(existing, _relative(existing.location, self.root), new=False)
+                version = spec.version
+            else:
+                latest = self.latest(workspace, spec.name)
+                if latest is not None and latest.digest == digest:
+                    return Prepared(latest, _relative(latest.location, self.root), new=False)
+                version = self.catalog.next_model_version(workspace, spec.name)
+        hexdigest = digest.removeprefix("sha256:")
+        # Azure ML's layout, which azmlinfsrv reads model ids from: AZUREML_MODEL_DIR is
+        # .../<name>/<version>, and a folder-registered model sits one level down, in
+        # <version>/<folder>. The digest above it keeps a re-registered version (after a
+        # delete, or a crash before the catalog write) from reusing a stale folder.
+        location = f"models/{workspace}/{hexdigest[:16]}/{spec.name}/{version}"
+        inner = spec.path.name if spec.path.is_dir() else ""
+        target = self.root / location / inner if inner else self.root / location
+        self.store.materialize(digest, target)
+        record = ModelVersion(
+            workspace=workspace,
+            name=spec.name,
+            version=version,
+            asset_id="",
+            digest=digest,
+            type=spec.type,
+            description=spec.description,
+            tags=dict(spec.tags),
+            created_at=now_iso(),
+            location=str(self.root / location),
+        )
+        return Prepared(record, location, new=True)
+
+    def commit(self, tx: Transaction, prepared: Prepared) -> None:
+        if prepared.new:
+            tx.insert_model_version(prepared.version, prepared.location)
+
+    def register(self, workspace: str, spec: ModelVersionSpec) -> ModelVersion:
+        with self.lock:
+            prepared = self.prepare(workspace, spec)
+            if prepared.new:
+                with self.catalog.transaction() as tx:
+                    self.commit(tx, prepared)
+            registered = self.get(workspace, spec.name, prepared.version.version)
+        if registered is None:  # pragma: no cover - the row was written just above
+            raise BackendError(f"model {spec.name}:{prepared.version.version} vanished")
+        return registered
+
+    def delete(self, workspace: str, name: str, version: str) -> None:
+        if self.get(workspace, name, version) is None:
+            return
+        with self.catalog.transaction() as tx:
+            tx.delete_model_version(workspace, name, version)
+
+
+def _short(digest: str) -> str:
+    return digest.removeprefix("sha256:")[:12]
+
+
+def _relative(location: str, root: Path) -> str:
+    return str(Path(location).relative_to(root))

@@ -1,0 +1,587 @@
+"""Runs Azure ML pipeline jobs as local subprocesses, with Azure ML's pipeline semantics.
+
+Steps start in dependency order; independent steps run in parallel, at most the compute's
+``maxInstances`` at a time (shared by every run on that compute). Bindings become real paths:
+each step output is a folder under the run's directory, ``${{parent.outputs.x}}`` is the
+pipeline output's folder, a model input ``azureml:name:version`` is the registered version's
+folder. Each step runs in a snapshot of its ``code`` folder with its output in
+``<step>/user_logs/std_log.txt``. A step that exits non-zero fails the run, with the step and
+its exit code in the message; steps after it never start and parallel ones are stopped. When
+every step completes, outputs that carry ``name`` are registered as model versions in the same
+transaction that marks the run Completed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from amlops.backends.base import (
+    BackendError,
+    JobStatus,
+    ModelRef,
+    ModelVersion,
+    ModelVersionSpec,
+    PipelineRun,
+    PipelineRunSpec,
+    StepRun,
+)
+from amlops.backends.digest import ignored
+from amlops.backends.local import procs
+from amlops.backends.local.catalog import Catalog
+from amlops.backends.local.models import ModelRegistry, Prepared
+from amlops.backends.pipeline_job import (
+    BINDING_RE,
+    OPTIONAL_RE,
+    JobGraph,
+    JobSpecError,
+    Step,
+    literal,
+    parse_job,
+    parse_model_ref,
+    registered_outputs,
+)
+
+_POLL_S = 0.1
+_LOG_TAIL_BYTES = 4096
+
+
+class StepSetupError(Exception):
+    """A step could not be started (a missing input, a binding with no value)."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def new_run_id(pipeline: str) -> str:
+    return f"{pipeline}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def last_line(log: Path) -> str:
+    """The last non-empty line a step printed: usually what went wrong."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, log.stat().st_size - _LOG_TAIL_BYTES))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def render_command(
+    command: str, inputs: Mapping[str, str | None], outputs: Mapping[str, str]
+) -> str:
+    """Substitute ``${{inputs.x}}``/``${{outputs.y}}``, shell-quoted; drop ``$[[...]]`` blocks
+    naming an input that has no value."""
+
+    def value(expr: str) -> str | None:
+        kind, _, name = expr.partition(".")
+        if kind == "inputs":
+            return inputs.get(name)
+        if kind == "outputs":
+            return outputs.get(name)
+        return None
+
+    def optional(match: Any) -> str:
+        block = str(match.group(1))
+        if all(value(e) is not None for e in BINDING_RE.findall(block)):
+            return block
+        return ""
+
+    command = OPTIONAL_RE.sub(optional, command)
+
+    def substitute(match: Any) -> str:
+        found = value(str(match.group(1)))
+        if found is None:
+            raise StepSetupError(f"${{{{{match.group(1)}}}}} has no value")
+        return shlex.quote(found)
+
+    return " ".join(BINDING_RE.sub(substitute, command).split())
+
+
+@dataclass
+class _RunContext:
+    """What the steps of one run share while it executes."""
+
+    run_id: str
+    active: _Active
+    parent_inputs: Mapping[str, str | None]
+    parent_outputs: Mapping[str, str]
+    step_outputs: dict[str, dict[str, str]]
+    states: dict[str, StepRun]
+
+
+@dataclass
+class _Active:
+    """A run this process is executing."""
+
+    spec: PipelineRunSpec
+    graph: JobGraph
+    # set to stop the run: on cancel, on stop, or by the scheduler when a step fails
+    abort: threading.Event
+    bin_dir: Path
+    thread: threading.Thread | None = None
+    cancel_message: str = ""
+    interrupted: bool = False
+
+
+class PipelineRunner:
+    def __init__(
+        self,
+        catalog: Catalog,
+        registry: ModelRegistry,
+        root: Path,
+        capacity: Callable[[str, str], int],
+    ) -> None:
+        self.catalog = catalog
+        self.registry = registry
+        self.root = root
+        self._capacity = capacity
+        self._cond = threading.Condition()
+        self._in_use: dict[tuple[str, str], int] = {}
+        self._active: dict[str, _Active] = {}
+        self._owner = {"pid": os.getpid(), "start": procs.process_start(os.getpid())}
+
+    # -- public ----------------------------------------------------------------------------
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def submit(self, spec: PipelineRunSpec, graph: JobGraph) -> PipelineRun:
+        run_id = new_run_id(spec.pipeline)
+        run = PipelineRun(
+            run_id=run_id,
+            workspace=spec.workspace,
+            pipeline=spec.pipeline,
+            fingerprint=spec.fingerprint,
+            trigger=spec.trigger,
+            status=JobStatus.QUEUED,
+            steps=tuple(
+                StepRun(
+                    s.name,
+                    JobStatus.NOT_STARTED,
+                    compute=s.compute,
+                    log=str(self._step_dir(run_id, s.name) / "user_logs" / "std_log.txt"),
+                )
+                for s in graph.steps
+            ),
+            created_at=_now(),
+            tags=dict(spec.tags),
+        )
+        self.catalog.insert_run(run, self._owner)
+        active = _Active(spec, graph, threading.Event(), self._bin_dir())
+        thread = threading.Thread(
+            target=self._execute, args=(run_id, active), name=f"run-{run_id}", daemon=True
+        )
+        active.thread = thread
+        with self._cond:
+            self._active[run_id] = active
+        thread.start()
+        return run
+
+    def cancel(self, run_id: str, message: str, *, interrupted: bool = False) -> None:
+        with self._cond:
+            active = self._active.get(run_id)
+            if active is None:
+                return
+            active.cancel_message = message
+            active.interrupted = interrupted
+            active.abort.set()
+            self._cond.notify_all()
+
+    def wait(self, run_id: str, timeout: float | None = None) -> PipelineRun | None:
+        with self._cond:
+            active = self._active.get(run_id)
+        if active is not None and active.thread is not None:
+            active.thread.join(timeout)
+        return self.catalog.get_run(run_id)
+
+    def stop(self, message: str) -> None:
+        """Cancel every run this process started (they count as interrupted: the next
+        ``amlops up`` runs them again) and wait for their steps to stop."""
+        with self._cond:
+            run_ids = list(self._active)
+        for run_id in run_ids:
+            self.cancel(run_id, message, interrupted=True)
+        for run_id in run_ids:
+            self.wait(run_id, timeout=30)
+
+    def recover(self) -> list[str]:
+        """Runs left active by a process that is gone: stop their leftover steps and mark them
+        interrupted. Returns the run ids."""
+        recovered = []
+        for run in self.catalog.active_runs():
+            if run.run_id in self._active:
+                continue
+            owner = self.catalog.run_owner(run.run_id)
+            owner_pid = int(owner.get("pid", 0))
+            owner_alive = owner_pid and procs.is_alive(
+                procs.PidRecord(owner_pid, owner.get("start"))
+            )
+            if owner_alive and owner_pid != os.getpid():
+                continue  # its owner still runs it
+            for step in run.steps:
+                record = procs.read_pid_file(self._step_dir(run.run_id, step.name) / "pid")
+                if record is not None:
+                    procs.stop_group(record)
+            ended = _now()
+            steps = tuple(
+                replace(s, status=JobStatus.CANCELED, ended_at=ended, message="interrupted")
+                if s.status in (JobStatus.RUNNING, JobStatus.QUEUED)
+                else s
+                for s in run.steps
+            )
+            final = replace(
+                run,
+                status=JobStatus.CANCELED,
+                steps=steps,
+                ended_at=ended,
+                interrupted=True,
+                message=f"interrupted: the process running it (pid {owner_pid}) exited",
+            )
+            with self.catalog.transaction() as tx:
+                self.catalog.finish_run(tx, final)
+            recovered.append(run.run_id)
+        return recovered
+
+    # -- one run ---------------------------------------------------------------------------
+
+    def _step_dir(self, run_id: str, step: str) -> Path:
+        return self.run_dir(run_id) / step
+
+    def _execute(self, run_id: str, active: _Active) -> None:
+        try:
+            final = self._schedule(run_id, active)
+        except Exception as exc:  # a bug here must end the run, not the process
+            run = self.catalog.get_run(run_id)
+            if run is None:
+                return
+            final = replace(
+                run, status=JobStatus.FAILED, ended_at=_now(), message=f"runner error: {exc}"
+            )
+            self._finish(final, [])
+        finally:
+            with self._cond:
+                self._active.pop(run_id, None)
+                self._cond.notify_all()
+
+    def _schedule(self, run_id: str, active: _Active) -> PipelineRun:
+        spec, graph = active.spec, active.graph
+        run = self.catalog.get_run(run_id)
+        assert run is not None
+        self.catalog.set_run_status(run_id, JobStatus.RUNNING)
+        states = {s.name: s for s in run.steps}
+        try:
+            parent_inputs = self._bind_parent_inputs(spec.workspace, graph)
+        except StepSetupError as exc:
+            final = replace(run, status=JobStatus.FAILED, ended_at=_now(), message=f"inputs: {exc}")
+            self._finish(final, [])
+            return final
+        parent_outputs = {
+            name: str(self.run_dir(run_id) / "outputs" / name) for name in graph.outputs
+        }
+        ctx = _RunContext(run_id, active, parent_inputs, parent_outputs, {}, states)
+        pending = list(graph.steps)
+        running: dict[str, threading.Thread] = {}
+        failure = ""
+        with self._cond:
+            while pending or running:
+                if not active.abort.is_set():
+                    for step in list(pending):
+                        done = all(states[d].status is JobStatus.COMPLETED for d in step.depends_on)
+                        slot = (spec.workspace, step.compute)
+                        capacity = max(1, self._capacity(*slot))
+                        if done and self._in_use.get(slot, 0) < capacity:
+                            self._in_use[slot] = self._in_use.get(slot, 0) + 1
+                            pending.remove(step)
+                            outputs = self._output_paths(run_id, step, parent_outputs)
+                            ctx.step_outputs[step.name] = outputs
+                            thread = threading.Thread(
+                                target=self._run_step,
+                                args=(ctx, step),
+                                name=f"step-{run_id}-{step.name}",
+                                daemon=True,
+                            )
+                            running[step.name] = thread
+                            states[step.name] = replace(states[step.name], status=JobStatus.QUEUED)
+                            thread.start()
+                elif not running:
+                    break
+                self._cond.wait(_POLL_S)
+                for name in [n for n, t in running.items() if not t.is_alive()]:
+                    del running[name]
+                    slot = (spec.workspace, graph.step(name).compute)
+                    self._in_use[slot] -= 1
+                    self._cond.notify_all()  # a slot came free for other runs too
+                    if states[name].status is JobStatus.FAILED and not failure:
+                        failure = f"step {name} failed: {states[name].message}"
+                        active.abort.set()  # stop the steps still running; start no more
+        steps = tuple(states[s.name] for s in graph.steps)
+        run = replace(run, steps=steps, ended_at=_now())
+        if failure:
+            final = replace(run, status=JobStatus.FAILED, message=failure)
+            self._finish(final, [])
+            return final
+        if active.abort.is_set():
+            final = replace(
+                run,
+                status=JobStatus.CANCELED,
+                message=active.cancel_message or "canceled",
+                interrupted=active.interrupted,
+            )
+            self._finish(final, [])
+            return final
+        return self._complete(run, spec, graph, parent_outputs)
+
+    def _complete(
+        self,
+        run: PipelineRun,
+        spec: PipelineRunSpec,
+        graph: JobGraph,
+        parent_outputs: Mapping[str, str],
+    ) -> PipelineRun:
+        """Register the model outputs and mark the run Completed, all in one transaction."""
+        with self.registry.lock:
+            prepared: list[tuple[str, Prepared]] = []
+            try:
+                for output, ref in registered_outputs({"outputs": graph.outputs}).items():
+                    path = Path(parent_outputs[output])
+                    if not path.is_dir() or not any(path.iterdir()):
+                        raise BackendError(
+                            f"output {output} is empty: no step wrote to "
+                            f"${{{{parent.outputs.{output}}}}}"
+                        )
+                    body = graph.outputs[output]
+                    model_spec = ModelVersionSpec(
+                        name=ref.name,
+                        version=ref.version,
+                        path=path,
+                        type=str(body.get("type", "custom_model")),
+                        description=str(body.get("description", "")),
+                        tags={**spec.tags, "amlops.io/run": run.run_id},
+                    )
+                    prepared.append((output, self.registry.prepare(spec.workspace, model_spec)))
+            except BackendError as exc:
+                final = replace(run, status=JobStatus.FAILED, message=f"registering outputs: {exc}")
+                self._finish(final, [])
+                return final
+            outputs = {out: f"{p.version.name}:{p.version.version}" for out, p in prepared}
+            final = replace(run, status=JobStatus.COMPLETED, outputs=outputs, message="")
+            self._finish(final, [p for _, p in prepared])
+        return final
+
+    def _finish(self, run: PipelineRun, registrations: list[Prepared]) -> None:
+        with self.catalog.transaction() as tx:
+            for prepared in registrations:
+                self.registry.commit(tx, prepared)
+            self.catalog.finish_run(tx, run)
+
+    # -- bindings --------------------------------------------------------------------------
+
+    def _bind_parent_inputs(self, workspace: str, graph: JobGraph) -> dict[str, str | None]:
+        values: dict[str, str | None] = {}
+        for name, value in graph.inputs.items():
+            if isinstance(value, Mapping) and isinstance(value.get("path"), str):
+                values[name] = self._resolve_path(workspace, f"input {name}", value["path"])
+            else:
+                values[name] = literal(value)
+        return values
+
+    def _resolve_path(self, workspace: str, what: str, path: str) -> str:
+        if path.startswith("azureml:"):
+            ref = parse_model_ref(path)
+            if ref is None:
+                raise StepSetupError(f"{what}: {path!r} is not an asset the local backend holds")
+            version = self._model(workspace, ref)
+            if version is None:
+                raise StepSetupError(f"{what}: model {ref} is not registered in {workspace}")
+            return version.location
+        if "://" in path:
+            raise StepSetupError(f"{what}: {path!r} is remote; the local backend reads local paths")
+        if not Path(path).exists():
+            raise StepSetupError(f"{what}: {path} does not exist")
+        return path
+
+    def _model(self, workspace: str, ref: ModelRef) -> ModelVersion | None:
+        if ref.version is None:
+            return self.registry.latest(workspace, ref.name)
+        return self.registry.get(workspace, ref.name, ref.version)
+
+    def _output_paths(
+        self, run_id: str, step: Step, parent_outputs: Mapping[str, str]
+    ) -> dict[str, str]:
+        paths = {}
+        for name, value in step.outputs.items():
+            bound = BINDING_RE.findall(value) if isinstance(value, str) else []
+            if bound:
+                paths[name] = parent_outputs[bound[0].split(".")[2]]
+            else:
+                paths[name] = str(self._step_dir(run_id, step.name) / "outputs" / name)
+            Path(paths[name]).mkdir(parents=True, exist_ok=True)
+        return paths
+
+    def _step_inputs(self, workspace: str, step: Step, ctx: _RunContext) -> dict[str, str | None]:
+        def bind(expr: str) -> str | None:
+            parts = expr.split(".")
+            if parts[1] == "inputs":
+                return ctx.parent_inputs.get(parts[2])
+            if parts[1] == "outputs":
+                return ctx.parent_outputs[parts[2]]
+            return ctx.step_outputs[parts[2]][parts[4]]  # parent.jobs.<step>.outputs.<name>
+
+        values: dict[str, str | None] = {}
+        for name, value in step.inputs.items():
+            raw = value.get("path") if isinstance(value, Mapping) and "path" in value else value
+            if isinstance(raw, str) and BINDING_RE.search(raw):
+                values[name] = BINDING_RE.sub(lambda m: bind(str(m.group(1))) or "", raw)
+                if all(bind(e) is None for e in BINDING_RE.findall(raw)):
+                    values[name] = None  # bound to an optional input nobody gave
+            elif isinstance(value, Mapping) and "path" in value:
+                values[name] = self._resolve_path(workspace, f"input {name}", str(raw))
+            else:
+                values[name] = literal(value)
+        return values
+
+    # -- one step --------------------------------------------------------------------------
+
+    def _bin_dir(self) -> Path:
+        """A folder whose ``python`` is this interpreter, first on the steps' PATH, so
+        ``python train.py`` in a command runs with the packages amlops runs with. (Made when
+        a run is submitted, not by its steps: parallel steps would race on the link.)"""
+        bin_dir = self.root / "bin"
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("python", "python3"):
+            link = bin_dir / name
+            if not link.exists() or os.readlink(link) != sys.executable:
+                tmp = bin_dir / f".{name}.tmp"
+                tmp.unlink(missing_ok=True)
+                tmp.symlink_to(sys.executable)
+                os.replace(tmp, link)
+        return bin_dir
+
+    def _run_step(self, ctx: _RunContext, step: Step) -> None:
+        try:
+            self._run_step_unguarded(ctx, step)
+        except Exception as exc:  # a step that cannot start fails; it must not hang the run
+            failed = replace(
+                ctx.states[step.name],
+                status=JobStatus.FAILED,
+                ended_at=_now(),
+                message=f"could not start: {exc}",
+            )
+            self._set_step(ctx, failed)
+
+    def _run_step_unguarded(self, ctx: _RunContext, step: Step) -> None:
+        run_id, active = ctx.run_id, ctx.active
+        step_dir = self._step_dir(run_id, step.name)
+        log = step_dir / "user_logs" / "std_log.txt"
+        state = replace(ctx.states[step.name], started_at=_now(), log=str(log))
+        try:
+            inputs = self._step_inputs(active.spec.workspace, step, ctx)
+            outputs = dict(ctx.step_outputs[step.name])
+            command = render_command(step.command, inputs, outputs)
+            cwd = self._snapshot(step, step_dir)
+        except (StepSetupError, OSError) as exc:
+            failed = replace(state, status=JobStatus.FAILED, ended_at=_now(), message=str(exc))
+            self._set_step(ctx, failed)
+            return
+        env = dict(os.environ)
+        env.update(step.environment_variables)
+        env["PATH"] = f"{active.bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        env["PYTHONUNBUFFERED"] = "1"
+        env["AZUREML_RUN_ID"] = f"{run_id}_{step.name}"
+        env["AZUREML_ROOT_RUN_ID"] = run_id
+        for name, value in inputs.items():
+            if value is not None:
+                env[f"AZURE_ML_INPUT_{name}"] = value
+        for name, value in outputs.items():
+            env[f"AZURE_ML_OUTPUT_{name}"] = value
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"$ {command}\n")
+        proc, record = procs.spawn(["/bin/sh", "-c", command], cwd=cwd, env=env, log=log)
+        procs.write_pid_file(step_dir / "pid", record)
+        self._set_step(ctx, replace(state, status=JobStatus.RUNNING))
+        deadline = time.monotonic() + step.timeout_s if step.timeout_s else None
+        timed_out = False
+        while proc.poll() is None:
+            if active.abort.is_set():
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                timed_out = True
+                break
+            try:
+                proc.wait(timeout=_POLL_S)
+            except subprocess.TimeoutExpired:
+                continue
+        if proc.poll() is None:
+            procs.stop_group(record, proc)
+        code = proc.returncode
+        ended = _now()
+        if timed_out:
+            final = replace(
+                state,
+                status=JobStatus.FAILED,
+                exit_code=code,
+                ended_at=ended,
+                message=f"timed out after {step.timeout_s:g} s (limits.timeout); log: {log}",
+            )
+        elif code == 0:
+            final = replace(state, status=JobStatus.COMPLETED, exit_code=0, ended_at=ended)
+        elif active.abort.is_set():
+            final = replace(
+                state, status=JobStatus.CANCELED, exit_code=code, ended_at=ended, message="stopped"
+            )
+        else:
+            reason = last_line(log)
+            final = replace(
+                state,
+                status=JobStatus.FAILED,
+                exit_code=code,
+                ended_at=ended,
+                message=f"exited with code {code}"
+                + (f": {reason}" if reason else "")
+                + f" (log: {log})",
+            )
+        (step_dir / "pid").unlink(missing_ok=True)
+        self._set_step(ctx, final)
+
+    def _set_step(self, ctx: _RunContext, state: StepRun) -> None:
+        with self._cond:
+            ctx.states[state.name] = state
+            self._cond.notify_all()
+        self.catalog.update_step(ctx.run_id, state)
+
+    def _snapshot(self, step: Step, step_dir: Path) -> Path:
+        """Run in a copy of the code folder, as Azure ML runs in an uploaded snapshot: a step
+        cannot change the repository, and what ran is kept with the run."""
+        target = step_dir / "code"
+        if target.exists():
+            shutil.rmtree(target)
+        if step.code is None:
+            target.mkdir(parents=True)
+            return target
+        source = Path(step.code)
+        if not source.is_dir():
+            raise StepSetupError(f"code folder {source} does not exist")
+        shutil.copytree(source, target, ignore=lambda _d, names: [n for n in names if ignored(n)])
+        return target
+
+
+def job_graph_or_error(job: Mapping[str, Any]) -> JobGraph:
+    try:
+        return parse_job(job)
+    except JobSpecError as exc:
+        raise BackendError(f"job.{'.'.join(map(str, exc.field))}: {exc.message}") from exc

@@ -1,0 +1,338 @@
+"""Online deployments as local scoring servers (``azmlinfsrv`` on loopback, one per deployment).
+
+A deployment's server runs the deployment's scoring script from a snapshot of its code folder
+with ``AZUREML_MODEL_DIR`` set to the model version's folder: the Azure ML contract, so
+``init()``/``run()`` behave as they would in Azure. States follow Azure's provisioning states:
+``Creating`` until the server answers its health check, then ``Succeeded``; ``Failed`` when it
+exits first (the message says why, e.g. the exception ``init()`` raised) or never answers.
+A server that dies after it was serving becomes ``Stopped`` so that reconcile starts it again.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from amlops.backends.base import (
+    DeploymentSpec,
+    DeploymentState,
+    ModelVersion,
+    ProvisioningState,
+)
+from amlops.backends.local import procs
+from amlops.backends.local.cas import ArtifactStore
+from amlops.backends.local.catalog import Catalog, deployment_state
+
+STARTUP_TIMEOUT_S = 60.0
+_HEALTH_TIMEOUT_S = 0.5
+_PORT_ATTEMPTS = 3
+_PORT_TAKEN = re.compile(r"Address already in use|Connection in use")
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*)?(?:Error|Exception|Exit|Interrupt)\b.*:")
+_IN_PROGRESS = (ProvisioningState.CREATING, ProvisioningState.UPDATING)
+
+Key = tuple[str, str, str]  # workspace, endpoint, deployment
+
+
+@dataclass
+class _Server:
+    record: procs.PidRecord
+    port: int
+    fingerprint: str
+    started: float
+    proc: subprocess.Popen[bytes] | None = None  # None when adopted from an earlier process
+    attempts: int = 1
+    launch: dict[str, Any] = field(default_factory=dict)
+
+    def exit_code(self) -> int | None:
+        if self.proc is not None:
+            return self.proc.poll()
+        return None if procs.is_alive(self.record) else -1
+
+
+def healthy(port: int) -> bool:
+    """azmlinfsrv's liveness probe: GET / on the scoring port answers 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=_HEALTH_TIMEOUT_S)
+    try:
+        conn.request("GET", "/")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def failure_reason(log: Path) -> str:
+    """Why a scoring server exited, from its log: the exception init() raised, if any."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = text.splitlines()
+    marker = next((i for i, line in enumerate(lines) if "init function failed" in line), None)
+    # the server logs (and survives) errors of its own before init(); look after the marker
+    relevant = lines[marker:] if marker is not None else lines
+    exceptions = [line.strip() for line in relevant if _EXCEPTION_LINE.match(line.strip())]
+    if exceptions:
+        # Python prints the original exception first, then "direct cause" ones from the server
+        where = "init() raised " if marker is not None else ""
+        return where + exceptions[0][:300]
+    if "Worker failed to boot" in text:
+        return "the scoring script failed to load"
+    tail = [line.strip() for line in lines if line.strip()]
+    return tail[-1][:300] if tail else ""
+
+
+class ScoringServers:
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: ArtifactStore,
+        root: Path,
+        model: Callable[[str, DeploymentSpec], ModelVersion | None],
+    ) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.root = root
+        self._model = model
+        self._servers: dict[Key, _Server] = {}
+        self.free_port = procs.free_port  # replaceable, to test a port lost to a race
+
+    def _dir(self, key: Key) -> Path:
+        return self.root / "deployments" / key[0] / key[1] / key[2]
+
+    def _row(self, key: Key) -> dict[str, Any] | None:
+        for row in self.catalog.list_deployment_rows(key[0], key[1]):
+            if row["name"] == key[2]:
+                return row
+        return None
+
+    def _put(self, key: Key, **values: Any) -> None:
+        row = self._row(key) or {
+            "workspace": key[0],
+            "endpoint": key[1],
+            "name": key[2],
+            "model": "",
+            "fingerprint": "",
+            "state": ProvisioningState.STOPPED,
+            "message": "",
+            "port": 0,
+            "log": str(self._dir(key) / "server.log"),
+        }
+        row.update(values)
+        self.catalog.put_deployment_row(row)
+
+    # -- create / delete -------------------------------------------------------------------
+
+    def create_or_update(self, spec: DeploymentSpec) -> DeploymentState:
+        key = (spec.workspace, spec.endpoint, spec.name)
+        running = self._servers.get(key)
+        if (
+            running is not None
+            and running.fingerprint == spec.fingerprint
+            and running.exit_code() is None
+        ):
+            return self.refresh(key)
+        self.stop(key)
+        model = self._model(spec.workspace, spec)
+        if model is None:
+            self._put(
+                key,
+                model=str(spec.model),
+                fingerprint=spec.fingerprint,
+                state=ProvisioningState.FAILED,
+                message=f"model {spec.model} is not registered in workspace {spec.workspace}",
+            )
+            return self.refresh(key)
+        script = spec.code_dir / spec.scoring_script
+        if not script.is_file():
+            self._put(
+                key,
+                model=f"{model.name}:{model.version}",
+                fingerprint=spec.fingerprint,
+                state=ProvisioningState.FAILED,
+                message=f"scoring script {script} does not exist",
+            )
+            return self.refresh(key)
+        # serve a snapshot: edits to the repository reach the server only through a new
+        # fingerprint (a new deployment), never half-way through a running one
+        digest = self.store.put_tree(spec.code_dir)
+        code = self._dir(key) / f"code-{digest.removeprefix('sha256:')[:16]}"
+        self.store.materialize(digest, code)
+        env = dict(os.environ)
+        env.update(spec.environment_variables)
+        env["AZUREML_MODEL_DIR"] = model.location
+        env["AML_APP_ROOT"] = str(code)
+        launch = {
+            "argv": [
+                sys.executable,
+                "-m",
+                "amlops.backends.local.serve",
+                "--entry_script",
+                str(code / spec.scoring_script),
+            ],
+            "cwd": str(code),
+            "env": env,
+        }
+        self._launch(key, spec.fingerprint, launch, attempts=1)
+        self._put(
+            key,
+            model=f"{model.name}:{model.version}",
+            fingerprint=spec.fingerprint,
+        )
+        return self.refresh(key)
+
+    def _launch(self, key: Key, fingerprint: str, launch: dict[str, Any], attempts: int) -> None:
+        port = self.free_port()
+        log = self._dir(key) / "server.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("")  # one log per start: the reason a start failed is at its end
+        proc, record = procs.spawn(
+            [*launch["argv"], "--port", str(port)],
+            cwd=Path(launch["cwd"]),
+            env=launch["env"],
+            log=log,
+        )
+        record = procs.PidRecord(
+            record.pid, record.start, {"port": port, "fingerprint": fingerprint}
+        )
+        procs.write_pid_file(self._dir(key) / "server.pid", record)
+        self._servers[key] = _Server(
+            record, port, fingerprint, time.monotonic(), proc, attempts, launch
+        )
+        self._put(
+            key,
+            state=ProvisioningState.CREATING,
+            port=port,
+            message=f"starting the scoring server on port {port}",
+        )
+
+    def stop(self, key: Key, message: str = "") -> None:
+        server = self._servers.pop(key, None)
+        if server is not None:
+            procs.stop_group(server.record, server.proc)
+        (self._dir(key) / "server.pid").unlink(missing_ok=True)
+        if message and self._row(key) is not None:
+            self._put(key, state=ProvisioningState.STOPPED, message=message)
+
+    def delete(self, key: Key) -> None:
+        self.stop(key)
+        self.catalog.delete_deployment_row(*key)
+        shutil.rmtree(self._dir(key), ignore_errors=True)
+
+    def stop_all(self, message: str) -> None:
+        for key in list(self._servers):
+            self.stop(key, message)
+
+    # -- observing -------------------------------------------------------------------------
+
+    def refresh(self, key: Key) -> DeploymentState:
+        """Look at the server and move the deployment's state on; returns the new state."""
+        row = self._row(key)
+        assert row is not None, key
+        server = self._servers.get(key)
+        state = ProvisioningState(row["state"])
+        log = Path(row["log"])
+        if state in _IN_PROGRESS:
+            if server is None:
+                self._put(key, state=ProvisioningState.STOPPED, message="not running")
+            elif server.exit_code() is not None or _port_taken(log):
+                self._on_exit(key, server, log)
+            elif healthy(server.port):
+                self._put(key, state=ProvisioningState.SUCCEEDED, message="")
+            elif time.monotonic() - server.started > STARTUP_TIMEOUT_S:
+                self.stop(key)
+                self._put(
+                    key,
+                    state=ProvisioningState.FAILED,
+                    message=f"the scoring server did not answer its health check within "
+                    f"{STARTUP_TIMEOUT_S:g} s (log: {log})",
+                )
+        elif state is ProvisioningState.SUCCEEDED:
+            code = None if server is None else server.exit_code()
+            if server is None or code is not None:
+                self._servers.pop(key, None)
+                detail = f" (exit code {code})" if code not in (None, -1) else ""
+                self._put(
+                    key,
+                    state=ProvisioningState.STOPPED,
+                    message=f"the scoring server exited{detail}; log: {log}",
+                )
+        row = self._row(key)
+        assert row is not None
+        return deployment_state(row)
+
+    def _on_exit(self, key: Key, server: _Server, log: Path) -> None:
+        if _port_taken(log) and server.attempts < _PORT_ATTEMPTS:
+            # another process took the port between our check and the server's bind
+            procs.stop_group(server.record, server.proc, grace_s=1)
+            self._launch(key, server.fingerprint, server.launch, server.attempts + 1)
+            return
+        procs.stop_group(server.record, server.proc, grace_s=1)
+        self._servers.pop(key, None)
+        (self._dir(key) / "server.pid").unlink(missing_ok=True)
+        code = server.exit_code()
+        reason = failure_reason(log) or (f"exit code {code}" if code is not None else "")
+        self._put(
+            key,
+            state=ProvisioningState.FAILED,
+            message=f"the scoring server exited: {reason} (log: {log})",
+        )
+
+    def refresh_endpoint(self, workspace: str, endpoint: str) -> list[DeploymentState]:
+        return [
+            self.refresh((workspace, endpoint, row["name"]))
+            for row in self.catalog.list_deployment_rows(workspace, endpoint)
+        ]
+
+    def targets(self, workspace: str, endpoint: str) -> dict[str, int]:
+        """Deployments that may get traffic: Succeeded and with a live server here."""
+        out = {}
+        for row in self.catalog.list_deployment_rows(workspace, endpoint):
+            server = self._servers.get((workspace, endpoint, row["name"]))
+            if row["state"] == ProvisioningState.SUCCEEDED and server is not None:
+                out[row["name"]] = server.port
+        return out
+
+    def port(self, key: Key) -> int | None:
+        server = self._servers.get(key)
+        return server.port if server is not None else None
+
+    # -- after a crash ---------------------------------------------------------------------
+
+    def adopt_or_replace(self) -> None:
+        """Servers left running by an ``amlops up`` that died: keep the ones still serving
+        the deployment as recorded, stop the rest."""
+        for row in self.catalog.all_deployment_rows():
+            key: Key = (row["workspace"], row["endpoint"], row["name"])
+            if key in self._servers:
+                continue
+            record = procs.read_pid_file(self._dir(key) / "server.pid")
+            alive = record is not None and procs.is_alive(record)
+            port = int(record.extra.get("port", 0)) if record is not None else 0
+            same = record is not None and record.extra.get("fingerprint") == row["fingerprint"]
+            if record is not None and alive and same and healthy(port):
+                self._servers[key] = _Server(record, port, row["fingerprint"], time.monotonic())
+                self._put(key, state=ProvisioningState.SUCCEEDED, port=port, message="")
+                continue
+            if record is not None:
+                procs.stop_group(record)
+                (self._dir(key) / "server.pid").unlink(missing_ok=True)
+            if row["state"] != ProvisioningState.FAILED:
+                self._put(key, state=ProvisioningState.STOPPED, message="not running")
+
+
+def _port_taken(log: Path) -> bool:
+    try:
+        with log.open("rb") as f:
+            return _PORT_TAKEN.search(f.read(65536).decode("utf-8", "replace")) is not None
+    except OSError:
+        return False

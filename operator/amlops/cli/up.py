@@ -1,0 +1,654 @@
+"""``amlops up``, ``status``, ``invoke`` and ``run``: the whole loop on a laptop.
+
+``up`` validates the manifests, then reconciles them into the local backend and keeps doing
+so, on file changes and on an interval (drift correction), with a live status table. ``--once``
+reconciles until everything is Ready or Stalled, stops what it started and exits 0 (all Ready)
+or 1; state stays in the state directory, so the next ``up`` resumes. ``status`` prints the same
+table from the state directory, ``invoke`` scores through a running endpoint and ``run`` asks
+for a pipeline run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from amlops.backends.base import BackendError
+from amlops.backends.local.backend import (
+    DEFAULT_STATE_DIR,
+    LocalBackend,
+    StateDirLockedError,
+    lock_holder,
+)
+from amlops.cli import common
+from amlops.cli.validate import findings_table
+from amlops.core.manifests import Manifest
+from amlops.core.validate import Report, validate_paths
+from amlops.reconcile.conditions import Phase, phase_of
+from amlops.reconcile.tree import ORDER, ObjectReport, TreeReconciler
+
+DEFAULT_INTERVAL_S = 10.0
+DEFAULT_TIMEOUT_S = 600.0
+_WATCH_POLL_S = 0.5
+# passes in a row with only dependency waits left before `--once` calls it a dead end: a
+# dependency that is about to appear shows up within a pass or two
+_DEADLOCK_PASSES = 3
+_SMOKE_FILE = "sample-request.json"
+_PHASE_STYLE = {
+    Phase.READY: "green",
+    Phase.RECONCILING: "yellow",
+    Phase.STALLED: "red",
+    Phase.SUSPENDED: "dim",
+}
+
+
+# -- argument parsing -----------------------------------------------------------------------
+
+
+def _state_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--state-dir",
+        default=DEFAULT_STATE_DIR,
+        metavar="DIR",
+        help=f"where the local backend keeps its state (default: {DEFAULT_STATE_DIR})",
+    )
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "up",
+        help="run the manifests on this machine (local backend) and keep them in sync",
+        description="Exit (with --once): 0 everything Ready; 1 validation errors, something "
+        "Stalled, a failed smoke request or the timeout; 2 usage.",
+    )
+    p.add_argument("path", nargs="?", default="manifests", metavar="PATH")
+    _state_dir(p)
+    p.add_argument(
+        "--once", action="store_true", help="reconcile until settled, stop what started, exit"
+    )
+    p.add_argument(
+        "--smoke", action="store_true", help="send one scoring request to each endpoint at the end"
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=DEFAULT_INTERVAL_S,
+        metavar="S",
+        help=f"seconds between drift-correcting passes (default: {DEFAULT_INTERVAL_S:g})",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help=f"with --once: give up after S seconds (default: {DEFAULT_TIMEOUT_S:g})",
+    )
+    p.set_defaults(func=run_up)
+
+
+def register_status(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("status", help="the objects `amlops up` manages and their conditions")
+    _state_dir(p)
+    p.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    p.set_defaults(func=run_status)
+
+
+def register_invoke(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("invoke", help="send a scoring request to an endpoint `amlops up` serves")
+    p.add_argument("endpoint", metavar="ENDPOINT")
+    p.add_argument("--data", required=True, metavar="FILE", help="request body ('-': stdin)")
+    p.add_argument("--deployment", metavar="D", help="score with this deployment only")
+    p.add_argument("--workspace", metavar="WS", help="when several workspaces have ENDPOINT")
+    _state_dir(p)
+    p.set_defaults(func=run_invoke)
+
+
+def register_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="run a pipeline now and wait for it")
+    p.add_argument("pipeline", metavar="PIPELINE")
+    p.add_argument("--workspace", metavar="WS", help="when several workspaces have PIPELINE")
+    p.add_argument(
+        "--path",
+        metavar="PATH",
+        help="manifests, when `amlops up` is not running (default: the last `up`'s PATH)",
+    )
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S")
+    _state_dir(p)
+    p.set_defaults(func=run_run)
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    kind: str
+    workspace: str
+    name: str
+    status: Mapping[str, Any]
+
+    @property
+    def phase(self) -> Phase | None:
+        return phase_of(self.status)
+
+    def condition(self) -> Mapping[str, Any]:
+        conditions = self.status.get("conditions") or []
+        for kind in ("Stalled", "Reconciling", "Ready"):
+            for c in conditions:
+                if c.get("type") == kind:
+                    return dict(c)
+        return {}
+
+
+def rows_of(reports: Sequence[ObjectReport]) -> list[Row]:
+    return [Row(r.kind, r.workspace, r.name, r.status) for r in reports]
+
+
+def status_table(rows: Sequence[Row], title: str = "") -> Table:
+    table = Table(title=title or None, title_justify="left", expand=False)
+    for column in ("kind", "workspace", "name", "state", "reason", "message"):
+        table.add_column(column, overflow="fold")
+    order = {k: i for i, k in enumerate(ORDER)}
+    for row in sorted(rows, key=lambda r: (order.get(r.kind, 9), r.workspace, r.name)):
+        phase = row.phase
+        condition = row.condition()
+        style = _PHASE_STYLE.get(phase, "") if phase else ""
+        table.add_row(
+            row.kind,
+            row.workspace,
+            row.name,
+            Text(str(phase or "Unknown"), style=style),
+            str(condition.get("reason", "")),
+            _details(row, condition),
+        )
+    return table
+
+
+def _details(row: Row, condition: Mapping[str, Any]) -> str:
+    message = str(condition.get("message", ""))
+    if row.kind == "Pipeline" and row.status.get("steps"):
+        marks = {"Completed": "✓", "Running": "▶", "Queued": "…", "Failed": "✗", "Canceled": "✗"}
+        steps = " ".join(
+            f"{name} {marks.get(str(s.get('state')), '·')}"
+            for name, s in row.status["steps"].items()
+        )
+        return f"{message}\n{steps}"
+    return message
+
+
+def _prog() -> str:
+    """How the user called us, for the hints we print (``.venv/bin/amlops`` from make)."""
+    argv0 = sys.argv[0]
+    return os.path.relpath(argv0) if os.sep in argv0 and not argv0.endswith(".py") else "amlops"
+
+
+# -- amlops up ----------------------------------------------------------------------------------
+
+
+def _validate(path: Path) -> Report | None:
+    report = validate_paths([path])
+    if report.ok:
+        return report
+    common.stderr.print(findings_table(report.errors))
+    common.stderr.print(
+        f"[red]validation failed[/]: {len(report.errors)} errors in {path}; "
+        f"`{_prog()} validate {path}` shows them all"
+    )
+    return None
+
+
+class _Watcher:
+    """Notices edits under PATH (manifests, and the code and data they point at)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._last = self._snapshot()
+
+    def _snapshot(self) -> dict[str, tuple[int, int]]:
+        out: dict[str, tuple[int, int]] = {}
+        for folder, dirs, files in os.walk(self.root):
+            dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
+            for name in files:
+                if name.startswith(".") or name.endswith(".pyc"):
+                    continue
+                path = os.path.join(folder, name)
+                try:
+                    stat = os.stat(path)
+                except OSError:
+                    continue
+                out[path] = (stat.st_mtime_ns, stat.st_size)
+        return out
+
+    def changed(self) -> bool:
+        now = self._snapshot()
+        if now != self._last:
+            self._last = now
+            return True
+        return False
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """`kill PID` stops `up` as cleanly as Ctrl-C does."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Display:
+    """A live table on a terminal; one line per change of state in logs and pipes."""
+
+    def __init__(self, transient: bool) -> None:
+        self._live: Live | None = None
+        self._transient = transient  # `--once` prints the final table itself
+        self._seen: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+    def __enter__(self) -> _Display:
+        if common.stdout.is_terminal:
+            self._live = Live(
+                console=common.stdout, refresh_per_second=4, transient=self._transient
+            )
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+
+    def note(self, message: str) -> None:
+        stamp = datetime.now().strftime("%H:%M:%S")
+        common.stdout.print(f"[dim]{stamp}[/] {message}")
+
+    def show(self, rows: Sequence[Row], title: str) -> None:
+        if self._live is not None:
+            self._live.update(status_table(rows, title))
+            return
+        for row in rows:
+            condition = row.condition()
+            state = (str(row.phase), str(condition.get("message", "")))
+            key = (row.kind, row.workspace, row.name)
+            if self._seen.get(key) != state:
+                self._seen[key] = state
+                ref = f"{row.kind}/{row.workspace}/{row.name}"
+                self.note(f"{ref}: {state[0]} {condition.get('reason', '')}: {state[1]}")
+
+
+def run_up(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if not path.exists():
+        raise common.UsageError(f"{path} does not exist")
+    report = _validate(path)
+    if report is None:
+        return common.EXIT_FINDINGS
+    backend = LocalBackend(args.state_dir)
+    try:
+        backend.start()
+    except StateDirLockedError as exc:
+        backend.close()
+        raise common.UsageError(str(exc)) from exc
+    backend.catalog.set_meta("manifests", str(path.resolve()))
+    ok = False
+    try:
+        with _sigterm_as_interrupt(), _Display(transient=args.once) as display:
+            reports = _loop(args, path, report.manifests, backend, display)
+            if args.once:
+                common.stdout.print(status_table(rows_of(reports)))
+                ok = all(r.settled and r.outcome.phase is not Phase.STALLED for r in reports)
+                if ok and args.smoke:
+                    ok = _smoke(backend, report.manifests)
+    except KeyboardInterrupt:
+        if args.once:
+            raise  # a script asked for one pass and did not get it: exit 130
+        return common.EXIT_OK
+    finally:
+        common.stderr.print("[dim]stopping the scoring servers and pipeline runs…[/]")
+        backend.close("stopped by amlops up")
+    if ok:
+        _what_next(path, report.manifests)
+    return common.EXIT_OK if ok else common.EXIT_FINDINGS
+
+
+def _loop(
+    args: argparse.Namespace,
+    path: Path,
+    manifests: list[Manifest],
+    backend: LocalBackend,
+    display: _Display,
+) -> list[ObjectReport]:
+    reconciler = TreeReconciler(backend, backend.catalog, backend.put_compute)
+    watcher = _Watcher(path)
+    started = time.monotonic()
+    reports: list[ObjectReport] = []
+    stuck = 0
+    while True:
+        if not backend.state_dir_intact():
+            display.note(
+                f"[yellow]{backend.root} was deleted while running[/]: stopped what it ran "
+                "and starting over from an empty state directory"
+            )
+            backend.reset_after_loss()
+            backend.catalog.set_meta("manifests", str(path.resolve()))
+            reconciler = TreeReconciler(backend, backend.catalog, backend.put_compute)
+        try:
+            reports = reconciler.reconcile(manifests)
+        except Exception as exc:  # shown, then retried: `up` keeps running
+            if backend.state_dir_intact():
+                display.note(f"[red]reconcile pass failed[/]: {type(exc).__name__}: {exc}")
+            _sleep(args.interval if not args.once else 1.0, None)
+            continue
+        display.show(rows_of(reports), f"amlops up {path} — state in {backend.root}")
+        if args.once:
+            if all(r.settled for r in reports):
+                return reports
+            if _deadlocked(reports):
+                stuck += 1
+                if stuck >= _DEADLOCK_PASSES:
+                    display.note(
+                        "[red]nothing left to do[/]: "
+                        + "; ".join(
+                            f"{r.kind}/{r.name} is {r.outcome.message}"
+                            for r in reports
+                            if not r.settled
+                        )
+                    )
+                    return reports
+            else:
+                stuck = 0
+            if time.monotonic() - started > args.timeout:
+                busy = ", ".join(f"{r.kind}/{r.name}" for r in reports if not r.settled)
+                display.note(f"[red]gave up after {args.timeout:g} s[/]: {busy} still reconciling")
+                return reports
+        requeues = [r.requeue_after for r in reports if r.requeue_after is not None]
+        delay = min([args.interval, *requeues])
+        if _sleep(delay, watcher):
+            fresh = _validate(path)
+            if fresh is None:
+                display.note("[red]the manifests have errors[/]: keeping the last valid ones")
+            else:
+                display.note("manifests changed: reconciling")
+                manifests = fresh.manifests
+
+
+def _deadlocked(reports: Sequence[ObjectReport]) -> bool:
+    """Everything not settled only waits for a dependency, and nothing is in progress that
+    could produce one (e.g. an Endpoint waiting for the model of a Pipeline that failed)."""
+    waiting = [r for r in reports if not r.settled]
+    return bool(waiting) and all(r.outcome.reason == "DependencyNotReady" for r in waiting)
+
+
+def _sleep(seconds: float, watcher: _Watcher | None) -> bool:
+    """Sleep, waking early when files change; True when they did."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(_WATCH_POLL_S, left))
+        if watcher is not None and watcher.changed():
+            return True
+
+
+def _sample_request(m: Manifest) -> Path | None:
+    for i, dep in enumerate(m.spec.get("deployments") or []):
+        code = (dep.get("code_configuration") or {}).get("code")
+        if isinstance(code, str):
+            where = ("spec", "deployments", i, "code_configuration", "code")
+            candidate = m.resolve_path(where, code) / _SMOKE_FILE
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _smoke(backend: LocalBackend, manifests: Sequence[Manifest]) -> bool:
+    ok = True
+    for m in manifests:
+        if m.kind != "Endpoint":
+            continue
+        sample = _sample_request(m)
+        name = str((m.spec.get("endpoint") or {}).get("name", m.name))
+        if sample is None:
+            common.stdout.print(
+                f"smoke {name}: skipped, no {_SMOKE_FILE} next to any deployment's scoring script"
+            )
+            continue
+        body = sample.read_bytes()
+        try:
+            result = backend.invoke(m.workspace or "", name, body)
+        except BackendError as exc:
+            common.stdout.print(f"[red]smoke {name}: {exc}[/]")
+            ok = False
+            continue
+        answer = result.body.decode("utf-8", "replace")
+        style = "green" if 200 <= result.status < 300 else "red"
+        common.stdout.print(f"smoke {name}: request {body.decode().strip()}")
+        common.stdout.print(
+            f"[{style}]smoke {name}: {result.status} from deployment {result.deployment}:[/] "
+            f"{answer}"
+        )
+        ok = ok and 200 <= result.status < 300
+    return ok
+
+
+def _what_next(path: Path, manifests: Sequence[Manifest]) -> None:
+    prog = _prog()
+    hints = [(f"{prog} up {path}", "keep it running: live table, file watch, drift correction")]
+    for m in manifests:
+        if m.kind == "Endpoint":
+            name = str((m.spec.get("endpoint") or {}).get("name", m.name))
+            sample = _sample_request(m)
+            data = os.path.relpath(sample) if sample else "request.json"
+            hints.append((f"{prog} invoke {name} --data {data}", "score, while `up` runs"))
+    for m in manifests:
+        if m.kind == "Pipeline":
+            hints.append((f"{prog} run {m.name}", "retrain now"))
+    hints.append((f"{prog} status", "the table above, from the state directory"))
+    width = max(len(command) for command, _ in hints)
+    lines = [f"  {command.ljust(width)}   # {why}" for command, why in hints]
+    common.stdout.print("\nWhat to try next:\n" + "\n".join(lines), markup=False)
+
+
+# -- amlops status --------------------------------------------------------------------------
+
+
+def _open_existing(state_dir: str) -> LocalBackend:
+    if not (Path(state_dir) / "catalog.sqlite").exists():
+        raise common.UsageError(f"no state in {state_dir}: run `{_prog()} up` first")
+    return LocalBackend(state_dir)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    backend = _open_existing(args.state_dir)
+    try:
+        records = backend.catalog.list_objects()
+        holder = lock_holder(backend.root)
+    finally:
+        backend.close()
+    if args.output == "json":
+        common.print_json(
+            {
+                "stateDir": str(backend.root),
+                "upRunning": holder is not None,
+                "objects": [
+                    {
+                        "kind": r["kind"],
+                        "workspace": r["workspace"],
+                        "name": r["name"],
+                        "generation": r["generation"],
+                        "status": r["status"],
+                    }
+                    for r in records
+                ],
+            }
+        )
+        return common.EXIT_OK
+    rows = [Row(r["kind"], r["workspace"], r["name"], r["status"]) for r in records]
+    common.stdout.print(status_table(rows, f"state in {backend.root}"))
+    if holder:
+        common.stdout.print(f"{holder} is running: endpoints are being served")
+    else:
+        common.stdout.print(
+            f"`{_prog()} up` is not running: this is the last state it saw; endpoints are not "
+            "being served"
+        )
+    return common.EXIT_OK
+
+
+# -- amlops invoke --------------------------------------------------------------------------
+
+
+def _find(
+    records: Sequence[Mapping[str, Any]], kind: str, name: str, workspace: str | None
+) -> Mapping[str, Any]:
+    found = [
+        r
+        for r in records
+        if r["kind"] == kind and r["name"] == name and workspace in (None, r["workspace"])
+    ]
+    if not found:
+        raise common.UsageError(f"no {kind} {name!r} in the state directory; see `amlops status`")
+    if len(found) > 1:
+        spaces = ", ".join(r["workspace"] for r in found)
+        raise common.UsageError(f"{kind} {name!r} is in several workspaces ({spaces}): --workspace")
+    return found[0]
+
+
+def run_invoke(args: argparse.Namespace) -> int:
+    body = sys.stdin.buffer.read() if args.data == "-" else _read(Path(args.data))
+    backend = _open_existing(args.state_dir)
+    try:
+        record = _find(backend.catalog.list_objects(), "Endpoint", args.endpoint, args.workspace)
+        name = str(record["status"].get("endpointName", args.endpoint))
+        try:
+            result = backend.invoke(record["workspace"], name, body, args.deployment)
+        except BackendError as exc:
+            common.stderr.print(f"[red]error:[/] {exc}")
+            return common.EXIT_FINDINGS
+    finally:
+        backend.close()
+    text = result.body.decode("utf-8", "replace")
+    try:
+        common.print_json(json.loads(text))
+    except ValueError:
+        sys.stdout.write(text + "\n")
+    common.stderr.print(f"[dim]{result.status} from deployment {result.deployment or '-'}[/]")
+    return common.EXIT_OK if 200 <= result.status < 300 else common.EXIT_FINDINGS
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise common.UsageError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+# -- amlops run -----------------------------------------------------------------------------
+
+
+def run_run(args: argparse.Namespace) -> int:
+    at = datetime.now(UTC).isoformat(timespec="microseconds")
+    state = Path(args.state_dir)
+    holder = lock_holder(state.resolve()) if state.exists() else None
+    if holder is not None:
+        backend = _open_existing(args.state_dir)
+        try:
+            record = _find(
+                backend.catalog.list_objects(), "Pipeline", args.pipeline, args.workspace
+            )
+            backend.request_run(record["workspace"], args.pipeline, at)
+            common.stdout.print(f"asked {holder} to run {args.pipeline}")
+            return _follow(backend, record["workspace"], args.pipeline, at, args.timeout, None)
+        finally:
+            backend.close()
+    manifests_path = args.path or _last_path(args.state_dir) or "manifests"
+    report = _validate(Path(manifests_path))
+    if report is None:
+        return common.EXIT_FINDINGS
+    pipelines = [
+        m
+        for m in report.manifests
+        if m.kind == "Pipeline"
+        and m.name == args.pipeline
+        and args.workspace in (None, m.workspace)
+    ]
+    if len(pipelines) != 1:
+        what = "no" if not pipelines else "more than one"
+        raise common.UsageError(f"{what} Pipeline {args.pipeline!r} in {manifests_path}")
+    workspace = pipelines[0].workspace or ""
+    backend = LocalBackend(args.state_dir)
+    try:
+        backend.start()
+    except StateDirLockedError as exc:
+        backend.close()
+        raise common.UsageError(str(exc)) from exc
+    try:
+        backend.request_run(workspace, args.pipeline, at)
+        reconciler = TreeReconciler(backend, backend.catalog, backend.put_compute)
+
+        def step() -> None:
+            # models first (a pipeline may need them), never endpoints: `run` serves nothing
+            reconciler.reconcile(report.manifests, kinds=("Model", "Pipeline"))
+
+        common.stdout.print(f"running {args.pipeline} from {manifests_path}")
+        return _follow(backend, workspace, args.pipeline, at, args.timeout, step)
+    finally:
+        backend.close("stopped by amlops run")
+
+
+def _last_path(state_dir: str) -> str | None:
+    if not (Path(state_dir) / "catalog.sqlite").exists():
+        return None
+    backend = LocalBackend(state_dir)
+    try:
+        return backend.catalog.get_meta("manifests")
+    finally:
+        backend.close()
+
+
+def _follow(
+    backend: LocalBackend,
+    workspace: str,
+    pipeline: str,
+    at: str,
+    timeout: float,
+    step: Callable[[], None] | None,
+) -> int:
+    """Wait until the run asked for at ``at`` has ended; print its progress."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if step is not None:
+            step()
+        record = backend.catalog.get_object("Pipeline", workspace, pipeline)
+        status = record["status"] if record else {}
+        row = Row("Pipeline", workspace, pipeline, status)
+        message = str(row.condition().get("message", ""))
+        if message != last:
+            common.stdout.print(f"{pipeline}: {message}")
+            last = message
+        handled = status.get("lastHandledRequest") == at
+        if handled and row.phase in (Phase.READY, Phase.STALLED):
+            return common.EXIT_OK if row.phase is Phase.READY else common.EXIT_FINDINGS
+        time.sleep(0.5)
+    common.stderr.print(f"[red]{pipeline}: no result after {timeout:g} s[/]")
+    return common.EXIT_FINDINGS

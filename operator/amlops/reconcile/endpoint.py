@@ -1,0 +1,316 @@
+"""Endpoint: an online endpoint, its deployments and the traffic split between them.
+
+Each deployment is (re)created when it is missing, stopped, or its fingerprint changed (the
+deployment as written plus its code folder's and model's digests). A deployment waits for its
+model to be registered (DependencyNotReady) without holding back the others. Traffic is gated
+by health: only deployments that came up (Succeeded, current fingerprint) get their share;
+the rest keep 0% and their share is spread over the healthy ones, so the split sent to the
+backend always sums to 100 (or is all 0 when nothing is healthy). A deployment that fails to
+come up stalls the endpoint with the reason, until its spec, code or model changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from amlops.backends.base import (
+    DeploymentSpec,
+    DeploymentState,
+    EndpointSpec,
+    EndpointState,
+    ModelRef,
+    ModelVersion,
+    ProvisioningState,
+)
+from amlops.backends.pipeline_job import parse_model_ref
+from amlops.reconcile.actions import (
+    Action,
+    CreateOrUpdateDeployment,
+    CreateOrUpdateEndpoint,
+    DeleteDeployment,
+    DeleteEndpoint,
+    Result,
+)
+from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
+from amlops.reconcile.source import FieldPath, Source, digest_of
+
+PROGRESS_REQUEUE_S = 0.5
+MAX_MIRROR_PERCENT = 50  # Azure ML's limit for mirrored traffic
+
+
+@dataclass(frozen=True)
+class DeploymentDesired:
+    name: str
+    written: Mapping[str, Any]  # the CLI v2 deployment YAML as written
+    model: ModelRef | None
+    code_dir: Path | None
+    scoring_script: str
+    environment_variables: Mapping[str, str]
+    instance_count: int
+    problem: str = ""  # a spec error, naming the field
+
+
+@dataclass(frozen=True)
+class EndpointDesired:
+    workspace: str
+    name: str
+    generation: int
+    auth_mode: str
+    traffic: Mapping[str, int]
+    mirror_traffic: Mapping[str, int]
+    description: str
+    deployments: tuple[DeploymentDesired, ...]
+    source: Source
+    suspend: bool = False
+    deletion_policy: str = "Delete"
+
+
+@dataclass(frozen=True)
+class EndpointObserved:
+    endpoint: EndpointState | None
+    deployments: Mapping[str, DeploymentState]
+    models: Mapping[str, ModelVersion | None]  # deployment name -> its model version
+    code_digests: Mapping[str, str | None]  # deployment name -> digest; None: folder missing
+
+
+def desired_endpoint(
+    workspace: str, name: str, spec: Mapping[str, Any], generation: int, source: Source
+) -> EndpointDesired:
+    endpoint = spec["endpoint"]
+    deployments = []
+    for i, body in enumerate(spec.get("deployments") or []):
+        where: FieldPath = ("spec", "deployments", i)
+        model_value = body.get("model")
+        model = parse_model_ref(model_value) if isinstance(model_value, str) else None
+        problem = ""
+        if model is None:
+            problem = (
+                f"{source.field((*where, 'model'))}: the local backend serves registered "
+                "models only; write model: azureml:NAME:VERSION"
+            )
+        config = body.get("code_configuration") or {}
+        code = config.get("code")
+        code_dir = None
+        if isinstance(code, str):
+            code_dir = source.resolve((*where, "code_configuration", "code"), code)
+        elif not problem:
+            problem = (
+                f"{source.field((*where, 'code_configuration'))}: set code_configuration.code "
+                "and scoring_script (the local backend runs a scoring script)"
+            )
+        env = body.get("environment_variables") or {}
+        deployments.append(
+            DeploymentDesired(
+                name=str(body["name"]),
+                written=body,
+                model=model,
+                code_dir=code_dir,
+                scoring_script=str(config.get("scoring_script", "score.py")),
+                environment_variables={str(k): str(v) for k, v in env.items()},
+                instance_count=int(body.get("instance_count", 1)),
+                problem=problem,
+            )
+        )
+    return EndpointDesired(
+        workspace=workspace,
+        name=str(endpoint.get("name", name)),
+        generation=generation,
+        auth_mode=str(endpoint.get("auth_mode", "key")),
+        traffic={str(k): int(v) for k, v in (endpoint.get("traffic") or {}).items()},
+        mirror_traffic={str(k): int(v) for k, v in (endpoint.get("mirror_traffic") or {}).items()},
+        description=str(endpoint.get("description", "")),
+        deployments=tuple(deployments),
+        source=source,
+        suspend=bool(spec.get("suspend", False)),
+        deletion_policy=str(spec.get("deletionPolicy", "Delete")),
+    )
+
+
+def renormalize(weights: Mapping[str, int]) -> dict[str, int]:
+    """Scale weights to sum to 100 (largest remainder, ties by name); all 0 stays all 0."""
+    total = sum(weights.values())
+    if total <= 0:
+        return dict.fromkeys(weights, 0)
+    exact = {k: v * 100 / total for k, v in weights.items()}
+    out = {k: int(v) for k, v in exact.items()}
+    short = 100 - sum(out.values())
+    for name in sorted(exact, key=lambda k: (-(exact[k] - out[k]), k))[:short]:
+        out[name] += 1
+    return out
+
+
+def deployment_fingerprint(
+    desired: DeploymentDesired, code_digest: str | None, model: ModelVersion | None
+) -> str:
+    return digest_of(
+        {
+            "deployment": desired.written,
+            "code": code_digest,
+            "model": [model.name, model.version, model.digest] if model else None,
+        }
+    )
+
+
+def _spec_problems(desired: EndpointDesired) -> list[str]:
+    names = {d.name for d in desired.deployments}
+    problems = [d.problem for d in desired.deployments if d.problem]
+    for key, table in (("traffic", desired.traffic), ("mirror_traffic", desired.mirror_traffic)):
+        for name in sorted(set(table) - names):
+            problems.append(
+                f"{desired.source.field(('spec', 'endpoint', key, name))}: there is no "
+                f"deployment {name!r}; add it to spec.deployments or remove it here"
+            )
+    total = sum(desired.traffic.values())
+    if desired.traffic and total not in (0, 100):
+        problems.append(
+            f"{desired.source.field(('spec', 'endpoint', 'traffic'))}: the traffic adds up to "
+            f"{total}%; make it 100"
+        )
+    for name, pct in sorted(desired.mirror_traffic.items()):
+        if pct > MAX_MIRROR_PERCENT:
+            problems.append(
+                f"{desired.source.field(('spec', 'endpoint', 'mirror_traffic', name))}: "
+                f"{pct}% is above Azure ML's limit of {MAX_MIRROR_PERCENT}% for mirrored traffic"
+            )
+    return problems
+
+
+def reconcile_endpoint(
+    desired: EndpointDesired,
+    observed: EndpointObserved,
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+) -> Result:
+    def result(outcome: Outcome, actions: list[Action], **fields: Any) -> Result:
+        fields["endpointName"] = desired.name  # what a finalizer deletes
+        status = build_status(outcome, desired.generation, previous, now, **fields)
+        requeue = PROGRESS_REQUEUE_S if outcome.phase is Phase.RECONCILING else None
+        return Result(tuple(actions), status, outcome, requeue)
+
+    if desired.suspend:
+        return result(suspended(), [])
+    problems = _spec_problems(desired)
+    if problems:
+        return result(Outcome(Phase.STALLED, "InvalidSpec", "; ".join(problems)), [])
+
+    actions: list[Action] = []
+    waiting: list[str] = []
+    failed: list[str] = []
+    progressing: list[str] = []
+    healthy: set[str] = set()
+    report: dict[str, Any] = {}
+    for dep in desired.deployments:
+        state = observed.deployments.get(dep.name)
+        model = observed.models.get(dep.name)
+        code_digest = observed.code_digests.get(dep.name)
+        if dep.code_dir is not None and code_digest is None:
+            failed.append(f"deployment {dep.name}: code folder {dep.code_dir} does not exist")
+            continue
+        if model is None:
+            waiting.append(f"model {dep.model} (deployment {dep.name})")
+            report[dep.name] = {"state": "WaitingForModel", "model": str(dep.model)}
+            continue
+        fp = deployment_fingerprint(dep, code_digest, model)
+        current = state is not None and state.fingerprint == fp
+        if state is not None:
+            report[dep.name] = {"state": str(state.provisioning_state), "model": state.model}
+            if state.message:
+                report[dep.name]["message"] = state.message
+        phase = state.provisioning_state if current and state is not None else None
+        message = state.message if state is not None else ""
+        if phase is ProvisioningState.FAILED:
+            failed.append(f"deployment {dep.name}: {message}")
+        elif phase is ProvisioningState.SUCCEEDED:
+            healthy.add(dep.name)
+        elif phase in (ProvisioningState.CREATING, ProvisioningState.UPDATING):
+            progressing.append(f"deployment {dep.name}: {message or 'starting'}")
+        else:
+            assert dep.code_dir is not None  # checked by _spec_problems
+            actions.append(
+                CreateOrUpdateDeployment(
+                    DeploymentSpec(
+                        workspace=desired.workspace,
+                        endpoint=desired.name,
+                        name=dep.name,
+                        model=model.ref,
+                        code_dir=dep.code_dir,
+                        scoring_script=dep.scoring_script,
+                        fingerprint=fp,
+                        environment_variables=dep.environment_variables,
+                        instance_count=dep.instance_count,
+                    )
+                )
+            )
+            progressing.append(f"deployment {dep.name}: deploying {model.name}:{model.version}")
+
+    traffic = renormalize({n: w if n in healthy else 0 for n, w in desired.traffic.items()})
+    mirror = {n: p if n in healthy else 0 for n, p in desired.mirror_traffic.items()}
+    endpoint = observed.endpoint
+    if (
+        endpoint is None
+        or endpoint.provisioning_state is not ProvisioningState.SUCCEEDED
+        or endpoint.auth_mode != desired.auth_mode
+        or dict(endpoint.traffic) != traffic
+        or dict(endpoint.mirror_traffic) != mirror
+    ):
+        spec = EndpointSpec(
+            workspace=desired.workspace,
+            name=desired.name,
+            auth_mode=desired.auth_mode,
+            traffic=traffic,
+            mirror_traffic=mirror,
+            description=desired.description,
+        )
+        # the endpoint (and its traffic) first: deployments attach to it, and traffic must
+        # leave a deployment before it is deleted
+        actions.insert(0, CreateOrUpdateEndpoint(spec))
+    wanted = {d.name for d in desired.deployments}
+    actions += [
+        DeleteDeployment(desired.workspace, desired.name, name)
+        for name in sorted(set(observed.deployments) - wanted)
+    ]
+
+    fields: dict[str, Any] = {
+        "scoringUri": endpoint.scoring_uri if endpoint is not None else None,
+        "traffic": traffic,
+        "mirrorTraffic": mirror or None,
+        "deployments": report,
+    }
+    if failed:
+        serving = ", ".join(sorted(healthy))
+        tail = f"; serving from {serving}" if serving else "; nothing is serving"
+        return result(
+            Outcome(Phase.STALLED, "DeploymentFailed", "; ".join(failed) + tail), actions, **fields
+        )
+    if waiting:
+        return result(
+            Outcome(Phase.RECONCILING, "DependencyNotReady", "waiting for " + "; ".join(waiting)),
+            actions,
+            **fields,
+        )
+    if progressing or actions:
+        message = "; ".join(progressing) or "; ".join(a.describe() for a in actions)
+        return result(Outcome(Phase.RECONCILING, "Progressing", message), actions, **fields)
+    split = ", ".join(f"{n} {w}%" for n, w in sorted(traffic.items()))
+    mirrored = ", ".join(f"{n} {p}%" for n, p in sorted(mirror.items()) if p)
+    uri = endpoint.scoring_uri if endpoint is not None else ""
+    message = f"serving at {uri}: {split or 'no traffic set'}"
+    if mirrored:
+        message += f" (mirroring {mirrored})"
+    if endpoint is not None and endpoint.message:
+        message += f"; {endpoint.message}"
+    return result(Outcome(Phase.READY, "Serving", message), actions, **fields)
+
+
+def finalize_endpoint(
+    workspace: str, status: Mapping[str, Any], deletion_policy: str
+) -> tuple[Action, ...]:
+    """The object is gone: delete the endpoint and its deployments, unless told to retain it."""
+    name = status.get("endpointName")
+    if deletion_policy == "Retain" or not isinstance(name, str):
+        return ()
+    return (DeleteEndpoint(workspace, name),)

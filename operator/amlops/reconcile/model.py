@@ -1,0 +1,142 @@
+"""Model: register the manifest's files as a model version, once.
+
+Versions are immutable. With ``version`` pinned, the version is registered when missing and
+left alone when present: if the files changed since, the object stays Ready and says how to
+publish them (bump the version). Without ``version``, changed files become the next version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from amlops.backends.base import ModelVersion, ModelVersionSpec
+from amlops.reconcile.actions import Action, DeleteModelVersion, RegisterModel, Result
+from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
+from amlops.reconcile.source import Source
+
+PATH_FIELD = ("spec", "model", "path")
+
+
+@dataclass(frozen=True)
+class ModelDesired:
+    workspace: str
+    name: str  # the object's name (metadata.name)
+    generation: int
+    spec: ModelVersionSpec  # path absolute
+    path_field: str  # where spec.model.path is written, for messages
+    suspend: bool = False
+    deletion_policy: str = "Delete"
+
+
+@dataclass(frozen=True)
+class ModelObserved:
+    local_digest: str | None  # digest of the files at spec.path; None when they are missing
+    registered: ModelVersion | None  # the pinned version, or the latest when unpinned
+
+
+def desired_model(
+    workspace: str, name: str, spec: Mapping[str, Any], generation: int, source: Source
+) -> ModelDesired:
+    model = spec["model"]
+    version = model.get("version")
+    tags = model.get("tags") if isinstance(model.get("tags"), Mapping) else {}
+    return ModelDesired(
+        workspace=workspace,
+        name=name,
+        generation=generation,
+        spec=ModelVersionSpec(
+            name=str(model["name"]),
+            version=str(version) if version is not None else None,
+            path=source.resolve(PATH_FIELD, str(model["path"])),
+            type=str(model.get("type", "custom_model")),
+            description=str(model.get("description", "")),
+            tags={str(k): str(v) for k, v in (tags or {}).items()},
+        ),
+        path_field=source.field(PATH_FIELD),
+        suspend=bool(spec.get("suspend", False)),
+        deletion_policy=str(spec.get("deletionPolicy", "Delete")),
+    )
+
+
+def _short(digest: str) -> str:
+    return digest.removeprefix("sha256:")[:12]
+
+
+def reconcile_model(
+    desired: ModelDesired,
+    observed: ModelObserved,
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+) -> Result:
+    spec = desired.spec
+    registered = observed.registered
+    fields: dict[str, Any] = {}
+    if registered is not None:
+        fields = {
+            "modelName": registered.name,
+            "version": registered.version,
+            "assetId": registered.asset_id,
+            "sha256": registered.digest.removeprefix("sha256:"),
+        }
+
+    def result(outcome: Outcome, *actions: Action) -> Result:
+        status = build_status(outcome, desired.generation, previous, now, **fields)
+        return Result(tuple(actions), status, outcome)
+
+    if desired.suspend:
+        return result(suspended())
+    if observed.local_digest is None:
+        return result(
+            Outcome(
+                Phase.STALLED,
+                "ArtifactsNotFound",
+                f"{desired.path_field}: {spec.path} does not exist; fix the path or add the files",
+            )
+        )
+    label = f"{spec.name}:{spec.version}" if spec.version else spec.name
+    if registered is None:
+        return result(
+            Outcome(Phase.RECONCILING, "Registering", f"registering {label}"),
+            RegisterModel(desired.workspace, spec),
+        )
+    if registered.digest == observed.local_digest:
+        return result(
+            Outcome(
+                Phase.READY,
+                "Registered",
+                f"{registered.name}:{registered.version} registered "
+                f"(sha256 {_short(registered.digest)})",
+            )
+        )
+    if spec.version is None:
+        return result(
+            Outcome(
+                Phase.RECONCILING,
+                "Registering",
+                f"the files changed since {registered.name}:{registered.version}; "
+                "registering them as the next version",
+            ),
+            RegisterModel(desired.workspace, spec),
+        )
+    return result(
+        Outcome(
+            Phase.READY,
+            "NewFilesNotRegistered",
+            f"{label} stays as registered (sha256 {_short(registered.digest)}); the files at "
+            f"{desired.path_field} changed (sha256 {_short(observed.local_digest)}): versions are "
+            "immutable, bump spec.model.version to register them",
+        )
+    )
+
+
+def finalize_model(
+    workspace: str, status: Mapping[str, Any], deletion_policy: str
+) -> tuple[Action, ...]:
+    """The object is gone: delete the version it registered, unless told to retain it."""
+    name, version = status.get("modelName"), status.get("version")
+    if deletion_policy == "Retain" or not isinstance(name, str) or not isinstance(version, str):
+        return ()
+    return (DeleteModelVersion(workspace, name, version),)

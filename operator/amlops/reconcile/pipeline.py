@@ -1,0 +1,302 @@
+"""Pipeline: run the Azure ML pipeline job when its spec changes, on its schedule, or on request.
+
+A run is identified by the job's fingerprint: the job as written plus the digests of the local
+files it points at (code folders, input data), so editing a training script or the data is a
+change too. Triggers, in order: a new request (``amlops run`` / an annotation), a changed
+fingerprint (``runOnChange``, default on), an interrupted run of the current fingerprint (its
+runner died), a due ``schedule``. Only one run at a time: a trigger that comes while a run is
+active waits for it. A run starts only when every compute and every input model exists
+(DependencyNotReady until then). A failed run stalls the object until the spec changes or a
+run is requested.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from amlops.backends.base import (
+    ComputeInfo,
+    JobStatus,
+    ModelVersion,
+    PipelineRun,
+    PipelineRunSpec,
+)
+from amlops.backends.pipeline_job import (
+    JobSpecError,
+    computes,
+    model_inputs,
+    parse_job,
+)
+from amlops.reconcile.actions import Action, CancelPipelineRun, Result, SubmitPipelineRun
+from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended, timestamp
+from amlops.reconcile.source import FieldPath, Source, digest_of
+
+JOB: FieldPath = ("spec", "job")
+RUNNING_REQUEUE_S = 1.0
+
+
+@dataclass(frozen=True)
+class PipelineDesired:
+    workspace: str
+    name: str
+    generation: int
+    job: Mapping[str, Any]  # local paths resolved to absolute ones
+    job_as_written: Mapping[str, Any]
+    local_paths: Mapping[str, Path]  # "spec.job.jobs.prep.code" -> folder, to digest
+    source: Source
+    cron: str | None = None
+    time_zone: str = "UTC"
+    run_on_change: bool = True
+    suspend: bool = False
+    requested_at: str | None = None  # `amlops run` / the amlops.io/run-requested-at annotation
+
+
+@dataclass(frozen=True)
+class PipelineObserved:
+    computes: Mapping[str, ComputeInfo | None]
+    models: Mapping[str, ModelVersion | None]  # model input name -> registered version
+    local_digests: Mapping[str, str | None]  # same keys as local_paths; None: missing
+    latest_run: PipelineRun | None = None
+
+
+def _is_local(value: str) -> bool:
+    return not value.startswith("azureml:") and "://" not in value
+
+
+def desired_pipeline(
+    workspace: str,
+    name: str,
+    spec: Mapping[str, Any],
+    generation: int,
+    source: Source,
+    requested_at: str | None = None,
+) -> PipelineDesired:
+    written = spec["job"]
+    job = copy.deepcopy(dict(written))
+    local: dict[str, Path] = {}
+
+    def resolve(where: FieldPath, container: dict[str, Any], key: str) -> None:
+        value = container.get(key)
+        if isinstance(value, str) and _is_local(value) and "${{" not in value:
+            path = source.resolve((*JOB, *where), value)
+            container[key] = str(path)
+            local[".".join(map(str, (*JOB, *where)))] = path
+
+    for input_name, value in (job.get("inputs") or {}).items():
+        if isinstance(value, dict):
+            resolve(("inputs", input_name, "path"), value, "path")
+    for step_name, step in (job.get("jobs") or {}).items():
+        if not isinstance(step, dict):
+            continue
+        resolve(("jobs", step_name, "code"), step, "code")
+        for input_name, value in (step.get("inputs") or {}).items():
+            if isinstance(value, dict):
+                resolve(("jobs", step_name, "inputs", input_name, "path"), value, "path")
+    schedule = spec.get("schedule") if isinstance(spec.get("schedule"), Mapping) else None
+    return PipelineDesired(
+        workspace=workspace,
+        name=name,
+        generation=generation,
+        job=job,
+        job_as_written=written,
+        local_paths=local,
+        source=source,
+        cron=str(schedule["cron"]) if schedule and "cron" in schedule else None,
+        time_zone=str(schedule.get("timeZone", "UTC")) if schedule else "UTC",
+        run_on_change=bool(spec.get("runOnChange", True)),
+        suspend=bool(spec.get("suspend", False)),
+        requested_at=requested_at,
+    )
+
+
+def fingerprint(desired: PipelineDesired, observed: PipelineObserved) -> str:
+    return digest_of({"job": desired.job_as_written, "files": dict(observed.local_digests)})
+
+
+def next_fire(cron: str, time_zone: str, after: datetime) -> datetime:
+    """The first time after ``after`` that ``cron`` fires, read in ``time_zone``."""
+    local = after.astimezone(ZoneInfo(time_zone))
+    fire: datetime = croniter(cron, local).get_next(datetime)
+    return fire
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _progress(run: PipelineRun) -> str:
+    done = sum(1 for s in run.steps if s.status is JobStatus.COMPLETED)
+    active = [f"{s.name} {s.status}" for s in run.steps if s.status in _ACTIVE]
+    where = f": {', '.join(active)}" if active else ""
+    return f"run {run.run_id} {run.status} ({done}/{len(run.steps)} steps done){where}"
+
+
+_ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+def _run_fields(run: PipelineRun | None) -> dict[str, Any]:
+    if run is None:
+        return {}
+    steps: dict[str, Any] = {}
+    for step in run.steps:
+        entry: dict[str, Any] = {"state": str(step.status)}
+        if step.exit_code is not None:
+            entry["exitCode"] = step.exit_code
+        steps[step.name] = entry
+    return {
+        "runId": run.run_id,
+        "phase": str(run.status),
+        "steps": steps,
+        "outputs": dict(run.outputs) or None,
+    }
+
+
+def reconcile_pipeline(
+    desired: PipelineDesired,
+    observed: PipelineObserved,
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+) -> Result:
+    prev = previous or {}
+    run = observed.latest_run
+    fields: dict[str, Any] = {
+        **_run_fields(run),
+        "lastScheduleTime": prev.get("lastScheduleTime"),
+        "nextScheduleTime": prev.get("nextScheduleTime"),
+        "lastHandledRequest": prev.get("lastHandledRequest"),
+    }
+
+    def result(outcome: Outcome, *actions: Action, requeue: float | None = None) -> Result:
+        status = build_status(outcome, desired.generation, previous, now, **fields)
+        return Result(tuple(actions), status, outcome, requeue)
+
+    def stalled(reason: str, message: str) -> Result:
+        return result(Outcome(Phase.STALLED, reason, message))
+
+    if desired.suspend:
+        return result(suspended())
+    try:
+        parse_job(desired.job)
+    except JobSpecError as exc:
+        return stalled("InvalidSpec", f"{desired.source.field((*JOB, *exc.field))}: {exc.message}")
+    for label, digest in observed.local_digests.items():
+        if digest is None:
+            return stalled(
+                "ArtifactsNotFound",
+                f"{label}: {desired.local_paths[label]} does not exist; fix the path",
+            )
+    current = fingerprint(desired, observed)
+    fields["specHash"] = current.removeprefix("sha256:")[:16]
+
+    # the schedule: when the next run is due (kept in status, so it survives restarts)
+    due = False
+    if desired.cron:
+        try:
+            next_time = _parse_time(prev.get("nextScheduleTime"))
+            if next_time is None or prev.get("schedule") != desired.cron:
+                next_time = next_fire(desired.cron, desired.time_zone, now)
+                fields["nextScheduleTime"] = timestamp(next_time)
+            due = now >= next_time
+        except (ValueError, KeyError, ZoneInfoNotFoundError) as exc:
+            return stalled(
+                "InvalidSpec",
+                f"{desired.source.field(('spec', 'schedule'))}: {exc}; write a five-field "
+                "cron expression and an IANA time zone such as UTC or Europe/Berlin",
+            )
+        fields["schedule"] = desired.cron
+
+    if run is not None and run.status in (JobStatus.NOT_STARTED, *_ACTIVE):
+        return result(
+            Outcome(Phase.RECONCILING, "Running", _progress(run)), requeue=RUNNING_REQUEUE_S
+        )
+
+    trigger = None
+    requested = desired.requested_at
+    if requested and requested != prev.get("lastHandledRequest"):
+        trigger = "manual"
+    elif desired.run_on_change and (run is None or run.fingerprint != current):
+        trigger = "change"
+    elif run is not None and run.fingerprint == current and run.interrupted:
+        trigger = "retry"
+    elif due:
+        trigger = "schedule"
+
+    if trigger is not None:
+        waiting = _missing_dependencies(desired, observed)
+        if waiting:
+            return result(
+                Outcome(
+                    Phase.RECONCILING, "DependencyNotReady", "waiting for " + "; ".join(waiting)
+                ),
+                requeue=RUNNING_REQUEUE_S,
+            )
+        if trigger == "manual":
+            fields["lastHandledRequest"] = requested
+        if trigger == "schedule":
+            fields["lastScheduleTime"] = timestamp(now)
+            fields["nextScheduleTime"] = timestamp(
+                next_fire(desired.cron or "", desired.time_zone, now)
+            )
+        spec = PipelineRunSpec(
+            workspace=desired.workspace,
+            pipeline=desired.name,
+            job=desired.job,
+            fingerprint=current,
+            trigger=trigger,
+            tags={"amlops.io/pipeline": desired.name, "amlops.io/trigger": trigger},
+        )
+        return result(
+            Outcome(Phase.RECONCILING, "Starting", f"starting a run ({trigger})"),
+            SubmitPipelineRun(spec),
+            requeue=RUNNING_REQUEUE_S,
+        )
+
+    if run is None:
+        hint = (
+            f"next scheduled run at {fields['nextScheduleTime']}"
+            if desired.cron
+            else f"start one with `amlops run {desired.name}`"
+        )
+        return result(Outcome(Phase.READY, "NoRunYet", f"no run yet (runOnChange is off); {hint}"))
+    if run.status is JobStatus.COMPLETED:
+        registered = ", ".join(f"{v} (output {k})" for k, v in sorted(run.outputs.items()))
+        note = f"; registered {registered}" if registered else ""
+        return result(Outcome(Phase.READY, "Succeeded", f"run {run.run_id} completed{note}"))
+    what = "failed" if run.status is JobStatus.FAILED else "was canceled"
+    return stalled(
+        "RunFailed" if run.status is JobStatus.FAILED else "RunCanceled",
+        f"run {run.run_id} {what}: {run.message or 'no message'}; fix the cause and change "
+        f"the spec, or run it again with `amlops run {desired.name}`",
+    )
+
+
+def _missing_dependencies(desired: PipelineDesired, observed: PipelineObserved) -> list[str]:
+    waiting = [
+        f"ComputeCluster {name} in workspace {desired.workspace}"
+        for name in sorted(computes(desired.job))
+        if observed.computes.get(name) is None
+    ]
+    for input_name, ref in sorted(model_inputs(desired.job).items()):
+        if observed.models.get(input_name) is None:
+            waiting.append(f"model {ref} (input {input_name})")
+    return waiting
+
+
+def finalize_pipeline(workspace: str, run: PipelineRun | None) -> tuple[Action, ...]:
+    """The object is gone: stop its active run. Finished runs are history and stay."""
+    if run is not None and not run.status.terminal:
+        return (CancelPipelineRun(workspace, run.run_id),)
+    return ()

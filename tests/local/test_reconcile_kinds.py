@@ -1,0 +1,276 @@
+"""The pure reconcilers: decisions from (desired, observed), no backend involved."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from amlops.backends.base import (
+    ComputeInfo,
+    DeploymentState,
+    EndpointState,
+    JobStatus,
+    ModelVersion,
+    PipelineRun,
+    ProvisioningState,
+)
+from amlops.reconcile import endpoint, model, pipeline
+from amlops.reconcile.actions import (
+    CreateOrUpdateDeployment,
+    CreateOrUpdateEndpoint,
+    RegisterModel,
+    SubmitPipelineRun,
+)
+from amlops.reconcile.conditions import Phase
+from amlops.reconcile.source import Source
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
+SOURCE = Source(lambda path: "m.yaml:7", lambda path, value: Path("/repo") / value)
+
+
+def _version(name: str, version: str, digest: str = "sha256:aa") -> ModelVersion:
+    return ModelVersion(
+        "ws", name, version, f"id-{name}", digest, "custom_model", "", {}, "t", "/m"
+    )
+
+
+# -- Model ------------------------------------------------------------------------------------
+
+
+def _model(version: str | None = "1") -> model.ModelDesired:
+    spec: dict[str, Any] = {"model": {"name": "m", "path": "assets/m"}}
+    if version:
+        spec["model"]["version"] = version
+    return model.desired_model("ws", "m", spec, 1, SOURCE)
+
+
+def test_model_missing_files_stall_naming_the_field() -> None:
+    result = model.reconcile_model(_model(), model.ModelObserved(None, None), None, NOW)
+    assert result.outcome.phase is Phase.STALLED
+    assert result.outcome.message.startswith("m.yaml:7 spec.model.path: /repo/assets/m does not")
+    assert result.actions == ()
+
+
+def test_model_is_registered_once() -> None:
+    first = model.reconcile_model(_model(), model.ModelObserved("sha256:aa", None), None, NOW)
+    assert [type(a) for a in first.actions] == [RegisterModel]
+    done = model.reconcile_model(
+        _model(), model.ModelObserved("sha256:aa", _version("m", "1")), None, NOW
+    )
+    assert done.outcome.phase is Phase.READY and done.actions == ()
+
+
+def test_changed_files_under_a_pinned_version_are_reported_not_registered() -> None:
+    observed = model.ModelObserved("sha256:bb", _version("m", "1"))
+    result = model.reconcile_model(_model("1"), observed, None, NOW)
+    assert result.actions == ()
+    assert result.outcome.reason == "NewFilesNotRegistered"
+    assert "bump spec.model.version" in result.outcome.message
+    unpinned = model.reconcile_model(_model(None), observed, None, NOW)
+    assert [type(a) for a in unpinned.actions] == [RegisterModel]
+
+
+# -- Pipeline ---------------------------------------------------------------------------------
+
+
+def _pipeline(**spec: Any) -> pipeline.PipelineDesired:
+    job = {
+        "type": "pipeline",
+        "settings": {"default_compute": "azureml:cpu"},
+        "inputs": {"base": {"type": "custom_model", "path": "azureml:base:1"}},
+        "jobs": {"train": {"command": "python t.py", "code": "src", "compute": "azureml:gpu"}},
+    }
+    return pipeline.desired_pipeline(
+        "ws", "p", {"job": job, **spec}, 1, SOURCE, spec.pop("requested", None)
+    )
+
+
+def _observed(
+    run: PipelineRun | None = None, computes: tuple[str, ...] = ("gpu",), base: bool = True
+) -> pipeline.PipelineObserved:
+    return pipeline.PipelineObserved(
+        computes={"gpu": ComputeInfo("ws", "gpu", 2) if "gpu" in computes else None},
+        models={"base": _version("base", "1") if base else None},
+        local_digests={"spec.job.jobs.train.code": "sha256:code"},
+        latest_run=run,
+    )
+
+
+def _run(desired: pipeline.PipelineDesired, status: JobStatus, **kw: Any) -> PipelineRun:
+    fp = pipeline.fingerprint(desired, _observed())
+    return PipelineRun("r1", "ws", "p", kw.pop("fp", fp), "change", status, (), "t", **kw)
+
+
+def test_pipeline_waits_for_its_compute_and_models() -> None:
+    result = pipeline.reconcile_pipeline(_pipeline(), _observed(computes=(), base=False), None, NOW)
+    assert result.outcome.phase is Phase.RECONCILING
+    assert result.outcome.reason == "DependencyNotReady"
+    assert "ComputeCluster gpu" in result.outcome.message
+    assert "model base:1" in result.outcome.message
+    assert result.actions == ()
+
+
+def test_pipeline_runs_when_new_and_not_again() -> None:
+    desired = _pipeline()
+    first = pipeline.reconcile_pipeline(desired, _observed(), None, NOW)
+    assert [type(a) for a in first.actions] == [SubmitPipelineRun]
+    assert first.actions[0].spec.job["jobs"]["train"]["code"] == "/repo/src"  # type: ignore[union-attr]
+    done = pipeline.reconcile_pipeline(
+        desired, _observed(_run(desired, JobStatus.COMPLETED)), first.status, NOW
+    )
+    assert done.actions == () and done.outcome.phase is Phase.READY
+
+
+def test_pipeline_runs_again_when_code_changes() -> None:
+    desired = _pipeline()
+    old = _run(desired, JobStatus.COMPLETED, fp="sha256:old")
+    result = pipeline.reconcile_pipeline(desired, _observed(old), None, NOW)
+    assert result.actions[0].spec.trigger == "change"  # type: ignore[union-attr]
+
+
+def test_a_failed_run_stalls_until_asked_again() -> None:
+    desired = _pipeline()
+    failed = _run(desired, JobStatus.FAILED, message="step train failed: exited with code 2")
+    result = pipeline.reconcile_pipeline(desired, _observed(failed), None, NOW)
+    assert result.outcome.phase is Phase.STALLED
+    assert "step train failed: exited with code 2" in result.outcome.message
+    assert result.actions == ()
+    asked = _pipeline(requested="2026-03-02T12:00:00")
+    again = pipeline.reconcile_pipeline(asked, _observed(failed), result.status, NOW)
+    assert again.actions[0].spec.trigger == "manual"  # type: ignore[union-attr]
+    handled = pipeline.reconcile_pipeline(
+        asked, _observed(_run(asked, JobStatus.COMPLETED)), again.status, NOW
+    )
+    assert handled.actions == ()
+
+
+def test_an_interrupted_run_is_retried() -> None:
+    desired = _pipeline()
+    interrupted = _run(desired, JobStatus.CANCELED, interrupted=True)
+    result = pipeline.reconcile_pipeline(desired, _observed(interrupted), None, NOW)
+    assert result.actions[0].spec.trigger == "retry"  # type: ignore[union-attr]
+
+
+def test_the_schedule_fires_when_due() -> None:
+    desired = _pipeline(schedule={"cron": "0 3 * * 1", "timeZone": "UTC"})
+    done = _run(desired, JobStatus.COMPLETED)
+    first = pipeline.reconcile_pipeline(desired, _observed(done), None, NOW)
+    assert first.actions == ()
+    assert first.status["nextScheduleTime"] == "2026-03-09T03:00:00Z"
+    later = NOW + timedelta(days=7)
+    due = pipeline.reconcile_pipeline(desired, _observed(done), first.status, later)
+    assert due.actions[0].spec.trigger == "schedule"  # type: ignore[union-attr]
+    assert due.status["nextScheduleTime"] == "2026-03-16T03:00:00Z"
+
+
+def test_a_bad_cron_stalls_naming_the_field() -> None:
+    desired = _pipeline(schedule={"cron": "every monday"})
+    result = pipeline.reconcile_pipeline(desired, _observed(), None, NOW)
+    assert result.outcome.phase is Phase.STALLED
+    assert "m.yaml:7 spec.schedule" in result.outcome.message
+
+
+# -- Endpoint ---------------------------------------------------------------------------------
+
+
+def _endpoint(traffic: dict[str, int] | None = None) -> endpoint.EndpointDesired:
+    deployment = {
+        "model": "azureml:m:1",
+        "code_configuration": {"code": "score", "scoring_script": "score.py"},
+    }
+    spec = {
+        "endpoint": {"name": "e", "auth_mode": "key", "traffic": traffic or {"a": 90, "b": 10}},
+        "deployments": [{"name": "a", **deployment}, {"name": "b", **deployment}],
+    }
+    return endpoint.desired_endpoint("ws", "e", spec, 1, SOURCE)
+
+
+def _deployed(
+    desired: endpoint.EndpointDesired, states: dict[str, ProvisioningState]
+) -> dict[str, DeploymentState]:
+    out = {}
+    for dep in desired.deployments:
+        fp = endpoint.deployment_fingerprint(dep, "sha256:c", _version("m", "1"))
+        if dep.name in states:
+            out[dep.name] = DeploymentState(
+                "ws", "e", dep.name, "m:1", states[dep.name], fp, message="boom"
+            )
+    return out
+
+
+def _ep(traffic: dict[str, int]) -> EndpointState:
+    return EndpointState(
+        "ws", "e", "http://x/score", "key", ProvisioningState.SUCCEEDED, traffic, {}
+    )
+
+
+def test_endpoint_waits_for_its_model() -> None:
+    desired = _endpoint()
+    observed = endpoint.EndpointObserved(
+        None, {}, {"a": None, "b": None}, {"a": "sha256:c", "b": "sha256:c"}
+    )
+    result = endpoint.reconcile_endpoint(desired, observed, None, NOW)
+    assert result.outcome.reason == "DependencyNotReady"
+    assert "model m:1" in result.outcome.message
+    assert [type(a) for a in result.actions] == [CreateOrUpdateEndpoint]
+
+
+def test_a_failed_deployment_keeps_zero_traffic_and_stalls_with_the_reason() -> None:
+    desired = _endpoint()
+    deployed = _deployed(desired, {"a": ProvisioningState.FAILED, "b": ProvisioningState.SUCCEEDED})
+    models = {"a": _version("m", "1"), "b": _version("m", "1")}
+    digests = {"a": "sha256:c", "b": "sha256:c"}
+    observed = endpoint.EndpointObserved(_ep({"a": 90, "b": 10}), deployed, models, digests)
+    result = endpoint.reconcile_endpoint(desired, observed, None, NOW)
+    assert result.outcome.phase is Phase.STALLED
+    assert result.outcome.message == "deployment a: boom; serving from b"
+    (action,) = result.actions
+    assert isinstance(action, CreateOrUpdateEndpoint)
+    assert action.spec.traffic == {"a": 0, "b": 100}
+    assert result.status["traffic"] == {"a": 0, "b": 100}
+
+
+def test_a_ready_endpoint_takes_no_action() -> None:
+    desired = _endpoint()
+    deployed = _deployed(
+        desired, {"a": ProvisioningState.SUCCEEDED, "b": ProvisioningState.SUCCEEDED}
+    )
+    models = {"a": _version("m", "1"), "b": _version("m", "1")}
+    observed = endpoint.EndpointObserved(
+        _ep({"a": 90, "b": 10}), deployed, models, {"a": "sha256:c", "b": "sha256:c"}
+    )
+    result = endpoint.reconcile_endpoint(desired, observed, None, NOW)
+    assert result.actions == ()
+    assert result.outcome.message == "serving at http://x/score: a 90%, b 10%"
+
+
+def test_a_stopped_or_changed_deployment_is_redeployed() -> None:
+    desired = _endpoint()
+    deployed = _deployed(
+        desired, {"a": ProvisioningState.STOPPED, "b": ProvisioningState.SUCCEEDED}
+    )
+    models = {"a": _version("m", "1"), "b": _version("m", "1", digest="sha256:new")}
+    observed = endpoint.EndpointObserved(
+        _ep({"a": 90, "b": 10}), deployed, models, {"a": "sha256:c", "b": "sha256:c"}
+    )
+    result = endpoint.reconcile_endpoint(desired, observed, None, NOW)
+    redeployed = [a.spec.name for a in result.actions if isinstance(a, CreateOrUpdateDeployment)]
+    assert redeployed == ["a", "b"]
+
+
+def test_traffic_to_an_unknown_deployment_is_a_spec_error() -> None:
+    desired = _endpoint({"a": 50, "purple": 50})
+    observed = endpoint.EndpointObserved(None, {}, {}, {})
+    result = endpoint.reconcile_endpoint(desired, observed, None, NOW)
+    assert result.outcome.phase is Phase.STALLED
+    assert "m.yaml:7 spec.endpoint.traffic.purple: there is no deployment 'purple'" in (
+        result.outcome.message
+    )
+
+
+def test_schedule_times_are_kept_in_utc_whatever_the_time_zone() -> None:
+    desired = _pipeline(schedule={"cron": "0 3 * * 1", "timeZone": "Europe/Berlin"})
+    done = _run(desired, JobStatus.COMPLETED)
+    result = pipeline.reconcile_pipeline(desired, _observed(done), None, NOW)
+    assert result.status["nextScheduleTime"] == "2026-03-09T02:00:00Z"  # 03:00 CET
