@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from amlops.backends.base import ModelRef
+from amlops.core.refs import compute_name, parse_asset_ref
 
 BINDING_RE = re.compile(r"\$\{\{\s*([^{}]*?)\s*\}\}")
 OPTIONAL_RE = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
-_ASSET_RE = re.compile(r"^azureml:(?P<name>[A-Za-z0-9_.-]+)(?::(?P<version>[^:@/]+)|@latest)?$")
 MODEL_TYPES = ("custom_model", "mlflow_model", "triton_model")
 PATH_TYPES = ("uri_folder", "uri_file", "mltable", *MODEL_TYPES)
 
@@ -65,14 +65,10 @@ class JobGraph:
 
 def parse_model_ref(value: str) -> ModelRef | None:
     """``azureml:name:version`` / ``azureml:name@latest`` -> ModelRef; None for anything else."""
-    match = _ASSET_RE.match(value)
-    if not match:
+    ref = parse_asset_ref(value)
+    if ref is None or ref.label not in (None, "latest"):
         return None
-    return ModelRef(match["name"], match["version"])
-
-
-def compute_name(value: str) -> str:
-    return value.removeprefix("azureml:")
+    return ModelRef(ref.name, ref.version)
 
 
 def _mapping(value: Any, where: FieldPath) -> Mapping[str, Any]:
