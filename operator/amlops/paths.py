@@ -19,3 +19,11 @@ def policies_dir() -> Path:
 
 def schemas_dir() -> Path:
     return policies_dir() / "schemas"
+
+
+def cache_dir() -> Path:
+    """Caches that only save time: ``AMLOPS_CACHE_DIR``, else ``$XDG_CACHE_HOME/amlops``."""
+    base = os.environ.get("AMLOPS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "amlops"
+    )
+    return Path(base)

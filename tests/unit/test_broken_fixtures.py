@@ -55,3 +55,23 @@ def test_example_platform_validates_clean(capsys: pytest.CaptureFixture[str]) ->
     assert data["errors"] == []
     assert data["kinds"]["Workspace"] == 2
     assert data["manifests"] == sum(data["kinds"].values())
+
+
+def test_sdk_verdicts_are_remembered_by_content(monkeypatch: pytest.MonkeyPatch) -> None:
+    from amlops.core import azureml
+
+    calls: list[str] = []
+    real = azureml._loader
+
+    def counting(name: str) -> azureml.Loader:
+        calls.append(name)
+        return real(name)
+
+    monkeypatch.setattr(azureml, "_loader", counting)
+    bad = {"name": "m", "version": "1", "path": "x", "type": "pickle_model"}
+    first = azureml.verdict("load_model", bad, "/tmp/m.yaml")
+    again = azureml.verdict("load_model", bad, "/tmp/m.yaml")
+    assert first == again and first[0][0] == ("type",)
+    assert calls == ["load_model"]
+    azureml.verdict("load_model", {**bad, "type": "custom_model"}, "/tmp/m.yaml")
+    assert calls == ["load_model", "load_model"]

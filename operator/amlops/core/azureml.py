@@ -8,12 +8,18 @@ the finding points at the file and line the user wrote.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib.metadata
 import io
 import json
 import logging
+import os
 import re
+import sqlite3
 from collections.abc import Callable, Iterator
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -21,6 +27,7 @@ import yaml
 from amlops.core.findings import Finding
 from amlops.core.manifests import ORIGIN_CLI, Manifest
 from amlops.core.source import Path_
+from amlops.paths import cache_dir
 
 RULE = "azureml.schema"
 Loader = Callable[..., Any]
@@ -47,24 +54,6 @@ def _loader(name: str) -> Loader:
     return getattr(sdk, name)  # type: ignore[no-any-return]
 
 
-def sdk_entity(manifest: Manifest, key: str, index: int | None = None) -> Any:
-    """Load one embedded part into its ``azure-ai-ml`` entity (raises the SDK's errors)."""
-    for spec_key, loader_name, _ in PARTS.get(manifest.kind, []):
-        if spec_key == key:
-            path: Path_ = ("spec", key) if index is None else ("spec", key, index)
-            data = manifest.spec[key] if index is None else manifest.spec[key][index]
-            return _load(manifest, loader_name, path, data)
-    raise KeyError(f"{manifest.kind} has no embedded Azure ML part {key!r}")
-
-
-def _load(manifest: Manifest, loader_name: str, path: Path_, data: dict[str, Any]) -> Any:
-    if loader_name == "load_online_deployment":
-        data = {**data, "endpoint_name": manifest.spec.get("endpoint", {}).get("name", "x")}
-    origin = str(manifest.base_dir(path) / "manifest.yaml")
-    text = yaml.safe_dump(data, sort_keys=False)
-    return _loader(loader_name)(source=io.StringIO(text), relative_origin=origin)
-
-
 # Plain CLI v2 workspace / compute files are translated into our camelCase fields; the SDK
 # checks the file as written.
 WHOLE_FILE_LOADERS = {"Workspace": "load_workspace", "ComputeCluster": "load_compute"}
@@ -72,30 +61,22 @@ WHOLE_FILE_LOADERS = {"Workspace": "load_workspace", "ComputeCluster": "load_com
 
 def _check_whole_file(manifest: Manifest) -> list[Finding]:
     doc = manifest.segments[0].doc
-    try:
-        text = yaml.safe_dump(doc.data, sort_keys=False)
-        _loader(WHOLE_FILE_LOADERS[manifest.kind])(
-            source=io.StringIO(text), relative_origin=doc.file
-        )
-    except Exception as exc:  # the SDK raises many types; each becomes a finding
-        errors = list(_errors(exc)) or [((), f"Azure ML rejects this: {exc}")]
-        out = []
-        for path, message in errors:
-            pos = doc.locate(path)
-            out.append(
-                Finding(
-                    pos.file,
-                    pos.line,
-                    pos.column,
-                    RULE,
-                    f"Azure ML: {message}",
-                    kind=manifest.kind,
-                    name=manifest.name,
-                    field=".".join(map(str, path)),
-                )
+    out = []
+    for path, message in verdict(WHOLE_FILE_LOADERS[manifest.kind], doc.data, doc.file):
+        pos = doc.locate(path)
+        out.append(
+            Finding(
+                pos.file,
+                pos.line,
+                pos.column,
+                RULE,
+                f"Azure ML: {message}",
+                kind=manifest.kind,
+                name=manifest.name,
+                field=".".join(map(str, path)),
             )
-        return out
-    return []
+        )
+    return out
 
 
 def check(manifest: Manifest, *, check_files: bool = True, sdk: bool = True) -> list[Finding]:
@@ -118,29 +99,112 @@ def check(manifest: Manifest, *, check_files: bool = True, sdk: bool = True) -> 
             else [(("spec", key), value)]
         )
         for path, data in items:
-            if not isinstance(data, dict):
-                continue
-            try:
-                _load(manifest, loader_name, path, data)
-            except Exception as exc:  # the SDK raises many types; each becomes a finding
-                findings.extend(_translate(manifest, path, exc))
+            if isinstance(data, dict):
+                findings.extend(
+                    _translate(manifest, path, _verdict_for(manifest, loader_name, path, data))
+                )
     return findings
+
+
+def _verdict_for(
+    manifest: Manifest, loader_name: str, path: Path_, data: dict[str, Any]
+) -> list[tuple[Path_, str]]:
+    if loader_name == "load_online_deployment":
+        data = {**data, "endpoint_name": manifest.spec.get("endpoint", {}).get("name", "x")}
+    return verdict(loader_name, data, str(manifest.base_dir(path) / "manifest.yaml"))
+
+
+def verdict(loader_name: str, data: dict[str, Any], origin: str) -> list[tuple[Path_, str]]:
+    """The SDK's errors for one document (empty: it loads), remembered by content.
+
+    The loaders cost about 1 ms per model and 13 ms per pipeline job; a repository validated
+    on every push or pre-commit mostly repeats documents it has seen, so verdicts are kept
+    on disk keyed by the SDK version, the loader, the document and where it sits.
+    """
+    key = hashlib.sha256(
+        json.dumps(
+            [_sdk_version(), loader_name, data, origin], sort_keys=True, default=str
+        ).encode()
+    ).hexdigest()
+    cache = _verdicts()
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    try:
+        _loader(loader_name)(
+            source=io.StringIO(yaml.safe_dump(data, sort_keys=False)), relative_origin=origin
+        )
+        errors: list[tuple[Path_, str]] = []
+    except Exception as exc:  # the SDK raises many types; each becomes a finding
+        errors = list(_errors(exc))
+        if not errors:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            errors = [((), f"Azure ML rejects this: {text}")]
+    cache.put(key, errors)
+    return errors
+
+
+@cache
+def _sdk_version() -> str:
+    return importlib.metadata.version("azure-ai-ml")
+
+
+class _Verdicts:
+    """A small SQLite table of SDK verdicts; any trouble with it only costs speed."""
+
+    def __init__(self, path: Path) -> None:
+        self._db: sqlite3.Connection | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=2, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS verdict (key TEXT PRIMARY KEY, errors TEXT)"
+            )
+        except sqlite3.Error:
+            self._db = None
+
+    def get(self, key: str) -> list[tuple[Path_, str]] | None:
+        if self._db is None:
+            return None
+        try:
+            row = self._db.execute("SELECT errors FROM verdict WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error:
+            return None
+        if row is None:
+            return None
+        return [(tuple(path), str(message)) for path, message in json.loads(row[0])]
+
+    def put(self, key: str, errors: list[tuple[Path_, str]]) -> None:
+        if self._db is None:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute(
+                "INSERT OR REPLACE INTO verdict VALUES (?, ?)", (key, json.dumps(errors))
+            )
+
+
+@cache
+def _verdicts() -> _Verdicts:
+    if os.environ.get("AMLOPS_NO_CACHE"):
+        return _Verdicts(Path(":memory:"))
+    return _Verdicts(cache_dir() / "azureml-verdicts.sqlite")
 
 
 _BINDING = re.compile(r"\$\{\{[^}]*\}\}")
 
 
-def _translate(manifest: Manifest, prefix: Path_, exc: Exception) -> list[Finding]:
-    errors = list(_errors(exc))
-    if not errors:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        # Binding errors name the ${{...}} expression, not its field: find where it is written.
-        binding = _BINDING.search(text)
-        path = _find_string(manifest.body, binding.group(0)) if binding else None
-        return [manifest.finding(path or prefix, RULE, f"Azure ML rejects this: {text}")]
-    return [
-        manifest.finding(prefix + path, RULE, f"Azure ML: {message}") for path, message in errors
-    ]
+def _translate(manifest: Manifest, prefix: Path_, errors: list[tuple[Path_, str]]) -> list[Finding]:
+    findings = []
+    for path, message in errors:
+        where: Path_ | None = prefix + path
+        if not path:
+            # Binding errors name the ${{...}} expression, not its field: find where it is.
+            binding = _BINDING.search(message)
+            where = _find_string(manifest.body, binding.group(0)) if binding else None
+        text = message if message.startswith("Azure ML") else f"Azure ML: {message}"
+        findings.append(manifest.finding(where or prefix, RULE, text))
+    return findings
 
 
 def _errors(exc: BaseException) -> Iterator[tuple[Path_, str]]:

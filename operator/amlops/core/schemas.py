@@ -22,7 +22,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from amlops.core.findings import Finding
 from amlops.core.manifests import Manifest
-from amlops.paths import schemas_dir
+from amlops.paths import cache_dir, schemas_dir
 
 
 def _no_remote_refs(uri: str) -> Any:
@@ -30,13 +30,6 @@ def _no_remote_refs(uri: str) -> Any:
 
 
 _ENTRY = re.compile(r"^def (validate\w*)\(", re.MULTILINE)
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("AMLOPS_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "amlops"
-    )
-    return Path(base) / "validators"
 
 
 def _compiled(schema: dict[str, Any]) -> Callable[[Any], Any]:
@@ -48,7 +41,7 @@ def _compiled(schema: dict[str, Any]) -> Callable[[Any], Any]:
     key = hashlib.sha256(
         json.dumps([schema, fastjsonschema.VERSION, sys.version], sort_keys=True).encode()
     ).hexdigest()
-    path = _cache_dir() / f"{key}.bin"
+    path = cache_dir() / "validators" / f"{key}.bin"
     try:
         code = marshal.loads(path.read_bytes())
     except (OSError, EOFError, ValueError, TypeError):
