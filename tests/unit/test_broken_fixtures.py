@@ -75,3 +75,22 @@ def test_sdk_verdicts_are_remembered_by_content(monkeypatch: pytest.MonkeyPatch)
     assert calls == ["load_model"]
     azureml.verdict("load_model", {**bad, "type": "custom_model"}, "/tmp/m.yaml")
     assert calls == ["load_model", "load_model"]
+
+
+def test_a_remembered_verdict_is_not_reused_when_a_file_it_read_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amlops.core import azureml
+
+    calls: list[str] = []
+    monkeypatch.setattr(azureml, "_loader", lambda name: lambda **_: calls.append(name))
+    conda = tmp_path / "conda.yaml"
+    conda.write_text("name: env\ndependencies: [python=3.11]\n")
+    env = {"name": "e", "version": "1", "image": "img:1", "conda_file": "conda.yaml"}
+    origin = str(tmp_path / "env.yaml")
+    azureml.verdict("load_environment", env, origin)
+    azureml.verdict("load_environment", env, origin)
+    assert len(calls) == 1
+    conda.write_text("name: [unclosed\n")
+    azureml.verdict("load_environment", env, origin)
+    assert len(calls) == 2

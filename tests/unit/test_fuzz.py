@@ -35,7 +35,7 @@ def mutated(draw: st.DrawFn) -> str:
         if not lines:
             break
         i = draw(st.integers(0, len(lines) - 1))
-        op = draw(st.sampled_from(["drop", "dup", "garble", "value", "indent"]))
+        op = draw(st.sampled_from(["drop", "dup", "garble", "value", "indent", "alias"]))
         if op == "drop":
             del lines[i]
         elif op == "dup":
@@ -46,6 +46,8 @@ def mutated(draw: st.DrawFn) -> str:
             key = lines[i].split(":", 1)[0]
             value = yaml.safe_dump(draw(json_values), default_flow_style=True).strip()
             lines[i] = f"{key}: {value}".replace("\n", " ")
+        elif op == "alias":  # anchors and aliases, recursive ones included
+            lines.insert(i, draw(st.sampled_from(["x: &a [*a]", "y: &b {k: *b}", "z: *nope"])))
         elif op == "indent":
             lines[i] = " " * draw(st.integers(0, 6)) + lines[i].lstrip()
     return "\n".join(lines) + "\n"

@@ -95,3 +95,23 @@ def test_validation_reports_every_finding_in_one_run(tmp_path: Path) -> None:
         "load.yaml-syntax",
         "schema",
     ]
+
+
+def test_recursive_anchors_are_a_finding_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "loop.yaml").write_text("apiVersion: amlops.io/v1alpha1\na: &a [1, *a]\n")
+    (tmp_path / "merge.yaml").write_text("base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n")
+    report = validate_paths([tmp_path])
+    assert [(f.rule, Path(f.file).name, f.line) for f in report.errors] == [
+        ("load.yaml-syntax", "loop.yaml", 2)
+    ]
+    assert "recursive anchor" in report.errors[0].message
+
+
+def test_plain_cli_v2_types_amlops_does_not_manage_are_warnings(tmp_path: Path) -> None:
+    (tmp_path / "data.yml").write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/data.schema.json\n"
+        "name: tickets\nversion: 1\npath: ./x\ntype: uri_folder\n"
+    )
+    report = validate_paths([tmp_path])
+    assert report.ok
+    assert [w.rule for w in report.warnings] == ["load.unsupported-cli-type"]

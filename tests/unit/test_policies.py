@@ -114,3 +114,27 @@ def test_compiled_validators_are_cached_and_a_corrupt_cache_is_rebuilt(
 def test_a_path_that_does_not_exist_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "no/such/dir"]) == 2
     assert "no/such/dir" in capsys.readouterr().err
+
+
+def test_brackets_in_user_text_are_shown_verbatim_not_as_markup(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (BROKEN / "gpu-not-allowed.yaml").read_text()
+    (tmp_path / "[b]odd[b].yaml").write_text(
+        text.replace("Standard_ND96amsr_A100_v5", "'[/red]Standard_X[b]'")
+    )
+    code = main(["validate", str(ROOT / "manifests" / "platform"), str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "[b]odd[b].yaml" in out and "[/red]Standard_X[b]" in out
+    assert main(["validate", "no[/b]"]) == 2
+    assert "no[/b]" in capsys.readouterr().err
+
+
+def test_keywords_newer_than_draft_7_are_enforced(tmp_path: Path) -> None:
+    from amlops.core.schemas import FastCheck
+
+    schema = {"type": "object", "dependentRequired": {"a": ["b"]}}
+    check = FastCheck(schema)
+    assert check.is_valid({"a": 1, "b": 2})
+    assert not check.is_valid({"a": 1})

@@ -11,6 +11,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from rich.markup import escape
+
 from amlops.cli import common
 
 EXIT_OK = common.EXIT_OK
@@ -43,10 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except common.UsageError as exc:
-        common.stderr.print(f"[red]error:[/] {exc}", markup=True)
+        common.stderr.print(f"[red]error:[/] {escape(str(exc))}")
         return EXIT_USAGE
     except Exception as exc:  # a bug, not a finding: say so, keep the exit code contract
-        common.stderr.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}")
+        common.stderr.print(f"[red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}")
         if os.environ.get("AMLOPS_DEBUG"):
             raise
         return EXIT_USAGE

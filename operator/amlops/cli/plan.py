@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from amlops.cli import common, plan_infra
 from amlops.cli.validate import findings_table
@@ -93,21 +94,16 @@ def _summary(changes: list[Change]) -> str:
 
 def _text(changes: list[Change], head: Report, base: str, ref_head: str) -> None:
     out = common.stdout
-    out.print(f"plan {base} -> {ref_head}: {_summary(changes)}")
+    out.print(Text(f"plan {base} -> {ref_head}: {_summary(changes)}"))
     if changes:
         table = Table(show_header=True)
         for column in ("", "object", "engine", "file", "fields"):
             table.add_column(column, overflow="fold")
         for c in changes:
+            scope = f" ({c.workspace})" if c.workspace and c.kind != "Workspace" else ""
             detail = "\n".join(_field_lines(c)) if c.action == "update" else ""
-            table.add_row(
-                SYMBOL[c.action],
-                f"{c.kind}/{c.name}"
-                + (f" ({c.workspace})" if c.workspace and c.kind != "Workspace" else ""),
-                c.engine,
-                f"{c.file}:{c.line}",
-                detail,
-            )
+            cells = (f"{c.kind}/{c.name}{scope}", c.engine, f"{c.file}:{c.line}", detail)
+            table.add_row(SYMBOL[c.action], *map(Text, cells))  # user text: never markup
         out.print(table)
     if head.findings:
         out.print(findings_table(head.findings, title="findings in the change"))

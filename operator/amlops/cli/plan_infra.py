@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from amlops.cli import common
 from amlops.paths import repo_root
 
@@ -165,10 +167,12 @@ def run_offline_plan(project: Path, stack: str, manifests: Path, output: str) ->
     except infra_config.ConfigError as exc:
         raise common.UsageError(str(exc)) from exc
     for warning in warnings:
-        common.stderr.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
+        common.stderr.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
     run = offline.run_offline(platform, config)
     if run.duplicate_urns:  # the real engine would refuse these; say so instead of hiding it
-        common.stderr.print(f"[red]duplicate resource URNs:[/] {', '.join(run.duplicate_urns)}")
+        common.stderr.print(
+            f"[red]duplicate resource URNs:[/] {escape(', '.join(run.duplicate_urns))}"
+        )
         return common.EXIT_FINDINGS
     render(run, Meta(stack, config.environment, str(manifests)), output)
     return common.EXIT_OK
@@ -320,7 +324,7 @@ def run_preview(
             on_output=echo if output == "text" else None,
         )
     except auto.errors.CommandError as exc:
-        common.stderr.print(f"[red]pulumi preview failed:[/] {exc}")
+        common.stderr.print(f"[red]pulumi preview failed:[/] {escape(str(exc))}")
         return common.EXIT_FINDINGS
     if output == "text":
         changes = ", ".join(f"{n} to {op}" for op, n in sorted(result.change_summary.items()))

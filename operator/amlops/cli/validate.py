@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from amlops import __name__ as package_name
 from amlops.cli import common
@@ -156,11 +158,16 @@ def findings_table(findings: Sequence[Finding], title: str | None = None) -> Tab
         style = "red" if f.is_error else "yellow"
         table.add_row(
             f"[{style}]{f.severity}[/]",
-            f"{f.file}:{f.line}",
-            f"{f.kind}/{f.name}" if f.kind else "",
-            f.field,
-            f.rule,
-            f.message,
+            *(
+                Text(cell)  # user text: never rich markup
+                for cell in (
+                    f"{f.file}:{f.line}",
+                    f"{f.kind}/{f.name}" if f.kind else "",
+                    f.field,
+                    f.rule,
+                    f.message,
+                )
+            ),
         )
     return table
 
@@ -213,13 +220,13 @@ def run_explain(args: argparse.Namespace) -> int:
         ids = ", ".join(p.id for p in load_policies().policies)
         raise common.UsageError(f"no policy {args.id!r}; known: {ids}")
     out = common.stdout
-    out.print(f"[bold]{policy.id}[/] ({policy.severity}): {policy.title}\n")
-    out.print(policy.description + "\n")
+    out.print(f"[bold]{escape(policy.id)}[/] ({policy.severity}): {escape(policy.title)}\n")
+    out.print(Text(policy.description + "\n"))
     out.print(f"applies to: {', '.join(policy.kinds)}", end="")
     out.print(f" in {', '.join(policy.environments)}" if policy.environments else " everywhere")
     if policy.remediation:
-        out.print(f"fix: {policy.remediation}")
+        out.print(Text(f"fix: {policy.remediation}"))
     if policy.check:
         out.print(f"built-in check: {policy.check}")
-    out.print(f"defined in: {policy.source}")
+    out.print(Text(f"defined in: {policy.source}"))
     return common.EXIT_OK

@@ -119,11 +119,13 @@ def verdict(loader_name: str, data: dict[str, Any], origin: str) -> list[tuple[P
 
     The loaders cost about 1 ms per model and 13 ms per pipeline job; a repository validated
     on every push or pre-commit mostly repeats documents it has seen, so verdicts are kept
-    on disk keyed by the SDK version, the loader, the document and where it sits.
+    on disk keyed by the SDK version, the loader, the document, where it sits and the files the
+    loader may read.
     """
+    inputs = _file_inputs(data, os.path.dirname(origin))
     key = hashlib.sha256(
         json.dumps(
-            [_sdk_version(), loader_name, data, origin], sort_keys=True, default=str
+            [_sdk_version(), loader_name, data, origin, inputs], sort_keys=True, default=str
         ).encode()
     ).hexdigest()
     cache = _verdicts()
@@ -142,6 +144,28 @@ def verdict(loader_name: str, data: dict[str, Any], origin: str) -> list[tuple[P
             errors = [((), f"Azure ML rejects this: {text}")]
     cache.put(key, errors)
     return errors
+
+
+_HASHED_FILE_LIMIT = 1 << 20
+
+
+def _file_inputs(data: Any, base: str) -> list[tuple[str, str]]:
+    """What the loader may read besides the document (conda files, component YAML): for
+    each small local file its content hash, for a large one (model weights, which the loader
+    does not read) its size and mtime, for each folder only that it exists."""
+    out = []
+    for _, _, target in _local_paths((), data):
+        path = os.path.join(base, target)
+        if os.path.isfile(path):
+            stat = os.stat(path)
+            if stat.st_size > _HASHED_FILE_LIMIT:
+                out.append((target, f"{stat.st_size}:{stat.st_mtime_ns}"))
+                continue
+            with open(path, "rb") as fh:
+                out.append((target, hashlib.file_digest(fh, "sha256").hexdigest()))
+        else:
+            out.append((target, "dir" if os.path.isdir(path) else "missing"))
+    return out
 
 
 @cache
@@ -304,7 +328,7 @@ def _missing_files(manifest: Manifest, key: str, value: Any) -> list[Finding]:
     return findings
 
 
-_PATH_FIELDS = ("path", "code", "conda_file")
+_PATH_FIELDS = ("path", "code", "conda_file", "component")
 
 
 def _local_paths(prefix: Path_, value: Any) -> Iterator[tuple[Path_, str, str]]:

@@ -131,9 +131,13 @@ class LoadResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def _doc_finding(doc: Document, path: Path_, rule: str, message: str) -> Finding:
+def _doc_finding(
+    doc: Document, path: Path_, rule: str, message: str, severity: Severity = Severity.ERROR
+) -> Finding:
     pos = doc.locate(path)
-    return Finding(pos.file, pos.line, pos.column, rule, message, field=format_path(path))
+    return Finding(
+        pos.file, pos.line, pos.column, rule, message, severity=severity, field=format_path(path)
+    )
 
 
 # -- plain Azure ML CLI v2 files ------------------------------------------------------------
@@ -221,9 +225,12 @@ def _from_cli(cli_type: str, doc: Document, default_workspace: str | None) -> Ma
             doc,
             ("$schema",),
             "load.unsupported-cli-type",
-            f"Azure ML CLI v2 type {cli_type.split(':', 1)[1]!r} is not managed by amlops; "
-            "supported: model, environment, online endpoint/deployment, pipeline job, "
-            "amlcompute, workspace",
+            f"Azure ML CLI v2 type {cli_type.split(':', 1)[1]!r} is not managed by amlops and "
+            "is left alone; managed: model, environment, online endpoint/deployment, pipeline "
+            "job, amlcompute, workspace",
+            # a repository of existing `az ml` YAML keeps its data assets, command jobs,
+            # components... and must still validate
+            Severity.WARNING,
         )
     if cli_type == "pipeline_job" and not isinstance(name, str):
         name = Path(doc.file).stem if doc.index == 0 else f"{Path(doc.file).stem}-{doc.index}"
@@ -453,7 +460,7 @@ def _attach_cli_docs(result: LoadResult, cli_docs: list[tuple[str, Document]]) -
         if cli_type == "online_deployment":
             deployments.append(doc)
             continue
-        if default_ws is None and cli_type != "unsupported":
+        if default_ws is None and not cli_type.startswith("unsupported:"):
             result.findings.append(
                 _doc_finding(
                     doc,

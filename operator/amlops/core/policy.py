@@ -22,7 +22,7 @@ from jsonschema.exceptions import ValidationError, best_match
 
 from amlops.core.findings import Finding, Severity
 from amlops.core.manifests import Manifest
-from amlops.core.refs import environment_refs, parse_asset_ref
+from amlops.core.refs import environment_refs, inline_environments, parse_asset_ref
 from amlops.core.schemas import FastCheck
 from amlops.core.source import Path_
 from amlops.paths import policies_dir
@@ -59,7 +59,7 @@ class Context:
     """What a rule may look at besides the object: every manifest, and each one's environment."""
 
     manifests: list[Manifest]
-    environments: dict[str, str]  # workspace name -> environment
+    environments: dict[str, str]  # workspace name -> environment (absent when undeclared)
 
     def environment(self, m: Manifest) -> str | None:
         return self.environments.get(m.workspace or "")
@@ -129,7 +129,11 @@ class PolicySet:
     def evaluate(self, valid: list[Manifest], everything: list[Manifest]) -> list[Finding]:
         ctx = Context(
             everything,
-            {m.name: str(m.spec.get("environment")) for m in everything if m.kind == "Workspace"},
+            {
+                m.name: env
+                for m in everything
+                if m.kind == "Workspace" and isinstance(env := m.spec.get("environment"), str)
+            },
         )
         findings: list[Finding] = []
         for m in valid:
@@ -210,7 +214,7 @@ def _traffic(m: Manifest) -> Iterator[tuple[Path_, str]]:
                 f"deployment {deployment!r} is not declared (declared: "
                 f"{', '.join(sorted(names)) or 'none'})",
             )
-    total = sum(v for v in traffic.values() if isinstance(v, int))
+    total = sum(v for v in traffic.values() if type(v) is int)  # bool is an int subclass
     if total not in (0, 100):
         yield ("spec", "endpoint", "traffic"), f"weights add up to {total}, not 0 or 100"
 
@@ -237,16 +241,19 @@ def _mirror(m: Manifest) -> Iterator[tuple[Path_, str]]:
 _PINNED_IMAGE = re.compile(r"^[^\s@]+(@sha256:[0-9a-f]{64}|:[A-Za-z0-9_.-]+)$")
 
 
+def _unpinned_image(path: Path_, env: Any) -> Iterator[tuple[Path_, str]]:
+    image = env.get("image") if isinstance(env, dict) else None
+    if isinstance(image, str) and (not _PINNED_IMAGE.match(image) or image.endswith(":latest")):
+        yield (*path, "image"), f"image {image!r} is not pinned"
+
+
 def _pinned_environments(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str]]:
     del ctx
     if m.kind == "Environment":
-        env = m.spec.get("environment", {})
-        image = env.get("image") if isinstance(env, dict) else None
-        if isinstance(image, str):
-            tagless = not _PINNED_IMAGE.match(image)
-            if tagless or image.endswith(":latest"):
-                yield ("spec", "environment", "image"), f"image {image!r} is not pinned"
+        yield from _unpinned_image(("spec", "environment"), m.spec.get("environment"))
         return
+    for path, env in inline_environments(m):
+        yield from _unpinned_image(path, env)
     for path, value in environment_refs(m):
         ref = parse_asset_ref(value)
         if value.endswith("@latest") or (ref is not None and ref.version is None):

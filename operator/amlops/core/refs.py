@@ -144,15 +144,29 @@ def pipeline_computes(m: Manifest) -> Iterator[tuple[Path_, str]]:
             yield ("spec", "job", "jobs", step, "compute"), body["compute"]
 
 
-def environment_refs(m: Manifest) -> Iterator[tuple[Path_, str]]:
+def _environments(m: Manifest) -> Iterator[tuple[Path_, Any]]:
     if m.kind == "Endpoint":
         for i, dep in enumerate(_list(m.spec.get("deployments"))):
-            if isinstance(dep, dict) and isinstance(dep.get("environment"), str):
+            if isinstance(dep, dict) and "environment" in dep:
                 yield ("spec", "deployments", i, "environment"), dep["environment"]
     elif m.kind == "Pipeline":
         for step, body in _steps(m).items():
-            if isinstance(body, dict) and isinstance(body.get("environment"), str):
+            if isinstance(body, dict) and "environment" in body:
                 yield ("spec", "job", "jobs", step, "environment"), body["environment"]
+
+
+def inline_environments(m: Manifest) -> Iterator[tuple[Path_, dict[str, Any]]]:
+    """Environments written out in a deployment or step (image, conda_file) instead of named."""
+    for path, value in _environments(m):
+        if isinstance(value, dict):
+            yield path, value
+
+
+def environment_refs(m: Manifest) -> Iterator[tuple[Path_, str]]:
+    """Environments a deployment or step names (``azureml:NAME:VERSION``)."""
+    for path, value in _environments(m):
+        if isinstance(value, str):
+            yield path, value
 
 
 def check(

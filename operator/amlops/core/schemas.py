@@ -71,17 +71,49 @@ def _generate(schema: dict[str, Any], path: Path) -> CodeType:
     return code
 
 
+# fastjsonschema implements drafts 4 to 7; these 2019-09 / 2020-12 keywords it would ignore.
+_NEWER_KEYWORDS = frozenset(
+    {
+        "dependentRequired",
+        "dependentSchemas",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "prefixItems",
+        "minContains",
+        "maxContains",
+        "$dynamicRef",
+        "$dynamicAnchor",
+        "$recursiveRef",
+        "$recursiveAnchor",
+    }
+)
+
+
+def _uses_newer_keywords(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        return bool(_NEWER_KEYWORDS & schema.keys()) or any(
+            _uses_newer_keywords(v) for v in schema.values()
+        )
+    if isinstance(schema, list):
+        return any(_uses_newer_keywords(v) for v in schema)
+    return False
+
+
 class FastCheck:
     """A schema compiled to Python code: answers "valid?" about 20x faster than ``jsonschema``.
 
     Valid objects (nearly all of them) only take the fast path; the few invalid ones are then
-    re-checked by ``jsonschema``, whose errors carry every path and message we report.
+    re-checked by ``jsonschema``, whose errors carry every path and message we report. A schema
+    with keywords newer than draft 7 has no fast path: ``jsonschema`` checks everything.
     """
 
     def __init__(self, schema: dict[str, Any]) -> None:
-        self._check = _compiled(schema)
+        self._check = None if _uses_newer_keywords(schema) else _compiled(schema)
+        self._full = Draft202012Validator(schema)
 
     def is_valid(self, instance: Any) -> bool:
+        if self._check is None:
+            return bool(self._full.is_valid(instance))
         try:
             self._check(instance)
         except fastjsonschema.JsonSchemaException:

@@ -110,6 +110,7 @@ class _Builder:
         self._loader = loader
         self._file = file
         self._dups: list[tuple[yaml.Node, yaml.Node, int]] = []
+        self._open: set[int] = set()  # collections being built: an alias to one is a cycle
 
     def build(self, node: yaml.Node) -> Any:
         cls = node.__class__
@@ -117,6 +118,19 @@ class _Builder:
             if node.tag == _STR:  # most scalars; skips the constructor's dispatch and cache
                 return node.value
             return self._loader.construct_object(node, deep=True)
+        if id(node) in self._open:
+            mark = node.start_mark
+            raise YamlSyntaxError(
+                Position(self._file, mark.line + 1, mark.column + 1),
+                "an alias refers to the collection that contains it (a recursive anchor)",
+            )
+        self._open.add(id(node))
+        try:
+            return self._collection(node, cls)
+        finally:
+            self._open.discard(id(node))
+
+    def _collection(self, node: yaml.Node, cls: type) -> Any:
         if cls is yaml.SequenceNode:
             return [self.build(child) for child in node.value]
         if cls is not yaml.MappingNode:
@@ -126,7 +140,7 @@ class _Builder:
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE:
                 self._loader.flatten_mapping(node)
-                return self.build(node)
+                return self._collection(node, cls)
             key = key_node.value if key_node.tag == _STR else self.build(key_node)
             if not isinstance(key, str | int | float | bool) and key is not None:
                 key = str(key)
@@ -184,6 +198,8 @@ def load_documents(file: Path | str, text: str | None = None) -> Iterator[Docume
             data = builder.build(node)
             yield Document(name, index, data, node, builder.duplicates(node))
             index += 1
+    except RecursionError as exc:  # nesting deeper than Python's stack (or a merge cycle)
+        raise YamlSyntaxError(Position(name, 1, 1), "nested too deeply to read") from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
