@@ -101,3 +101,27 @@ def test_deployments_are_diffed_by_name_not_position(
 def test_unknown_revision_is_a_usage_error(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "manifests", "--base", "no-such-ref"]) == 2
     assert "git" in capsys.readouterr().err
+
+
+def test_a_changed_scoring_script_is_an_update_even_without_yaml_changes(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    score = repo / "manifests" / "src" / "score" / "score.py"
+    score.write_text(score.read_text() + "\n# tuned\n")
+    (repo / "manifests" / "src" / "prep" / "helpers.py").write_text("X = 1\n")  # untracked
+    assert main(["plan", "manifests", "--base", "HEAD", "-o", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    changed = {
+        (c["kind"], c["name"]): [f["path"] for f in c["fields"]] for c in data["changes"]
+    }
+    assert changed == {
+        ("Endpoint", "support-online"): [
+            "spec.deployments[blue].code_configuration.code (content)",
+            "spec.deployments[green].code_configuration.code (content)",
+        ],
+        ("Pipeline", "finetune-support-slm"): ["spec.job.jobs.prep.code (content)"],
+    }
+    _commit(repo, "tune")
+    assert main(["plan", "manifests", "--base", "HEAD~1", "--head", "HEAD", "-o", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in data["changes"]] == ["support-online", "finetune-support-slm"]

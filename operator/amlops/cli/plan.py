@@ -13,7 +13,7 @@ from rich.text import Text
 from amlops.cli import common, plan_infra
 from amlops.cli.validate import findings_table
 from amlops.core.findings import Finding
-from amlops.core.plan import Change, GitError, diff, git_texts
+from amlops.core.plan import Change, GitError, content_changes, diff, git_texts
 from amlops.core.validate import Report, validate_paths
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-"}
@@ -50,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
         head = validate_paths([path])
     else:
         head = validate_paths([path], texts=head_texts, check_files=False)
-    changes = diff(base.manifests, head.manifests)
+    try:
+        content = content_changes(head.manifests, args.base, args.head)
+    except GitError as exc:
+        raise common.UsageError(f"git: {exc}") from exc
+    changes = diff(base.manifests, head.manifests, content)
     ref_head = args.head or "working tree"
     if args.output == "json":
         common.print_json(

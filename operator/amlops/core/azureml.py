@@ -26,6 +26,7 @@ import yaml
 
 from amlops.core.findings import Finding
 from amlops.core.manifests import ORIGIN_CLI, Manifest
+from amlops.core.refs import local_paths
 from amlops.core.source import Path_
 from amlops.paths import cache_dir
 
@@ -154,7 +155,7 @@ def _file_inputs(data: Any, base: str) -> list[tuple[str, str]]:
     each small local file its content hash, for a large one (model weights, which the loader
     does not read) its size and mtime, for each folder only that it exists."""
     out = []
-    for _, _, target in _local_paths((), data):
+    for _, _, target in local_paths((), data):
         path = os.path.join(base, target)
         if os.path.isfile(path):
             stat = os.stat(path)
@@ -314,7 +315,7 @@ def _part(key: str) -> str | int:
 def _missing_files(manifest: Manifest, key: str, value: Any) -> list[Finding]:
     """``path:``/``code:``/``conda_file:`` must name files that exist, relative to their file."""
     findings: list[Finding] = []
-    for path, field_name, target in _local_paths(("spec", key), value):
+    for path, field_name, target in local_paths(("spec", key), value):
         resolved = manifest.resolve_path(path, target)
         if not resolved.exists():
             findings.append(
@@ -326,26 +327,3 @@ def _missing_files(manifest: Manifest, key: str, value: Any) -> list[Finding]:
                 )
             )
     return findings
-
-
-_PATH_FIELDS = ("path", "code", "conda_file", "component")
-
-
-def _local_paths(prefix: Path_, value: Any) -> Iterator[tuple[Path_, str, str]]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            path = (*prefix, key)
-            if key in _PATH_FIELDS and isinstance(item, str) and _is_local(item):
-                yield path, key, item
-            else:
-                yield from _local_paths(path, item)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _local_paths((*prefix, i), item)
-
-
-def _is_local(value: str) -> bool:
-    return not (
-        value.startswith(("azureml:", "http://", "https://", "wasbs://", "abfss://", "${{"))
-        or "://" in value
-    )

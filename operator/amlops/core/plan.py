@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from amlops.core.manifests import INFRA_KINDS, YAML_SUFFIXES, Manifest, display_path
+from amlops.core.refs import local_paths
 
 _MISSING = object()
 
@@ -63,8 +66,17 @@ class Change:
         }
 
 
-def diff(base: Sequence[Manifest], head: Sequence[Manifest]) -> list[Change]:
-    """Changes that turn ``base`` into ``head``, in a stable order (kind, workspace, name)."""
+def diff(
+    base: Sequence[Manifest],
+    head: Sequence[Manifest],
+    content: Mapping[tuple[str, str, str], list[FieldChange]] | None = None,
+) -> list[Change]:
+    """Changes that turn ``base`` into ``head``, in a stable order (kind, workspace, name).
+
+    ``content`` adds, per object, the files its ``code:``/``path:`` name whose content changed
+    (see ``content_changes``): a new scoring script redeploys even when no YAML changed.
+    """
+    content = content or {}
     before = {m.key: m for m in base}
     after = {m.key: m for m in head}
     changes: list[Change] = []
@@ -80,7 +92,7 @@ def diff(base: Sequence[Manifest], head: Sequence[Manifest]) -> list[Change]:
             pos = old.locate(("metadata", "name"))
             changes.append(Change("delete", old.kind, old.name, old.workspace, pos.file, pos.line))
         elif old is not None and new is not None:
-            fields = list(_diff_values(old.body, new.body, ()))
+            fields = list(_diff_values(old.body, new.body, ())) + content.get(key, [])
             if fields:
                 pos = new.locate(("metadata", "name"))
                 changes.append(
@@ -125,6 +137,61 @@ def _diff_values(old: Any, new: Any, path: tuple[str, ...]) -> Iterator[FieldCha
 
 def _dotted(path: tuple[str, ...]) -> str:
     return ".".join(path)
+
+
+def _display(spec: Any, path: tuple[str | int, ...]) -> str:
+    """``spec.deployments[blue].code``: list items by name, as the field diffs show them."""
+    out = ""
+    node: Any = {"spec": spec}
+    for part in path:
+        node = node[part]  # the path came from walking this very spec
+        if isinstance(part, int):
+            name = node.get("name") if isinstance(node, dict) else None
+            out += f"[{name}]" if isinstance(name, str) else f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def content_changes(
+    head: Sequence[Manifest], base_ref: str, head_ref: str | None
+) -> dict[tuple[str, str, str], list[FieldChange]]:
+    """Per object, the local files and folders it names whose content differs between
+    ``base_ref`` and ``head_ref`` (default: the working tree, untracked files included)."""
+    targets: list[tuple[Manifest, str, Path]] = []
+    for m in head:
+        for path, _, value in local_paths(("spec",), m.spec):
+            targets.append((m, _display(m.spec, path), m.resolve_path(path, value)))
+    if not targets:
+        return {}
+    top = Path(_git(Path.cwd(), "rev-parse", "--show-toplevel").decode().strip()).resolve()
+    rel = {}
+    for _, _, target in targets:
+        with suppress(ValueError):
+            rel[target] = Path(os.path.realpath(target)).relative_to(top).as_posix()
+    specs = sorted(set(rel.values()))
+    if not specs:
+        return {}
+    if head_ref is None:
+        changed = _git(top, "diff", "--name-only", "-z", base_ref, "--", *specs).decode()
+        changed += _git(
+            top, "ls-files", "--others", "--exclude-standard", "-z", "--", *specs
+        ).decode()
+    else:
+        changed = _git(top, "diff", "--name-only", "-z", base_ref, head_ref, "--", *specs).decode()
+    files = [f for f in changed.split("\0") if f]
+    out: dict[tuple[str, str, str], list[FieldChange]] = {}
+    for m, dotted, target in targets:
+        spec = rel.get(target)
+        if spec is None:
+            continue
+        hits = [f for f in files if f == spec or f.startswith(spec + "/")]
+        if hits:
+            names = [h[len(spec) :].lstrip("/") or Path(h).name for h in hits]
+            more = ", ..." if len(names) > 3 else ""
+            summary = f"{len(hits)} file(s) changed: {', '.join(names[:3])}{more}"
+            out.setdefault(m.key, []).append(FieldChange(f"{dotted} (content)", "", summary))
+    return out
 
 
 class GitError(Exception):

@@ -43,6 +43,29 @@ def is_external(value: str) -> bool:
     )
 
 
+_PATH_FIELDS = ("path", "code", "conda_file", "component")
+
+
+def is_local(value: str) -> bool:
+    """A path on disk, relative to the file that names it (not an asset, URL or binding)."""
+    return not (value.startswith(("azureml:", "${{")) or "://" in value)
+
+
+def local_paths(prefix: Path_, value: Any) -> Iterator[tuple[Path_, str, str]]:
+    """Every ``path:``/``code:``/``conda_file:``/``component:`` naming a local file or folder:
+    (where, field name, the path as written)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = (*prefix, key)
+            if key in _PATH_FIELDS and isinstance(item, str) and is_local(item):
+                yield path, key, item
+            else:
+                yield from local_paths(path, item)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from local_paths((*prefix, i), item)
+
+
 def compute_name(value: str) -> str:
     return value.removeprefix("azureml:")
 
