@@ -73,6 +73,47 @@ def test_init_raising_keeps_the_deployment_at_zero_percent_with_the_reason(
     assert processes_under(state) == []
 
 
+def test_init_raising_in_every_deployment_names_each_with_its_reason_and_log(
+    platform: Path, tmp_path: Path
+) -> None:
+    _edit(
+        platform / "src" / "score" / "score.py",
+        "def init():\n",
+        "def init():\n    raise RuntimeError('no model here')\n",
+    )
+    state = tmp_path / "state"
+    result = amlops("up", str(platform), "--once", "--state-dir", str(state), cwd=tmp_path)
+    assert result.returncode == 1
+    record = obj(status_json(tmp_path, state), "Endpoint", "support-online")
+    stalled = _condition(record, "Stalled")
+    assert stalled["reason"] == "DeploymentFailed"
+    logs = state / "deployments" / "mlw-platform-dev" / "support-online"
+    for name in ("blue", "green"):
+        assert (
+            f"deployment {name}: the scoring server exited: init() raised RuntimeError: no model "
+            f"here (log: {logs / name / 'server.log'})" in stalled["message"]
+        )
+    assert stalled["message"].endswith("nothing is serving")
+
+
+def test_step_output_that_looks_like_markup_is_shown_verbatim(
+    platform: Path, tmp_path: Path
+) -> None:
+    _edit(
+        platform / "src" / "prep" / "prep.py",
+        "def main():\n",
+        "def main():\n    raise SystemExit('error: bad-[/x]-dir')\n",
+    )
+    state = tmp_path / "state"
+    result = amlops("up", str(platform), "--once", "--state-dir", str(state), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "internal error" not in result.stderr
+    assert "exited with code 1: error: bad-[/x]-dir" in result.stdout
+    record = obj(status_json(tmp_path, state), "Pipeline", "finetune-support-slm")
+    assert "error: bad-[/x]-dir" in _condition(record, "Stalled")["message"]
+
+
 def test_a_failing_step_stalls_the_pipeline_and_the_fixed_spec_converges(
     platform: Path, tmp_path: Path
 ) -> None:

@@ -231,6 +231,25 @@ def test_a_failed_deployment_keeps_zero_traffic_and_stalls_with_the_reason() -> 
     assert result.status["traffic"] == {"a": 0, "b": 100}
 
 
+def test_the_endpoint_stalls_naming_every_failed_deployment_once_none_is_starting() -> None:
+    desired = _endpoint()
+    models = {"a": _version("m", "1"), "b": _version("m", "1")}
+    digests = {"a": "sha256:c", "b": "sha256:c"}
+
+    # a failed while b is still starting: b may fail too, so it is too early to stall
+    deployed = _deployed(desired, {"a": ProvisioningState.FAILED, "b": ProvisioningState.CREATING})
+    observed = endpoint.EndpointObserved(_ep({"a": 0, "b": 0}), deployed, models, digests)
+    result = endpoint.reconcile_endpoint(desired, observed, None, NOW)
+    assert result.outcome.phase is Phase.RECONCILING
+    assert result.outcome.message == "deployment a: boom; deployment b: boom"
+
+    deployed = _deployed(desired, {"a": ProvisioningState.FAILED, "b": ProvisioningState.FAILED})
+    observed = endpoint.EndpointObserved(_ep({"a": 0, "b": 0}), deployed, models, digests)
+    result = endpoint.reconcile_endpoint(desired, observed, None, NOW)
+    assert result.outcome.phase is Phase.STALLED
+    assert result.outcome.message == "deployment a: boom; deployment b: boom; nothing is serving"
+
+
 def test_a_ready_endpoint_takes_no_action() -> None:
     desired = _endpoint()
     deployed = _deployed(

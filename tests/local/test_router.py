@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 
-from amlops.backends.base import EndpointKeys
+from amlops.backends.base import EndpointKeys, EndpointSpec
+from amlops.backends.local.backend import LocalBackend
 from amlops.backends.local.router import MirrorCounter, Router, WeightedChooser
 from amlops.reconcile.endpoint import renormalize
+
+from .conftest import WS
 
 
 class _Upstream:
@@ -161,3 +164,16 @@ def test_only_healthy_deployments_get_traffic(
     router.update({}, {"blue": 90, "green": 10}, {})
     status, body, _ = _post(router.port)
     assert status == 503 and "no deployment" in body["error"]
+
+
+@pytest.mark.parametrize("auth_mode", ["key", "aml_token", "aad_token"])
+def test_every_auth_mode_asks_for_a_bearer_token(backend: LocalBackend, auth_mode: str) -> None:
+    """aml_token and aad_token are emulated with the endpoint's key as a static token."""
+    state = backend.create_or_update_endpoint(EndpointSpec(WS, "e", auth_mode, {}))
+    port = int(state.scoring_uri.split(":")[2].split("/")[0])
+    keys = backend.get_endpoint_keys(WS, "e")
+    assert _post(port, key=None)[0] == 401
+    assert _post(port, key="wrong")[0] == 401
+    # past the token check: nothing is deployed, so nothing answers
+    assert _post(port, key=keys.secondary)[0] == 503
+    assert backend.invoke(WS, "e", b"{}").status == 503  # `amlops invoke` sends the token

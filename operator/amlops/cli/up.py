@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import shutil
 import signal
 import sys
 import time
@@ -49,6 +51,10 @@ _WATCH_POLL_S = 0.5
 # dependency that is about to appear shows up within a pass or two
 _DEADLOCK_PASSES = 3
 _SMOKE_FILE = "sample-request.json"
+# A piece of a printed line: literal text, or (literal text, style). Lines are built from these
+# rather than from markup strings: user and step text (condition messages, paths, answers)
+# may hold `[...]` or `:name:`, which rich would otherwise read as markup or emoji codes.
+Part = str | tuple[str, str]
 _PHASE_STYLE = {
     Phase.READY: "green",
     Phase.RECONCILING: "yellow",
@@ -159,8 +165,13 @@ def rows_of(reports: Sequence[ObjectReport]) -> list[Row]:
     return [Row(r.kind, r.workspace, r.name, r.status) for r in reports]
 
 
+def line(*parts: Part) -> Text:
+    """One line of output, every part taken literally (see ``Part``)."""
+    return Text.assemble(*parts)
+
+
 def status_table(rows: Sequence[Row], title: str = "") -> Table:
-    table = Table(title=title or None, title_justify="left", expand=False)
+    table = Table(title=Text(title) if title else None, title_justify="left", expand=False)
     for column in ("kind", "workspace", "name", "state", "reason", "message"):
         table.add_column(column, overflow="fold")
     order = {k: i for i, k in enumerate(ORDER)}
@@ -169,12 +180,12 @@ def status_table(rows: Sequence[Row], title: str = "") -> Table:
         condition = row.condition()
         style = _PHASE_STYLE.get(phase, "") if phase else ""
         table.add_row(
-            row.kind,
-            row.workspace,
-            row.name,
+            Text(row.kind),
+            Text(row.workspace),
+            Text(row.name),
             Text(str(phase or "Unknown"), style=style),
-            str(condition.get("reason", "")),
-            _details(row, condition),
+            Text(str(condition.get("reason", ""))),
+            Text(_details(row, condition)),
         )
     return table
 
@@ -192,9 +203,31 @@ def _details(row: Row, condition: Mapping[str, Any]) -> str:
 
 
 def _prog() -> str:
-    """How the user called us, for the hints we print (``.venv/bin/amlops`` from make)."""
+    """How to call us again, for the hints we print: ``amlops`` when that is what PATH finds,
+    else the program's path (``.venv/bin/amlops`` from make), relative only below the cwd."""
     argv0 = sys.argv[0]
-    return os.path.relpath(argv0) if os.sep in argv0 and not argv0.endswith(".py") else "amlops"
+    if os.sep not in argv0 or argv0.endswith(".py"):
+        return "amlops"  # found on PATH, or `python -m amlops` / `-c`
+    on_path = shutil.which("amlops")
+    if on_path is not None and Path(on_path).resolve() == Path(argv0).resolve():
+        return "amlops"
+    shown = _shown_path(Path(argv0))
+    # a bare name would be looked up on PATH, not in the cwd
+    return shlex.quote(shown if os.sep in shown else f".{os.sep}{shown}")
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` for a hint: relative when it is below the cwd, else absolute (no ``../..``)."""
+    absolute = Path(os.path.abspath(path))
+    cwd = Path.cwd()
+    return str(absolute.relative_to(cwd) if absolute.is_relative_to(cwd) else absolute)
+
+
+def _state_dir_option(state_dir: str) -> str:
+    """`` --state-dir DIR`` for a hint, or nothing when DIR is the default."""
+    if Path(state_dir).resolve() == Path(DEFAULT_STATE_DIR).resolve():
+        return ""
+    return f" --state-dir {shlex.quote(state_dir)}"
 
 
 # -- amlops up ----------------------------------------------------------------------------------
@@ -206,8 +239,11 @@ def _validate(path: Path) -> Report | None:
         return report
     common.stderr.print(findings_table(report.errors))
     common.stderr.print(
-        f"[red]validation failed[/]: {len(report.errors)} errors in {path}; "
-        f"`{_prog()} validate {path}` shows them all"
+        line(
+            ("validation failed", "red"),
+            f": {len(report.errors)} errors in {path}; "
+            f"`{_prog()} validate {shlex.quote(str(path))}` shows them all",
+        )
     )
     return None
 
@@ -276,9 +312,9 @@ class _Display:
         if self._live is not None:
             self._live.__exit__(None, None, None)
 
-    def note(self, message: str) -> None:
+    def note(self, *parts: Part) -> None:
         stamp = datetime.now().strftime("%H:%M:%S")
-        common.stdout.print(f"[dim]{stamp}[/] {message}")
+        common.stdout.print(line((stamp, "dim"), " ", *parts))
 
     def show(self, rows: Sequence[Row], title: str) -> None:
         if self._live is not None:
@@ -325,7 +361,7 @@ def run_up(args: argparse.Namespace) -> int:
         common.stderr.print("[dim]stopping the scoring servers and pipeline runs…[/]")
         backend.close("stopped by amlops up")
     if ok:
-        _what_next(path, report.manifests)
+        _what_next(path, args.state_dir, report.manifests)
     return common.EXIT_OK if ok else common.EXIT_FINDINGS
 
 
@@ -344,8 +380,8 @@ def _loop(
     while True:
         if not backend.state_dir_intact():
             display.note(
-                f"[yellow]{backend.root} was deleted while running[/]: stopped what it ran "
-                "and starting over from an empty state directory"
+                (f"{backend.root} was deleted while running", "yellow"),
+                ": stopped what it ran and starting over from an empty state directory",
             )
             backend.reset_after_loss()
             backend.catalog.set_meta("manifests", str(path.resolve()))
@@ -354,7 +390,7 @@ def _loop(
             reports = reconciler.reconcile(manifests)
         except Exception as exc:  # shown, then retried: `up` keeps running
             if backend.state_dir_intact():
-                display.note(f"[red]reconcile pass failed[/]: {type(exc).__name__}: {exc}")
+                display.note(("reconcile pass failed", "red"), f": {type(exc).__name__}: {exc}")
             _sleep(args.interval if not args.once else 1.0, None)
             continue
         display.show(rows_of(reports), f"amlops up {path} — state in {backend.root}")
@@ -365,26 +401,29 @@ def _loop(
                 stuck += 1
                 if stuck >= _DEADLOCK_PASSES:
                     display.note(
-                        "[red]nothing left to do[/]: "
+                        ("nothing left to do", "red"),
+                        ": "
                         + "; ".join(
                             f"{r.kind}/{r.name} is {r.outcome.message}"
                             for r in reports
                             if not r.settled
-                        )
+                        ),
                     )
                     return reports
             else:
                 stuck = 0
             if time.monotonic() - started > args.timeout:
                 busy = ", ".join(f"{r.kind}/{r.name}" for r in reports if not r.settled)
-                display.note(f"[red]gave up after {args.timeout:g} s[/]: {busy} still reconciling")
+                display.note(
+                    (f"gave up after {args.timeout:g} s", "red"), f": {busy} still reconciling"
+                )
                 return reports
         requeues = [r.requeue_after for r in reports if r.requeue_after is not None]
         delay = min([args.interval, *requeues])
         if _sleep(delay, watcher):
             fresh = _validate(path)
             if fresh is None:
-                display.note("[red]the manifests have errors[/]: keeping the last valid ones")
+                display.note(("the manifests have errors", "red"), ": keeping the last valid ones")
             else:
                 display.note("manifests changed: reconciling")
                 manifests = fresh.manifests
@@ -429,43 +468,61 @@ def _smoke(backend: LocalBackend, manifests: Sequence[Manifest]) -> bool:
         name = str((m.spec.get("endpoint") or {}).get("name", m.name))
         if sample is None:
             common.stdout.print(
-                f"smoke {name}: skipped, no {_SMOKE_FILE} next to any deployment's scoring script"
+                line(
+                    f"smoke {name}: skipped, no {_SMOKE_FILE} next to any deployment's "
+                    "scoring script"
+                )
             )
             continue
         body = sample.read_bytes()
         try:
             result = backend.invoke(m.workspace or "", name, body)
         except BackendError as exc:
-            common.stdout.print(f"[red]smoke {name}: {exc}[/]")
+            common.stdout.print(line((f"smoke {name}: {exc}", "red")))
             ok = False
             continue
         answer = result.body.decode("utf-8", "replace")
         style = "green" if 200 <= result.status < 300 else "red"
-        common.stdout.print(f"smoke {name}: request {body.decode().strip()}")
+        request = body.decode("utf-8", "replace").strip()
+        common.stdout.print(line(f"smoke {name}: request {request}"))
         common.stdout.print(
-            f"[{style}]smoke {name}: {result.status} from deployment {result.deployment}:[/] "
-            f"{answer}"
+            line(
+                (f"smoke {name}: {result.status} from deployment {result.deployment}:", style),
+                f" {answer}",
+            )
         )
         ok = ok and 200 <= result.status < 300
     return ok
 
 
-def _what_next(path: Path, manifests: Sequence[Manifest]) -> None:
+def _what_next(path: Path, state_dir: str, manifests: Sequence[Manifest]) -> None:
     prog = _prog()
-    hints = [(f"{prog} up {path}", "keep it running: live table, file watch, drift correction")]
+    state = _state_dir_option(state_dir)
+    hints = [
+        (
+            f"{prog} up {shlex.quote(str(path))}{state}",
+            "keep it running: live table, file watch, drift correction",
+        )
+    ]
     for m in manifests:
         if m.kind == "Endpoint":
             name = str((m.spec.get("endpoint") or {}).get("name", m.name))
             sample = _sample_request(m)
-            data = os.path.relpath(sample) if sample else "request.json"
-            hints.append((f"{prog} invoke {name} --data {data}", "score, while `up` runs"))
+            data = shlex.quote(_shown_path(sample)) if sample else "request.json"
+            hints.append(
+                (
+                    f"{prog} invoke {shlex.quote(name)} --data {data}{state}",
+                    "score, while `up` runs",
+                )
+            )
     for m in manifests:
         if m.kind == "Pipeline":
-            hints.append((f"{prog} run {m.name}", "retrain now"))
-    hints.append((f"{prog} status", "the table above, from the state directory"))
+            hints.append((f"{prog} run {shlex.quote(m.name)}{state}", "retrain now"))
+    hints.append((f"{prog} status{state}", "the table above, from the state directory"))
     width = max(len(command) for command, _ in hints)
     lines = [f"  {command.ljust(width)}   # {why}" for command, why in hints]
-    common.stdout.print("\nWhat to try next:\n" + "\n".join(lines), markup=False)
+    # soft wrap: a long hint stays one line, to be copied and pasted whole
+    common.stdout.print(line("\nWhat to try next:\n" + "\n".join(lines)), soft_wrap=True)
 
 
 # -- amlops status --------------------------------------------------------------------------
@@ -505,11 +562,13 @@ def run_status(args: argparse.Namespace) -> int:
     rows = [Row(r["kind"], r["workspace"], r["name"], r["status"]) for r in records]
     common.stdout.print(status_table(rows, f"state in {backend.root}"))
     if holder:
-        common.stdout.print(f"{holder} is running: endpoints are being served")
+        common.stdout.print(line(f"{holder} is running: endpoints are being served"))
     else:
         common.stdout.print(
-            f"`{_prog()} up` is not running: this is the last state it saw; endpoints are not "
-            "being served"
+            line(
+                f"`{_prog()} up` is not running: this is the last state it saw; endpoints are "
+                "not being served"
+            )
         )
     return common.EXIT_OK
 
@@ -542,7 +601,7 @@ def run_invoke(args: argparse.Namespace) -> int:
         try:
             result = backend.invoke(record["workspace"], name, body, args.deployment)
         except BackendError as exc:
-            common.stderr.print(f"[red]error:[/] {exc}")
+            common.stderr.print(line(("error:", "red"), f" {exc}"))
             return common.EXIT_FINDINGS
     finally:
         backend.close()
@@ -551,7 +610,9 @@ def run_invoke(args: argparse.Namespace) -> int:
         common.print_json(json.loads(text))
     except ValueError:
         sys.stdout.write(text + "\n")
-    common.stderr.print(f"[dim]{result.status} from deployment {result.deployment or '-'}[/]")
+    common.stderr.print(
+        line((f"{result.status} from deployment {result.deployment or '-'}", "dim"))
+    )
     return common.EXIT_OK if 200 <= result.status < 300 else common.EXIT_FINDINGS
 
 
@@ -576,7 +637,7 @@ def run_run(args: argparse.Namespace) -> int:
                 backend.catalog.list_objects(), "Pipeline", args.pipeline, args.workspace
             )
             backend.request_run(record["workspace"], args.pipeline, at)
-            common.stdout.print(f"asked {holder} to run {args.pipeline}")
+            common.stdout.print(line(f"asked {holder} to run {args.pipeline}"))
             return _follow(backend, record["workspace"], args.pipeline, at, args.timeout, None)
         finally:
             backend.close()
@@ -609,7 +670,7 @@ def run_run(args: argparse.Namespace) -> int:
             # models first (a pipeline may need them), never endpoints: `run` serves nothing
             reconciler.reconcile(report.manifests, kinds=("Model", "Pipeline"))
 
-        common.stdout.print(f"running {args.pipeline} from {manifests_path}")
+        common.stdout.print(line(f"running {args.pipeline} from {manifests_path}"))
         return _follow(backend, workspace, args.pipeline, at, args.timeout, step)
     finally:
         backend.close("stopped by amlops run")
@@ -644,11 +705,11 @@ def _follow(
         row = Row("Pipeline", workspace, pipeline, status)
         message = str(row.condition().get("message", ""))
         if message != last:
-            common.stdout.print(f"{pipeline}: {message}")
+            common.stdout.print(line(f"{pipeline}: {message}"))
             last = message
         handled = status.get("lastHandledRequest") == at
         if handled and row.phase in (Phase.READY, Phase.STALLED):
             return common.EXIT_OK if row.phase is Phase.READY else common.EXIT_FINDINGS
         time.sleep(0.5)
-    common.stderr.print(f"[red]{pipeline}: no result after {timeout:g} s[/]")
+    common.stderr.print(line((f"{pipeline}: no result after {timeout:g} s", "red")))
     return common.EXIT_FINDINGS

@@ -6,7 +6,9 @@ model to be registered (DependencyNotReady) without holding back the others. Tra
 by health: only deployments that came up (Succeeded, current fingerprint) get their share;
 the rest keep 0% and their share is spread over the healthy ones, so the split sent to the
 backend always sums to 100 (or is all 0 when nothing is healthy). A deployment that fails to
-come up stalls the endpoint with the reason, until its spec, code or model changes.
+come up stalls the endpoint until its spec, code or model changes; the endpoint stalls only
+once no other deployment is still starting, so that the message names every deployment that
+failed, each with its reason (which names the server's log).
 """
 
 from __future__ import annotations
@@ -280,20 +282,18 @@ def reconcile_endpoint(
         "mirrorTraffic": mirror or None,
         "deployments": report,
     }
-    if failed:
+    if failed and not progressing:
         serving = ", ".join(sorted(healthy))
         tail = f"; serving from {serving}" if serving else "; nothing is serving"
         return result(
             Outcome(Phase.STALLED, "DeploymentFailed", "; ".join(failed) + tail), actions, **fields
         )
+    # failures so far are shown while the rest come up; then they stall the endpoint
     if waiting:
-        return result(
-            Outcome(Phase.RECONCILING, "DependencyNotReady", "waiting for " + "; ".join(waiting)),
-            actions,
-            **fields,
-        )
+        message = "; ".join(["waiting for " + "; ".join(waiting), *failed])
+        return result(Outcome(Phase.RECONCILING, "DependencyNotReady", message), actions, **fields)
     if progressing or actions:
-        message = "; ".join(progressing) or "; ".join(a.describe() for a in actions)
+        message = "; ".join(failed + progressing) or "; ".join(a.describe() for a in actions)
         return result(Outcome(Phase.RECONCILING, "Progressing", message), actions, **fields)
     split = ", ".join(f"{n} {w}%" for n, w in sorted(traffic.items()))
     mirrored = ", ".join(f"{n} {p}%" for n, p in sorted(mirror.items()) if p)

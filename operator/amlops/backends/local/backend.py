@@ -7,13 +7,19 @@
   models/<ws>/<name>/<version>/<digest>/   a version's folder (AZUREML_MODEL_DIR)
   runs/<run id>/<step>/  code snapshot, outputs/, user_logs/std_log.txt, pid
   deployments/<ws>/<endpoint>/<deployment>/  code snapshot, server.log, server.pid
-  keys/<ws>/<endpoint>.json   endpoint keys, mode 0600
+  keys/<ws>/<endpoint>.json   endpoint keys (also the token of aml_token/aad_token), mode 0600
   up.lock                held by the process that runs things (``amlops up``, ``amlops run``)
 ```
 
 Open it with ``LocalBackend(path)`` to read (``amlops status``, ``amlops invoke``); call
 ``start()`` to run things: that takes the lock, adopts or stops what a crashed process left
 behind, and makes ``close()`` stop everything this process started.
+
+Every endpoint asks for a bearer token unless its ``auth_mode`` is ``none``. Auth mode ``key``
+takes either key, as in Azure. ``aml_token`` and ``aad_token`` are emulated: there is no token
+service here, so the endpoint's primary or secondary key stands in for the token, as a static
+token that never expires (``amlops invoke`` sends it). A manifest that asks for auth is never
+served openly.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from amlops.backends.local.scoring import ScoringServers
 DEFAULT_STATE_DIR = ".amlops"
 CATALOG_FILE = "catalog.sqlite"
 _INVOKE_TIMEOUT_S = 60.0
+_OPEN_AUTH_MODE = "none"
 
 
 class StateDirLockedError(BackendError):
@@ -230,7 +237,7 @@ class LocalBackend:
         keys = self._ensure_keys(spec.workspace, spec.name)
         port = int(row["port"]) if row else 0
         message = row["message"] if row else ""
-        auth = keys if spec.auth_mode == "key" else None
+        auth = None if spec.auth_mode == _OPEN_AUTH_MODE else keys
         router = self._routers.get(key)
         if router is not None and router.running and router.keys != auth:
             router.stop()  # the auth mode changed: serve with the new one, on the same port
@@ -308,7 +315,7 @@ class LocalBackend:
         if row is None:
             raise BackendError(f"endpoint {endpoint} does not exist in workspace {workspace}")
         headers = {"Content-Type": "application/json"}
-        if row["auth_mode"] == "key":
+        if row["auth_mode"] != _OPEN_AUTH_MODE:
             headers["Authorization"] = (
                 f"Bearer {self.get_endpoint_keys(workspace, endpoint).primary}"
             )

@@ -5,6 +5,10 @@ session, so it and everything it forks can be stopped as one process group, and 
 recording its pid and start time. After a ``kill -9`` of ``amlops up`` the next one reads the
 pid files and either adopts what is still running or stops it; the start time guards against
 a recycled pid belonging to some unrelated process.
+
+Children do not inherit the environment of ``amlops``: they start from ``base_environment()``
+plus what their spec sets, as Azure ML jobs and scoring containers do. The user's shell often
+holds Azure credentials (``AZURE_CLIENT_SECRET``, tokens) that user code must never see.
 """
 
 from __future__ import annotations
@@ -20,6 +24,19 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+# what a child needs to run at all: find programs (PATH, and VIRTUAL_ENV for tools that look
+# for the venv), a home, a locale, a temporary folder
+_INHERITED = frozenset({"PATH", "HOME", "LANG", "TMPDIR", "VIRTUAL_ENV"})
+
+
+def base_environment() -> dict[str, str]:
+    """The part of this process's environment a child may see (see the module docstring)."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name in _INHERITED or name.startswith("LC_")
+    }
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The local endpoint: one HTTP router per endpoint in front of its deployments' scoring servers.
 
-It answers ``POST /score`` the way an Azure ML online endpoint does: it checks the key (auth
-mode ``key``), picks a deployment by the traffic weights (or the one named in the
+It answers ``POST /score`` the way an Azure ML online endpoint does: it checks the bearer token
+(an endpoint key; for ``aml_token``/``aad_token`` a key stands in for the token, see
+``backend``), picks a deployment by the traffic weights (or the one named in the
 ``azureml-model-deployment`` header), forwards the request, and copies the given share of
 requests to the ``mirror_traffic`` deployment, whose answers are dropped.
 
@@ -89,7 +90,7 @@ class Router:
     def __init__(self, endpoint: str, port: int, keys: EndpointKeys | None) -> None:
         self.endpoint = endpoint
         self._requested_port = port
-        self.keys = keys  # None: no auth (auth_mode other than key is not enforced locally)
+        self.keys = keys  # None: no auth (auth_mode none); else the accepted bearer tokens
         self._lock = threading.Lock()
         self._routes = _Routes({}, WeightedChooser({}), {})
         self.stats = RouterStats()

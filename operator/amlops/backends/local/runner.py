@@ -498,7 +498,7 @@ class PipelineRunner:
             failed = replace(state, status=JobStatus.FAILED, ended_at=_now(), message=str(exc))
             self._set_step(ctx, failed)
             return
-        env = dict(os.environ)
+        env = procs.base_environment()
         env.update(step.environment_variables)
         env["PATH"] = f"{active.bin_dir}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONUNBUFFERED"] = "1"

@@ -10,12 +10,13 @@ A server that dies after it was serving becomes ``Stopped`` so that reconcile st
 
 from __future__ import annotations
 
+import functools
 import http.client
-import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +57,24 @@ class _Server:
         if self.proc is not None:
             return self.proc.poll()
         return None if procs.is_alive(self.record) else -1
+
+
+@functools.cache
+def _serve_import_path() -> dict[str, str]:
+    """``PYTHONPATH`` for the serve wrapper, when it needs one: when amlops is not installed
+    in this interpreter but imported through the caller's PYTHONPATH or working directory.
+    Asked of the interpreter itself, once, with the environment a server gets."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import amlops.backends.local"],
+        cwd=tempfile.gettempdir(),
+        env=procs.base_environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    if probe.returncode == 0:
+        return {}
+    return {"PYTHONPATH": str(Path(__file__).resolve().parents[3])}  # the folder of amlops/
 
 
 def healthy(port: int) -> bool:
@@ -167,7 +186,7 @@ class ScoringServers:
         digest = self.store.put_tree(spec.code_dir)
         code = self._dir(key) / f"code-{digest.removeprefix('sha256:')[:16]}"
         self.store.materialize(digest, code)
-        env = dict(os.environ)
+        env = procs.base_environment() | _serve_import_path()
         env.update(spec.environment_variables)
         env["AZUREML_MODEL_DIR"] = model.location
         env["AML_APP_ROOT"] = str(code)
