@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/infra.py
 	$(BIN)/python bench/local.py
+	$(BIN)/python bench/operator.py
 
 clean:
 	rm -rf $(VENV) .amlops .mypy_cache .ruff_cache

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amlops.cli import common, plan, up, validate
+from amlops.cli import apply, common, operator_cmd, plan, up, validate
 
 REGISTRY: list[common.Register] = [
     validate.register,
@@ -11,4 +11,6 @@ REGISTRY: list[common.Register] = [
     up.register_status,
     up.register_invoke,
     up.register_run,
+    apply.register,
+    operator_cmd.register,
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,8 @@ class PipelineDesired:
     run_on_change: bool = True
     suspend: bool = False
     requested_at: str | None = None  # `amlops run` / the amlops.io/run-requested-at annotation
+    # added to every run's tags: the Git commit and manifest the Kopf handlers know of
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,7 @@ def reconcile_pipeline(
             job=desired.job,
             fingerprint=current,
             trigger=trigger,
-            tags={"amlops.io/pipeline": desired.name, "amlops.io/trigger": trigger},
+            tags={**desired.tags, "amlops.io/pipeline": desired.name, "amlops.io/trigger": trigger},
         )
         return result(
             Outcome(Phase.RECONCILING, "Starting", f"starting a run ({trigger})"),

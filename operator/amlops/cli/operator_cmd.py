@@ -1,0 +1,61 @@
+"""``amlops operator``: the Kopf operator, as ``kopf run -m amlops.handlers --all-namespaces``
+would run it, plus JSON logs, the liveness endpoint and the settings check up front.
+
+Configuration comes from ``AMLOPS_*`` environment variables (see ``amlops.handlers.config``);
+the kube context is the pod's ServiceAccount in a cluster, else the current kubeconfig.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from amlops.cli import common
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "operator",
+        help="run the Kopf operator that reconciles Model, Pipeline and Endpoint resources",
+        description="Runs until SIGTERM/SIGINT. Exit 0 after a graceful stop, 2 on bad settings.",
+    )
+    p.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="serve only this namespace (repeatable; default: all namespaces)",
+    )
+    p.add_argument(
+        "--liveness",
+        metavar="URL",
+        help="liveness endpoint (default: $AMLOPS_LIVENESS or http://0.0.0.0:8081/healthz; "
+        "'' turns it off)",
+    )
+    p.add_argument("--log-format", choices=("json", "text"), default="json")
+    p.add_argument("--verbose", "-v", action="store_true", help="debug logs (Kopf's patches too)")
+    p.set_defaults(func=run_operator)
+
+
+def run_operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    from amlops.handlers import logs
+    from amlops.handlers.config import SettingsError
+
+    try:
+        from amlops.handlers.config import SETTINGS as settings
+
+        # Importing registers the handlers, as `kopf run -m amlops.handlers` does.
+        importlib.import_module("amlops.handlers")
+    except SettingsError as exc:
+        raise common.UsageError(str(exc)) from exc
+    logs.configure(json_format=args.log_format == "json", verbose=args.verbose)
+    liveness = settings.liveness if args.liveness is None else args.liveness
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        liveness_endpoint=liveness or None,
+    )
+    return common.EXIT_OK

@@ -1,0 +1,118 @@
+"""The operator's configuration: environment variables -> one frozen ``Settings``.
+
+``amlops.handlers.settings`` turns it into Kopf's settings in the one startup hook.
+
+Environment (all optional; the Deployment in operator/deploy/ sets them):
+
+=============================  ==============================================================
+``AMLOPS_BACKEND``             ``local`` (the only backend so far)
+``AMLOPS_STATE_DIR``           the local backend's state directory (a volume in the pod)
+``AMLOPS_SOURCE_ROOT``         the Git checkout relative paths in specs resolve against
+``AMLOPS_DRIFT_INTERVAL``      seconds between drift checks of one object (default 300)
+``AMLOPS_DRIFT_IDLE``          seconds an object must be unchanged before its drift check
+``AMLOPS_RETRY_BASE``          first retry delay for a transient backend error, seconds
+``AMLOPS_RETRY_MAX``           cap of the exponential retry delay, seconds
+``AMLOPS_WORKERS``             threads running handlers (backend calls block)
+``AMLOPS_PEERING``             a ClusterKopfPeering name: enables leader election (replicas > 1)
+``AMLOPS_WATCH_TIMEOUT``       server-side timeout of one watch request, seconds
+``AMLOPS_METRICS_PORT``        Prometheus port (0: off)
+``AMLOPS_LIVENESS``            Kopf's liveness endpoint URL (``amlops operator`` passes it on)
+=============================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from amlops import API_GROUP
+
+# Kopf keeps its bookkeeping (per-handler progress, the last handled spec) under this key of
+# ``status``; everything else in ``status`` is ours.
+KOPF_STATUS_KEY = "kopf"
+PROGRESS_FIELD = f"status.{KOPF_STATUS_KEY}.progress"
+FINALIZER = f"{API_GROUP}/finalizer"
+REPORTING_COMPONENT = "amlops-operator"
+
+
+class SettingsError(ValueError):
+    """An environment variable the operator cannot use; names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str = "local"
+    state_dir: Path = Path(".amlops")
+    source_root: Path = Path(".")
+    drift_interval_s: float = 300.0
+    drift_idle_s: float = 60.0
+    retry_base_s: float = 5.0
+    retry_max_s: float = 300.0
+    workers: int = 8
+    peering: str = ""
+    watch_timeout_s: int = 600  # the API server wants whole seconds
+    metrics_port: int = 8080
+    liveness: str = "http://0.0.0.0:8081/healthz"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = "AMLOPS_" + f.name.upper().removesuffix("_S")
+            raw = source.get(name)
+            if raw is None or raw == "":
+                continue
+            default = f.default
+            try:
+                if isinstance(default, Path):
+                    values[f.name] = Path(raw)
+                elif isinstance(default, bool):
+                    values[f.name] = raw.lower() in ("1", "true", "yes")
+                elif isinstance(default, int):
+                    values[f.name] = int(raw)
+                elif isinstance(default, float):
+                    values[f.name] = float(raw)
+                else:
+                    values[f.name] = raw
+            except ValueError as exc:
+                raise SettingsError(f"{name}={raw!r}: {exc}") from exc
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.backend != "local":
+            raise SettingsError(f"AMLOPS_BACKEND={self.backend!r}: only 'local' exists so far")
+        for name in ("drift_interval_s", "retry_base_s", "retry_max_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"AMLOPS_{name.upper().removesuffix('_S')} must be > 0")
+        if self.workers < 1:
+            raise SettingsError("AMLOPS_WORKERS must be >= 1")
+
+    def retry_delay(self, hint: float | None, retry: int) -> float:
+        """Exponential backoff: the core's hint (or the base) doubled per retry, capped."""
+        first = hint if hint is not None else self.retry_base_s
+        return float(min(self.retry_max_s, first * 2 ** min(retry, 20)))
+
+    def drift_delay(self, **_: Any) -> float:
+        """A random first delay spreads the objects' drift checks over the whole interval, so
+        1,000 objects do not all hit the backend in the same second after a restart."""
+        return random.uniform(0.0, self.drift_interval_s)
+
+    def timer_options(self) -> dict[str, Any]:
+        """``@kopf.timer`` arguments of every kind's drift check."""
+        return {
+            "interval": self.drift_interval_s,
+            "initial_delay": self.drift_delay,
+            # not while the object is being edited: its change handlers are on it
+            "idle": self.drift_idle_s,
+        }
+
+
+# Read once at import: the timers' intervals are decorator arguments.
+SETTINGS = Settings.from_env()

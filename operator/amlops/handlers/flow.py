@@ -1,0 +1,239 @@
+"""The path every handler takes: custom resource -> reconcile core -> one status patch, an
+Event on a transition, metrics, and Kopf's retry semantics.
+
+* Stalled (the spec or the backend needs a person): ``kopf.PermanentError`` - no retries until
+  the spec changes; the drift timer still looks now and then.
+* Reconciling with a requeue (work in progress, a dependency not ready, a transient error):
+  ``kopf.TemporaryError`` with exponential backoff from the core's hint.
+* Status is only ever written through Kopf's ``patch``, and only the fields that changed, so
+  Kopf sends one PATCH per reconcile and none when nothing changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar, cast
+
+import kopf
+
+from amlops.backends.base import Backend
+from amlops.handlers import runtime
+from amlops.handlers.config import KOPF_STATUS_KEY
+from amlops.handlers.objects import Resource, SpecError, schema_problems, source_of
+from amlops.handlers.runtime import Runtime
+from amlops.handlers.status import (
+    event_type,
+    is_transition,
+    merge_patch,
+    redact,
+    redact_status,
+    result_label,
+)
+from amlops.reconcile import driver
+from amlops.reconcile.actions import Action, Result
+from amlops.reconcile.conditions import READY, Outcome, Phase, build_status, find, suspended
+from amlops.reconcile.source import Source
+
+D = TypeVar("D")
+
+# Backend calls that change something: the drift timer reports them as a correction.
+_MUTATING = (
+    "create_or_update_model_version",
+    "delete_model_version",
+    "submit_pipeline_run",
+    "cancel_pipeline_run",
+    "create_or_update_endpoint",
+    "delete_endpoint",
+    "create_or_update_deployment",
+    "delete_deployment",
+)
+
+
+@dataclass(frozen=True)
+class Kind(Generic[D]):
+    """How one kind plugs into the flow: its desired state, its reconcile and its cleanup."""
+
+    name: str
+    desired: Callable[[Resource, Source], D]  # pure: the spec read, paths resolved
+    reconcile: Callable[[Runtime, Backend, Resource, D], Result]
+    finalize: Callable[[Runtime, Resource], tuple[Action, ...]]
+
+
+class _Recorder:
+    """The backend, noting which changing calls a reconcile made (drift corrections)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._backend, name)
+        if name not in _MUTATING:
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def _kept(previous: Any) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in (previous or {}).items()
+        if k not in ("conditions", "observedGeneration", KOPF_STATUS_KEY)
+    }
+
+
+def _status_only(obj: Resource, outcome: Outcome) -> Result:
+    now = datetime.now(UTC)
+    status = build_status(outcome, obj.generation, obj.status, now, **_kept(obj.status))
+    return Result((), status, outcome)
+
+
+def evaluate(kind: Kind[D], rt: Runtime, obj: Resource, backend: Backend | None = None) -> Result:
+    """One reconcile of ``obj``; never raises: every failure becomes a condition."""
+    if obj.suspended:  # says so in Ready and touches nothing, the backend included
+        return _status_only(obj, suspended())
+    problems = schema_problems(obj)
+    if problems:
+        return _status_only(obj, Outcome(Phase.STALLED, "InvalidSpec", "; ".join(problems)))
+    try:
+        desired = kind.desired(obj, source_of(obj, rt.settings.source_root))
+    except (SpecError, KeyError, TypeError, ValueError) as exc:  # a spec the schema let through
+        detail = str(exc) if isinstance(exc, SpecError) else f"cannot read spec: {exc!r}"
+        return _status_only(obj, Outcome(Phase.STALLED, "InvalidSpec", detail))
+    try:
+        return kind.reconcile(rt, backend or rt.backend, obj, desired)
+    except Exception as exc:  # our own API calls (the keys Secret): retried like the backend's
+        message = f"{type(exc).__name__}: {exc}; retrying"
+        return replace(
+            _status_only(obj, Outcome(Phase.RECONCILING, "RetryingAfterError", message)),
+            requeue_after=driver.ERROR_RETRY_S,
+        )
+
+
+def _message(result: Result) -> str:
+    ready = find(result.status.get("conditions") or [], READY) or {}
+    return str(ready.get("message", result.outcome.message))
+
+
+def settle(
+    kind: Kind[D],
+    rt: Runtime,
+    body: kopf.Body,
+    obj: Resource,
+    result: Result,
+    patch: kopf.Patch,
+    logger: kopf.Logger,
+    seconds: float,
+) -> str:
+    """Write the status difference into Kopf's patch, post an Event on a transition, count it.
+    Returns the (redacted) condition message."""
+    status = redact_status(result.status)
+    changes = merge_patch(obj.status, status)
+    if changes:
+        patch.status.update(changes)
+    message = _message(replace(result, status=status))
+    outcome = result.outcome
+    if is_transition(obj.status, status):
+        kopf.event(body, type=event_type(outcome), reason=outcome.reason, message=message)
+        level = "error" if event_type(outcome) == "Warning" else "info"
+        getattr(logger, level)(f"{outcome.phase} ({outcome.reason}): {message}")
+    rt.metrics.observe(kind.name, obj.uid, result_label(outcome), seconds)
+    return message
+
+
+def _raise_for(rt: Runtime, result: Result, message: str, retry: int) -> None:
+    if result.outcome.phase is Phase.STALLED:
+        raise kopf.PermanentError(message)
+    if result.requeue_after is not None:
+        raise kopf.TemporaryError(
+            message, delay=rt.settings.retry_delay(result.requeue_after, retry)
+        )
+
+
+def reconcile(
+    kind: Kind[D],
+    body: kopf.Body,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    retry: int,
+    logger: kopf.Logger,
+) -> None:
+    """create / update / resume."""
+    rt = runtime.of(memo)
+    obj = Resource.of(body)
+    started = time.monotonic()
+    with rt.exclusive(obj.uid):
+        result = evaluate(kind, rt, obj)
+    message = settle(kind, rt, body, obj, result, patch, logger, time.monotonic() - started)
+    _raise_for(rt, result, message, retry)
+
+
+def _change_pending(obj: Resource) -> bool:
+    """A create/update/delete handler is between retries: it owns the object until done."""
+    kopf_state = (obj.status or {}).get(KOPF_STATUS_KEY) or {}
+    return bool(kopf_state.get("progress"))
+
+
+def drift(
+    kind: Kind[D],
+    body: kopf.Body,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    retry: int,
+    logger: kopf.Logger,
+) -> None:
+    """The timer: re-read the backend and correct what changed outside Git. Since it is an
+    ordinary reconcile, it also repairs a status that fell behind (a write Kopf gave up on)."""
+    rt = runtime.of(memo)
+    obj = Resource.of(body)
+    if obj.suspended or _change_pending(obj):
+        return
+    started = time.monotonic()
+    with rt.try_exclusive(obj.uid) as mine:
+        if not mine:
+            return
+        recorder = _Recorder(rt.backend)
+        result = evaluate(kind, rt, obj, cast(Backend, recorder))
+    message = settle(kind, rt, body, obj, result, patch, logger, time.monotonic() - started)
+    if recorder.calls:
+        what = ", ".join(sorted(set(recorder.calls)))
+        kopf.event(body, type="Normal", reason="DriftCorrected", message=f"{what}: {message}")
+        logger.info(f"drift corrected ({what}): {message}")
+    if result.requeue_after is not None:  # Kopf re-runs a timer after the error's delay
+        raise kopf.TemporaryError(
+            message, delay=rt.settings.retry_delay(result.requeue_after, retry)
+        )
+
+
+def finalize(
+    kind: Kind[D], body: kopf.Body, memo: kopf.Memo, retry: int, logger: kopf.Logger
+) -> None:
+    """delete, behind the finalizer: clean up in the backend unless Retain (or suspended)."""
+    rt = runtime.of(memo)
+    obj = Resource.of(body)
+    if obj.suspended:
+        reason, message = "Suspended", "deleted while suspended: the backend was not touched"
+    else:
+        with rt.exclusive(obj.uid):
+            actions = kind.finalize(rt, obj)
+            error = driver.finalize(rt.backend, actions)
+        if error is not None:
+            raise kopf.TemporaryError(
+                redact(error), delay=rt.settings.retry_delay(driver.ERROR_RETRY_S, retry)
+            )
+        if actions:
+            reason, message = "Deleted", "; ".join(a.describe() for a in actions)
+        elif obj.deletion_policy == "Retain":
+            reason, message = "Retained", "deletionPolicy is Retain: the assets stay"
+        else:
+            reason, message = "Deleted", "nothing to delete in the backend"
+    kopf.event(body, type="Normal", reason=reason, message=message)
+    logger.info(f"{reason}: {message}")
+    rt.forget(obj.uid)

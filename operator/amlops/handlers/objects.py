@@ -1,0 +1,130 @@
+"""A custom resource as the reconcile core needs it: identity, spec, where its files are.
+
+Relative paths in a spec (``spec.model.path``, ``code:``) mean what they mean in Git: relative
+to the manifest file. ``amlops apply`` stamps each object with the manifest's path inside the
+repository (``amlops.io/source-file``) and the commit (``amlops.io/git-commit``); the operator
+resolves paths against ``AMLOPS_SOURCE_ROOT``, the checkout mounted into its pod (a git-sync
+volume, like a Flux source artifact). An object without the annotation (``kubectl apply``)
+resolves against the root itself. A path that leaves the root is refused: a custom resource
+must not make the operator read, and register, files of its own pod.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from amlops import API_GROUP, API_VERSION
+from amlops.core.findings import format_path
+from amlops.core.manifests import Manifest, Segment
+from amlops.core.schemas import SchemaSet, load_schemas
+from amlops.core.source import load_documents
+from amlops.reconcile.source import FieldPath, Source
+
+ANNOTATION_SOURCE_FILE = f"{API_GROUP}/source-file"
+ANNOTATION_GIT_COMMIT = f"{API_GROUP}/git-commit"
+ANNOTATION_RUN_REQUESTED = f"{API_GROUP}/run-requested-at"
+TAG_OBJECT = f"{API_GROUP}/k8s-object"
+
+
+class SpecError(ValueError):
+    """A spec the reconcile core cannot use; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any] | None
+    annotations: Mapping[str, str]
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> Resource:
+        meta = body.get("metadata") or {}
+        status = body.get("status")
+        return cls(
+            kind=str(body.get("kind", "")),
+            namespace=str(meta.get("namespace", "")),
+            name=str(meta.get("name", "")),
+            uid=str(meta.get("uid", "")),
+            generation=int(meta.get("generation") or 1),
+            spec=body.get("spec") or {},
+            status=dict(status) if isinstance(status, Mapping) else None,
+            annotations=dict(meta.get("annotations") or {}),
+        )
+
+    @property
+    def ref(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+    @property
+    def workspace(self) -> str:
+        return str(self.spec.get("workspace", ""))
+
+    @property
+    def suspended(self) -> bool:
+        return bool(self.spec.get("suspend", False))
+
+    @property
+    def deletion_policy(self) -> str:
+        return str(self.spec.get("deletionPolicy", "Delete"))
+
+    @property
+    def source_file(self) -> str | None:
+        return self.annotations.get(ANNOTATION_SOURCE_FILE) or None
+
+    def tags(self) -> dict[str, str]:
+        """What every asset made for this object is tagged with (DESIGN: the Git commit and
+        manifest path that made it)."""
+        tags = {TAG_OBJECT: f"{self.namespace}/{self.name}"}
+        for key in (ANNOTATION_GIT_COMMIT, ANNOTATION_SOURCE_FILE):
+            if self.annotations.get(key):
+                tags[key] = self.annotations[key]
+        return tags
+
+
+def source_of(obj: Resource, root: Path) -> Source:
+    top = root.resolve()
+    file = obj.source_file
+    base = top / PurePosixPath(file).parent if file else top
+
+    def locate(_path: FieldPath) -> str:
+        return file or ""
+
+    def resolve(path: FieldPath, value: str) -> Path:
+        target = (base / value).resolve()
+        if not target.is_relative_to(top):
+            raise SpecError(
+                f"{format_path(path)}: {value!r} resolves to {target}, outside the source "
+                f"root {top}; paths must stay inside the Git checkout"
+            )
+        return target
+
+    return Source(locate, resolve)
+
+
+def schema_problems(obj: Resource, schemas: SchemaSet | None = None) -> list[str]:
+    """Re-check the spec against the kind's JSON Schema: the CRD's structural schema cannot say
+    everything (``oneOf``, ``additionalProperties: false`` inside embedded parts), so a spec
+    the API server let through can still be invalid. Each problem names its field."""
+    checks = schemas or load_schemas()
+    body: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": obj.kind,
+        "metadata": {"name": obj.name, "namespace": obj.namespace},
+        "spec": dict(obj.spec),
+    }
+    fast = checks.fast.get(obj.kind)
+    if fast is not None and fast.is_valid(body):
+        return []
+    # Only an invalid object pays for a positioned document, to name fields in findings.
+    doc = next(load_documents(obj.ref, json.dumps(body)))
+    manifest = Manifest(obj.kind, obj.name, body, [Segment((), doc)])
+    return [f"{f.field}: {f.message}" if f.field else f.message for f in checks.check(manifest)]
