@@ -111,9 +111,7 @@ def test_a_changed_scoring_script_is_an_update_even_without_yaml_changes(
     (repo / "manifests" / "src" / "prep" / "helpers.py").write_text("X = 1\n")  # untracked
     assert main(["plan", "manifests", "--base", "HEAD", "-o", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    changed = {
-        (c["kind"], c["name"]): [f["path"] for f in c["fields"]] for c in data["changes"]
-    }
+    changed = {(c["kind"], c["name"]): [f["path"] for f in c["fields"]] for c in data["changes"]}
     assert changed == {
         ("Endpoint", "support-online"): [
             "spec.deployments[blue].code_configuration.code (content)",
