@@ -36,10 +36,10 @@ crds: $(STAMP)
 	$(BIN)/python -m amlops.crds operator/deploy/crds
 
 bench: $(STAMP)
-	$(BIN)/python bench/validate.py
-	$(BIN)/python bench/infra.py
-	$(BIN)/python bench/local.py
-	$(BIN)/python bench/operator.py
+	$(BIN)/python -m bench.validate
+	$(BIN)/python -m bench.infra
+	$(BIN)/python -m bench.local
+	$(BIN)/python -m bench.operator
 
 clean:
 	rm -rf $(VENV) .amlops .mypy_cache .ruff_cache

@@ -2,7 +2,8 @@
 
 Generates the manifests, then times the two halves of a run: loading (the amlops validate
 check plus the translation to component specs) and declaring every resource under Pulumi's
-mock monitor. Run: `.venv/bin/python bench/infra.py`. The last line is the RESULT.
+mock monitor. Run `.venv/bin/python -m bench.infra` from the repository root; the last line
+is the RESULT.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
 
 Ends with one ``RESULT`` line.
 
-    python bench/local.py [--models 1000] [--requests 2000]
+    python -m bench.local [--models 1000] [--requests 2000]
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@
    the create phase divided by that raw rate: the share of the API server's write capacity the
    operator turned into finished objects.
 
-    python bench/operator.py [--objects 1000] [--workers 8]
+    python -m bench.operator [--objects 1000] [--workers 8]
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ its schemas and policy conditions to Python once and keeps the byte code on disk
 it is timed both cold (a fresh cache, as on a new CI machine) and warm. Prints each time and
 the ratios, and ends with one ``RESULT`` line.
 
-    python bench/validate.py [--n 2000] [--keep DIR]
+    python -m bench.validate [--n 2000] [--keep DIR]
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ For teams that run ``pulumi up --policy-pack policies/pulumi-policy-pack``. Two 
   bodies and the same PolicySet evaluates them, so the rules and their messages are shared,
   never copied. Errors block (mandatory); warnings are advisory.
 * Program invariants no manifest can switch off (TLS 1.2, no public blobs, RBAC key vaults, no
-  registry admin user, no SSH, built-in roles only, provenance tags): they catch a program
-  that was edited to drop one, or a resource declared outside the components.
+  registry admin user, no SSH, provenance tags, nothing public next to a private workspace):
+  they catch a program that was edited to drop one, or a resource declared outside the
+  components. Built-in roles only is a manifest rule (rbac.supported-role), checked above.
 
 Validators take pulumi-policy's argument objects and a ``report`` callback, nothing else, so
 the tests call them directly on resource arguments.
@@ -39,20 +40,22 @@ from amlops.core.manifests import Manifest, Segment
 from amlops.core.policy import Context, PolicySet, load_policies
 from amlops.core.source import load_documents
 from infra import naming
-from infra.roles import BUILTIN_ROLES, role_name_of
+from infra.roles import role_name_of
 
 STORAGE = "azure-native:storage:StorageAccount"
 VAULT = "azure-native:keyvault:Vault"
 REGISTRY = "azure-native:containerregistry:Registry"
 WORKSPACE = "azure-native:machinelearningservices:Workspace"
+APP_INSIGHTS = "azure-native:applicationinsights:Component"
+RESOURCE_GROUP = "azure-native:resources:ResourceGroup"
 COMPUTE = "azure-native:machinelearningservices:Compute"
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
 # Resources whose tags carry the amlops provenance (the identity has no single manifest).
 PROVENANCE_TAGS = (naming.TAG_ENVIRONMENT, naming.TAG_MANAGED_BY, naming.TAG_COMMIT)
 
-_MARKER = re.compile(r"\b(workspace|environment)=([A-Za-z0-9_.-]+)")
+_MARKER = re.compile(r"\b(workspace|environment|compute|resource)=([A-Za-z0-9_.-]+)")
 _ISO = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?$")
-_WORKSPACE_IN_ID = re.compile(r"/workspaces/([^/]+)", re.IGNORECASE)
+_WORKSPACE_IN_ID = re.compile(r"/workspaces/([^/]+)(?:/computes/([^/]+))?", re.IGNORECASE)
 
 
 def iso8601_to_seconds(value: str) -> int | None:
@@ -128,6 +131,7 @@ def workspace_body(
     storage: Mapping[str, Any] | None,
     vault: Mapping[str, Any] | None,
     registry: Mapping[str, Any] | None,
+    creates_group: bool = True,
 ) -> dict[str, Any]:
     vault_props = (vault or {}).get("properties") or {}
     return _drop_none(
@@ -139,6 +143,7 @@ def workspace_body(
                 "environment": _environment(workspace),
                 "location": workspace.get("location"),
                 "resourceGroup": workspace.get("resourceGroupName"),
+                "existingResourceGroup": None if creates_group else True,
                 "displayName": workspace.get("friendlyName"),
                 "description": workspace.get("description"),
                 "sku": _get(workspace, "sku", "name"),
@@ -165,12 +170,15 @@ def workspace_body(
 
 
 def assignment_markers(props: Mapping[str, Any]) -> dict[str, str]:
-    """``workspace=`` and ``environment=`` from the description the program writes."""
+    """``workspace=``, ``environment=`` and ``compute=``/``resource=`` from the description the
+    program writes (known in a preview, unlike the scope's ID); else what the scope ID says."""
     markers = dict(_MARKER.findall(str(props.get("description") or "")))
     if "workspace" not in markers:
         match = _WORKSPACE_IN_ID.search(str(props.get("scope") or ""))
         if match:
             markers["workspace"] = match.group(1)
+            if match.group(2):
+                markers["compute"] = match.group(2)
     return markers
 
 
@@ -190,7 +198,11 @@ def assignment_body(name: str, props: Mapping[str, Any]) -> dict[str, Any]:
                     "objectId": _known(props, "principalId"),
                 },
                 "role": role_name_of(definition) or definition,
-                "scope": {"workspace": markers.get("workspace", "")},
+                "scope": {
+                    "workspace": markers.get("workspace", ""),
+                    "compute": markers.get("compute"),
+                    "resource": markers.get("resource"),
+                },
             },
         }
     )
@@ -241,6 +253,7 @@ def _body_of(r: PolicyResource, resources: list[PolicyResource]) -> dict[str, An
             _sibling(resources, STORAGE, name),
             _sibling(resources, VAULT, name),
             _sibling(resources, REGISTRY, name),
+            creates_group=_sibling(resources, RESOURCE_GROUP, name) is not None,
         )
     if r.resource_type == COMPUTE:
         return compute_body(r.props)
@@ -336,18 +349,6 @@ def validate_compute(args: ResourceValidationArgs, report: ReportViolation) -> N
         report(f"compute {args.name}: disableLocalAuth must be true", None)
 
 
-def validate_role_assignment(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != ROLE_ASSIGNMENT:
-        return
-    definition = str(args.props.get("roleDefinitionId") or "")
-    if role_name_of(definition) not in BUILTIN_ROLES:
-        report(
-            f"role assignment {args.name}: {definition!r} is not one of the built-in roles "
-            "in infra/roles.py",
-            None,
-        )
-
-
 def validate_tags(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if not args.resource_type.startswith("azure-native:") or "tags" not in args.props:
         return
@@ -355,6 +356,46 @@ def validate_tags(args: ResourceValidationArgs, report: ReportViolation) -> None
     missing = [t for t in PROVENANCE_TAGS if not tags.get(t)]
     if missing:
         report(f"{args.name}: missing tags {', '.join(missing)} (provenance of the change)", None)
+
+
+# -- program invariants across resources ------------------------------------------------------
+
+# Resource type -> where its public network access settings are. Azure's default is Enabled.
+PUBLIC_ACCESS: Mapping[str, tuple[tuple[str, ...], ...]] = {
+    STORAGE: (("publicNetworkAccess",),),
+    VAULT: (("properties", "publicNetworkAccess"),),
+    REGISTRY: (("publicNetworkAccess",),),
+    APP_INSIGHTS: (("publicNetworkAccessForIngestion",), ("publicNetworkAccessForQuery",)),
+}
+
+
+def validate_private_network(args: StackValidationArgs, report: ReportViolation) -> None:
+    """A private workspace's storage, key vault, registry and Application Insights are private.
+
+    Any one of them left public is a way around the workspace's private endpoints: to its data,
+    its secrets, its images or its telemetry.
+    """
+    private = {
+        str(_known(r.props, "workspaceName"))
+        for r in args.resources
+        if r.resource_type == WORKSPACE and _known(r.props, "publicNetworkAccess") == "Disabled"
+    }
+    for r in args.resources:
+        paths = PUBLIC_ACCESS.get(r.resource_type)
+        workspace = _get(r.props, "tags", naming.TAG_WORKSPACE)
+        if paths is None or workspace not in private:
+            continue
+        for path in paths:
+            try:
+                value = _get(r.props, *path) or "Enabled"
+            except UnknownValueError:
+                continue
+            if value != "Disabled":
+                report(
+                    f"{r.name}: {'.'.join(path)} is {value!r}, but workspace {workspace} has "
+                    "no public network access; it must be Disabled",
+                    r.urn,
+                )
 
 
 def policies() -> list[Policy]:
@@ -379,9 +420,14 @@ def policies() -> list[Policy]:
                 validate_key_vault,
                 validate_registry,
                 validate_compute,
-                validate_role_assignment,
                 validate_tags,
             ],
+            enforcement_level=EnforcementLevel.MANDATORY,
+        ),
+        StackValidationPolicy(
+            name="amlops-private-network",
+            description="Nothing a private workspace depends on is reachable from the internet.",
+            validate=validate_private_network,
             enforcement_level=EnforcementLevel.MANDATORY,
         ),
     ]

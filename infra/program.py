@@ -1,8 +1,8 @@
 """The program in three steps: load the platform, declare its components, export the outputs.
 
-``load_platform`` is pure (no resource is declared): it runs the same check as
-``amlops validate`` and the manifest translation, and raises before anything is declared when
-either finds an error. ``declare`` builds the components; ``export`` publishes stack outputs.
+``load_platform`` is pure (no resource is declared): it runs ``amlops validate``'s check, raises
+with its findings before anything is declared when one of them is an error, and translates
+what passed. ``declare`` builds the components; ``export`` publishes stack outputs.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import pulumi
 from pulumi_azure_native import authorization
 
+from amlops.core.azure import cluster_resource_name
 from amlops.core.findings import Finding
 from amlops.core.manifests import INFRA_KINDS
 from amlops.core.validate import validate_paths
@@ -126,7 +127,7 @@ def declare(platform: Platform, config: StackConfig) -> StackOutputs:
     for cluster in platform.clusters:
         parent = workspaces[cluster.workspace]
         gpu = GpuCluster(
-            f"{cluster.workspace}-{cluster.name}",
+            cluster_resource_name(cluster.workspace, cluster.name),
             GpuClusterArgs(
                 cluster,
                 workspace_name=parent.workspace_name,

@@ -128,6 +128,9 @@ class MLWorkspace(pulumi.ComponentResource):
             # Workspace-based Application Insights; classic mode is retired.
             workspace_resource_id=logs.id,
             ingestion_mode="LogAnalytics",
+            # Azure's default is public for both; a private workspace's telemetry is not.
+            public_network_access_for_ingestion=public,
+            public_network_access_for_query=public,
             tags=spec.tags,
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -6,6 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests share a 2-core CI machine with real servers: how fast Hypothesis generates
+# inputs there is not what the tests are about.
+settings.register_profile("amlops", suppress_health_check=[HealthCheck.too_slow], deadline=None)
+settings.load_profile("amlops")
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -66,6 +66,10 @@ def test_prod_is_private_and_isolated(dev: OfflineRun, prod: OfflineRun) -> None
     for name in ("mlw", "st", "cr"):
         assert res[f"mlw-platform-prod-{name}"].inputs["publicNetworkAccess"] == "Disabled", name
     assert res["mlw-platform-prod-kv"].inputs["properties"]["publicNetworkAccess"] == "Disabled"
+    # Telemetry too: Azure's default for Application Insights is public ingestion and query.
+    appi = res["mlw-platform-prod-appi"].inputs
+    assert appi["publicNetworkAccessForIngestion"] == "Disabled"
+    assert appi["publicNetworkAccessForQuery"] == "Disabled"
     assert res["mlw-platform-prod-mlw"].inputs["managedNetwork"]["isolationMode"] == (
         "AllowOnlyApprovedOutbound"
     )
@@ -74,6 +78,9 @@ def test_prod_is_private_and_isolated(dev: OfflineRun, prod: OfflineRun) -> None
     assert res["mlw-platform-prod-log"].inputs["retentionInDays"] == 90
     dev_res = by_name(dev.resources)
     assert dev_res["mlw-platform-dev-mlw"].inputs["publicNetworkAccess"] == "Enabled"
+    dev_appi = dev_res["mlw-platform-dev-appi"].inputs
+    assert dev_appi["publicNetworkAccessForIngestion"] == "Enabled"
+    assert dev_appi["publicNetworkAccessForQuery"] == "Enabled"
     assert dev_res["mlw-platform-dev-cr"].inputs["sku"] == {"name": "Standard"}
     assert dev_res["mlw-platform-dev-log"].inputs["retentionInDays"] == 30
 

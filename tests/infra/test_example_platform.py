@@ -11,9 +11,9 @@ from infra import offline
 
 offline.install("dev")  # before the program is imported: nothing may reach a real engine
 
+from amlops.core.azure import BUILTIN_ROLES  # noqa: E402
 from infra import program  # noqa: E402
 from infra.offline import MOCK_SUBSCRIPTION_ID, OfflineRun, pulumi_test, run_offline  # noqa: E402
-from infra.roles import BUILTIN_ROLES  # noqa: E402
 from tests.infra.conftest import ISSUER, by_name, stack_config  # noqa: E402
 
 RG = f"/subscriptions/{MOCK_SUBSCRIPTION_ID}/resourceGroups/rg-mlplatform-dev"

@@ -92,7 +92,6 @@ def invariant_violations(resources: list[PolicyResource]) -> list[str]:
             policypack.validate_key_vault,
             policypack.validate_registry,
             policypack.validate_compute,
-            policypack.validate_role_assignment,
             policypack.validate_tags,
         ):
             validate(args, lambda message, urn: found.append(message))
@@ -156,7 +155,7 @@ def test_dev_cluster_rules_read_back_from_scale_settings(dev: list[DeclaredResou
     ]
 
 
-def test_owner_on_prod_is_refused_by_rule_and_by_invariant(prod: list[DeclaredResource]) -> None:
+def test_owner_on_prod_is_refused_once_by_the_prod_rule(prod: list[DeclaredResource]) -> None:
     def escalate(name: str, props: dict[str, Any]) -> None:
         if name == "mlw-platform-prod-access-data-scientists-prod-reader":
             props["roleDefinitionId"] = OWNER
@@ -165,8 +164,76 @@ def test_owner_on_prod_is_refused_by_rule_and_by_invariant(prod: list[DeclaredRe
     (violation,) = stack_violations(resources)
     assert violation.startswith("[rbac.prod-no-owner] RoleAssignment/")
     assert "'Owner' is not allowed" in violation
-    (invariant,) = invariant_violations(resources)
-    assert "is not one of the built-in roles" in invariant
+    assert invariant_violations(resources) == []
+
+
+def test_roles_outside_the_table_are_refused_in_every_environment(
+    dev: list[DeclaredResource],
+) -> None:
+    custom = "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/0000-custom"
+
+    def escalate(name: str, props: dict[str, Any]) -> None:
+        if name == "mlw-platform-dev-access-data-scientists-dev":
+            props["roleDefinitionId"] = OWNER
+        elif name == "mlw-platform-dev-access-data-scientists-dev-a100":
+            props["roleDefinitionId"] = custom
+
+    violations = stack_violations(as_policy_resources(dev, escalate))
+    assert [v.split("]")[0] for v in violations] == ["[rbac.supported-role"] * 2
+    assert "'Owner' is not one of them (AzureML Data Scientist, " in violations[0]
+    assert f"{custom!r} is not one of them" in violations[1]
+
+
+def test_grants_read_back_with_their_scope_below_the_workspace(
+    dev: list[DeclaredResource],
+) -> None:
+    def same_role(name: str, props: dict[str, Any]) -> None:
+        # The same group and role on the workspace and on one of its clusters: two grants.
+        if name == "mlw-platform-dev-access-data-scientists-dev-a100":
+            props["roleDefinitionId"] = props["roleDefinitionId"].replace(
+                "e503ece1-11d0-4e8e-8e2c-7a6c3bf38815", "f6c7c914-8db3-469d-8ca1-694a8f32e121"
+            )
+
+    assert stack_violations(as_policy_resources(dev, same_role)) == []
+
+    def same_scope(name: str, props: dict[str, Any]) -> None:
+        same_role(name, props)
+        if name == "mlw-platform-dev-access-data-scientists-dev-a100":
+            props["description"] = props["description"].replace(", compute=gpu-a100", "")
+
+    (violation,) = stack_violations(as_policy_resources(dev, same_scope))
+    assert violation.startswith(
+        "[rbac.duplicate-grant] RoleAssignment/mlw-platform-dev-access-data-scientists-dev-a100"
+    )
+
+
+def test_nothing_next_to_a_private_workspace_is_public(prod: list[DeclaredResource]) -> None:
+    def open_up(name: str, props: dict[str, Any]) -> None:
+        if name == "mlw-platform-prod-appi":
+            props["publicNetworkAccessForIngestion"] = "Enabled"
+            del props["publicNetworkAccessForQuery"]  # Azure's default: Enabled
+        elif name == "mlw-platform-prod-kv":
+            props["properties"]["publicNetworkAccess"] = "Enabled"
+
+    found: list[str] = []
+    policypack.validate_private_network(
+        StackValidationArgs(as_policy_resources(prod, open_up)),
+        lambda message, urn: found.append(message),
+    )
+    suffix = "but workspace mlw-platform-prod has no public network access; it must be Disabled"
+    assert sorted(found) == [
+        f"mlw-platform-prod-appi: publicNetworkAccessForIngestion is 'Enabled', {suffix}",
+        f"mlw-platform-prod-appi: publicNetworkAccessForQuery is 'Enabled', {suffix}",
+        f"mlw-platform-prod-kv: properties.publicNetworkAccess is 'Enabled', {suffix}",
+    ]
+
+
+def test_a_public_workspace_may_have_public_neighbours(dev: list[DeclaredResource]) -> None:
+    found: list[str] = []
+    policypack.validate_private_network(
+        StackValidationArgs(as_policy_resources(dev)), lambda message, urn: found.append(message)
+    )
+    assert found == []
 
 
 def test_shared_keys_are_a_warning_not_an_error(dev: list[DeclaredResource]) -> None:
@@ -220,7 +287,7 @@ def test_idle_time_round_trips(seconds: int) -> None:
 
 def test_the_pack_declares_uniquely_named_policies() -> None:
     names = [p.name for p in policypack.policies()]
-    assert len(names) == len(set(names)) == 3
+    assert len(names) == len(set(names)) == 4
     assert (ROOT / "policies" / "pulumi-policy-pack" / "PulumiPolicy.yaml").is_file()
 
 

@@ -39,11 +39,13 @@ def test_explain_unknown_id_is_a_usage_error(capsys: pytest.CaptureFixture[str])
 
 
 def test_environment_scoped_rules_do_not_fire_elsewhere(tmp_path: Path) -> None:
-    # Owner on a *dev* workspace is allowed by rbac.prod-no-owner (it only matches prod).
+    # Owner on a *dev* workspace is not caught by rbac.prod-no-owner (it only matches prod).
     text = (BROKEN / "prod-owner.yaml").read_text().replace("mlw-platform-prod", "mlw-platform-dev")
     (tmp_path / "dev-owner.yaml").write_text(text)
     report = validate_paths([ROOT / "manifests" / "platform", tmp_path])
-    assert report.errors == []
+    # Owner is not one of the roles the platform grants anywhere (rbac.supported-role), but
+    # the prod-only rule stays silent in dev.
+    assert [f.rule for f in report.errors] == ["rbac.supported-role"]
 
 
 def test_warnings_do_not_fail_validation(

@@ -20,6 +20,7 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
+from amlops.core.azure import BUILTIN_ROLES, cluster_resource_name, is_privileged, role_id
 from amlops.core.findings import Finding, Severity
 from amlops.core.manifests import Manifest
 from amlops.core.refs import environment_refs, inline_environments, parse_asset_ref
@@ -266,9 +267,149 @@ def _min_max(m: Manifest) -> Iterator[tuple[Path_, str]]:
         yield ("spec", "minInstances"), f"minInstances {low} is above maxInstances {high}"
 
 
+# What the Pulumi program needs of the infra kinds (infra/ declares nothing while any fails).
+
+
+def _supported_role(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str]]:
+    role = m.spec.get("role")
+    if not isinstance(role, str) or role_id(role) is not None:
+        return
+    if is_privileged(role) and ctx.environment(m) == "prod":
+        return  # rbac.prod-no-owner says it there, with its own advice: one finding per mistake
+    yield ("spec", "role"), f"{role!r} is not one of them ({', '.join(BUILTIN_ROLES)})"
+
+
+def _privileged_role(m: Manifest) -> Iterator[tuple[Path_, str]]:
+    role = m.spec.get("role")
+    if isinstance(role, str) and is_privileged(role):
+        yield ("spec", "role"), f"{role!r} is not allowed"
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _group_key(m: Manifest) -> tuple[str, str] | None:
+    """(environment, resource group) of a Workspace that creates its resource group."""
+    if m.kind != "Workspace" or m.spec.get("existingResourceGroup") is True:
+        return None
+    env, group = _str(m.spec.get("environment")), _str(m.spec.get("resourceGroup"))
+    # Resource group names are case-insensitive in Azure.
+    return (env, group.casefold()) if env is not None and group is not None else None
+
+
+def _grant_key(m: Manifest) -> tuple[str, str, str] | None:
+    """(scope, principal, role) of a RoleAssignment: what Azure keeps one assignment for."""
+    scope, principal = m.spec.get("scope"), m.spec.get("principal")
+    role = _str(m.spec.get("role"))
+    if m.kind != "RoleAssignment" or not isinstance(scope, dict) or role is None:
+        return None
+    workspace = _str(scope.get("workspace"))
+    if workspace is None or not isinstance(principal, dict):
+        return None
+    compute, resource = _str(scope.get("compute")), _str(scope.get("resource"))
+    where = f"{workspace}/computes/{compute}" if compute else workspace
+    where = f"{where}/{resource}" if resource else where
+    object_id = _str(principal.get("objectId"))
+    if principal.get("operatorIdentity") is True:
+        who = "operator-identity"
+    elif object_id is not None:
+        who = object_id.lower()  # object IDs compare case-insensitively
+    else:
+        return None
+    return where, who, role_id(role) or role.strip().casefold()
+
+
+def _cluster_key(m: Manifest) -> str | None:
+    workspace = m.workspace
+    if m.kind != "ComputeCluster" or workspace is None:
+        return None
+    return cluster_resource_name(workspace, m.name)
+
+
+@dataclass(frozen=True)
+class _Claims:
+    """The first manifest (in load order) to claim each resource group, grant, Pulumi name."""
+
+    groups: dict[tuple[str, str], Manifest]
+    grants: dict[tuple[str, str, str], Manifest]
+    clusters: dict[str, Manifest]
+
+
+# One slot: rules are evaluated for every manifest of one Context in turn, and an index built
+# once per Context keeps these checks linear in the number of manifests.
+_last_claims: list[tuple[Context, _Claims]] = []
+
+
+def _claims(ctx: Context) -> _Claims:
+    last = _last_claims[0] if _last_claims else None
+    if last is not None and last[0] is ctx:
+        return last[1]
+    claims = _Claims({}, {}, {})
+    for m in ctx.manifests:
+        group, grant, cluster = _group_key(m), _grant_key(m), _cluster_key(m)
+        if group is not None:
+            claims.groups.setdefault(group, m)
+        if grant is not None:
+            claims.grants.setdefault(grant, m)
+        if cluster is not None:
+            claims.clusters.setdefault(cluster, m)
+    _last_claims[:] = [(ctx, claims)]
+    return claims
+
+
+def _where(m: Manifest, path: Path_) -> str:
+    pos = m.locate(path)
+    return f"{pos.file}:{pos.line}"
+
+
+def _resource_group_owner(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str]]:
+    key = _group_key(m)
+    first = None if key is None else _claims(ctx).groups.get(key)
+    # Two Workspaces of one name are ref.duplicate's finding, not this one.
+    if first is None or first is m or first.name == m.name:
+        return
+    path: Path_ = ("spec", "resourceGroup")
+    yield (
+        path,
+        f"Workspace {first.name!r} ({_where(first, path)}) already creates resource group "
+        f"{m.spec['resourceGroup']!r} in environment {m.spec['environment']!r}",
+    )
+
+
+def _duplicate_grant(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str]]:
+    key = _grant_key(m)
+    first = None if key is None else _claims(ctx).grants.get(key)
+    if first is None or first is m or first.key == m.key:
+        return
+    yield (
+        ("spec",),
+        f"RoleAssignment {first.name!r} ({_where(first, ('spec',))}) already grants "
+        f"{m.spec['role']!r} to the same principal on the same scope",
+    )
+
+
+def _cluster_resource_name(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str]]:
+    key = _cluster_key(m)
+    first = None if key is None else _claims(ctx).clusters.get(key)
+    if first is None or first is m or first.key == m.key:
+        return
+    path: Path_ = ("metadata", "name")
+    yield (
+        path,
+        f"{m.workspace}/{m.name} and {first.workspace}/{first.name} ({_where(first, path)}) "
+        f"would both be Pulumi resource {key!r}",
+    )
+
+
 BUILTIN_CHECKS: dict[str, Check] = {
     "compute-min-max": lambda m, ctx: _min_max(m),
     "endpoint-traffic": lambda m, ctx: _traffic(m),
     "endpoint-mirror": lambda m, ctx: _mirror(m),
     "pinned-environments": _pinned_environments,
+    "supported-role": _supported_role,
+    "privileged-role": lambda m, ctx: _privileged_role(m),
+    "resource-group-owner": _resource_group_owner,
+    "duplicate-grant": _duplicate_grant,
+    "cluster-resource-name": _cluster_resource_name,
 }

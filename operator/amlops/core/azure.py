@@ -1,0 +1,112 @@
+"""What amlops knows about Azure itself: built-in roles, VM size families, derived names.
+
+One table each, shared by the checks ``amlops validate`` runs (policies/rules/, core/policy.py)
+and by the Pulumi program in infra/, which resolves names with them. Pure data: no I/O, no
+Pulumi, no Azure SDK.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+# -- roles ---------------------------------------------------------------------------------------
+
+# Built-in role name -> role definition ID (the same in every tenant). Deliberately short: the
+# roles an ML platform hands out. Anything else is an error at the manifest's line
+# (rbac.supported-role), not a guess; add a row (the ID comes from
+# `az role definition list --name "<role>"`) to allow another.
+BUILTIN_ROLES: Mapping[str, str] = MappingProxyType(
+    {
+        "AzureML Data Scientist": "f6c7c914-8db3-469d-8ca1-694a8f32e121",
+        "AzureML Compute Operator": "e503ece1-11d0-4e8e-8e2c-7a6c3bf38815",
+        "Reader": "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+        "AcrPull": "7f951dda-4ed3-4680-a7ca-43fe172d538d",
+        "Storage Blob Data Reader": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
+        "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    }
+)
+
+# Recognised but never granted: they can change or delete a workspace and grant access to
+# others. Named so that findings (rbac.prod-no-owner) and read-back role IDs say which one.
+PRIVILEGED_ROLES: Mapping[str, str] = MappingProxyType(
+    {
+        "Owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+        "Contributor": "b24988ac-6180-42a0-ab88-20f7382dd24c",
+        "User Access Administrator": "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
+    }
+)
+
+ROLE_NAMES_BY_ID: Mapping[str, str] = MappingProxyType(
+    {role_id: name for name, role_id in {**BUILTIN_ROLES, **PRIVILEGED_ROLES}.items()}
+)
+
+
+def _lookup(table: Mapping[str, str], name: str) -> str | None:
+    # Azure matches role names case-insensitively, so `azureml data scientist` is the same role.
+    folded = name.strip().casefold()
+    return next((rid for rname, rid in table.items() if rname.casefold() == folded), None)
+
+
+def role_id(name: str) -> str | None:
+    """The definition ID of a role amlops grants, or None for any other role."""
+    return _lookup(BUILTIN_ROLES, name)
+
+
+def is_privileged(name: str) -> bool:
+    return _lookup(PRIVILEGED_ROLES, name) is not None
+
+
+def role_name_of(role_definition: str) -> str | None:
+    """The role name of a ``roleDefinitionId`` (any scope prefix) the tables know, or None."""
+    return ROLE_NAMES_BY_ID.get(role_definition.rstrip("/").rsplit("/", 1)[-1].lower())
+
+
+# -- VM sizes ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VmFamily:
+    name: str
+    pattern: re.Pattern[str]
+    accelerator: str | None  # None: CPU only
+
+
+def _family(name: str, pattern: str, accelerator: str | None) -> VmFamily:
+    return VmFamily(name, re.compile(pattern), accelerator)
+
+
+# The sizes Azure ML offers for AmlCompute clusters, by family. Which of them a team may *use*
+# is policy (policies/rules/compute-gpu-vm-allowlist.yaml); every size that allowlist names
+# must be in one of these families, so a typo there cannot reach `pulumi up` (pinned by
+# tests/unit/test_azure_tables.py).
+VM_FAMILIES: tuple[VmFamily, ...] = (
+    _family("NCasT4_v3", r"^Standard_NC(4|8|16|64)as_T4_v3$", "NVIDIA T4"),
+    _family("NC_A100_v4", r"^Standard_NC(24|48|96)ads_A100_v4$", "NVIDIA A100 80GB PCIe"),
+    _family("NCads_H100_v5", r"^Standard_NC(40|80)ads_H100_v5$", "NVIDIA H100 NVL"),
+    _family("NCv3", r"^Standard_NC(6|12|24)s_v3$|^Standard_NC24rs_v3$", "NVIDIA V100"),
+    _family("NDasrA100_v4", r"^Standard_ND96asr_v4$", "NVIDIA A100 40GB SXM"),
+    _family("NDm_A100_v4", r"^Standard_ND96amsr_A100_v4$", "NVIDIA A100 80GB SXM"),
+    _family("ND_H100_v5", r"^Standard_ND96isr_H100_v5$", "NVIDIA H100 SXM"),
+    _family("NVadsA10_v5", r"^Standard_NV(6|12|18|36|72)ads_A10_v5$", "NVIDIA A10"),
+    # CPU families for data preparation and evaluation steps that need no GPU.
+    _family("DSv2", r"^Standard_DS(1|2|3|4|5|11|12|13|14|15)_v2$", None),
+    _family("Dv3", r"^Standard_D(2|4|8|16|32|48|64)s?_v3$", None),
+    _family("Dv5", r"^Standard_D(2|4|8|16|32|48|64|96)d?s_v5$", None),
+    _family("Ev3", r"^Standard_E(2|4|8|16|20|32|48|64)s?_v3$", None),
+)
+
+
+def family_of(vm_size: str) -> VmFamily | None:
+    return next((f for f in VM_FAMILIES if f.pattern.match(vm_size)), None)
+
+
+# -- names the Pulumi program derives ------------------------------------------------------------
+
+
+def cluster_resource_name(workspace: str, cluster: str) -> str:
+    """The Pulumi name of a cluster's component: ``mlw-a-b``/``c`` and ``mlw-a``/``b-c`` share
+    one, and the engine rejects the duplicate URN mid-update (compute.unique-resource-name)."""
+    return f"{workspace}-{cluster}"
