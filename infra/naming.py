@@ -14,15 +14,17 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 
+from amlops.core.provenance import TAG_COMMIT as TAG_COMMIT
+from amlops.core.provenance import TAG_MANIFEST as TAG_MANIFEST
+
 # Fixed for the life of the project: changing it renames (re-creates) every role assignment.
 ASSIGNMENT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://amlops.io/role-assignments")
 
-# Tag keys. Azure forbids `/` in tag names, hence no `amlops.io/...` prefixes here.
+# Tag keys. Azure forbids `/` in tag names, hence no `amlops.io/...` prefixes here. The commit
+# and manifest keys are the ones every amlops driver tags its assets with (amlops.core.provenance).
 TAG_ENVIRONMENT = "environment"
 TAG_MANAGED_BY = "managed-by"
 TAG_WORKSPACE = "amlops-workspace"
-TAG_MANIFEST = "amlops-manifest"
-TAG_COMMIT = "amlops-commit"
 SYSTEM_TAGS = (TAG_ENVIRONMENT, TAG_MANAGED_BY, TAG_WORKSPACE, TAG_MANIFEST, TAG_COMMIT)
 
 _NOT_ALNUM = re.compile(r"[^a-z0-9]")

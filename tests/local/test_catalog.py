@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from amlops.backends.base import ComputeInfo, ModelVersion
-from amlops.backends.local.catalog import Catalog
+from amlops.backends.local.catalog import Catalog, deployment_state
 
 
 def _version(name: str = "m", version: str = "1") -> ModelVersion:
@@ -63,3 +63,51 @@ def test_next_version_follows_the_highest_integer(tmp_path: Path) -> None:
             tx.insert_model_version(_version(version=version), f"models/m/{version}")
     assert catalog.next_model_version("ws", "m") == "8"
     assert catalog.next_model_version("ws", "other") == "1"
+
+
+# the endpoints and deployments tables as schema 1 made them, before they had tags
+SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1');
+CREATE TABLE endpoints (
+    workspace TEXT NOT NULL, name TEXT NOT NULL, auth_mode TEXT NOT NULL,
+    port INTEGER NOT NULL, traffic TEXT NOT NULL, mirror_traffic TEXT NOT NULL,
+    description TEXT NOT NULL, message TEXT NOT NULL,
+    PRIMARY KEY (workspace, name));
+CREATE TABLE deployments (
+    workspace TEXT NOT NULL, endpoint TEXT NOT NULL, name TEXT NOT NULL,
+    model TEXT NOT NULL, fingerprint TEXT NOT NULL, state TEXT NOT NULL,
+    message TEXT NOT NULL, port INTEGER NOT NULL, log TEXT NOT NULL,
+    PRIMARY KEY (workspace, endpoint, name));
+INSERT INTO endpoints VALUES ('ws', 'ep', 'key', 5001, '{"blue":100}', '{}', '', '');
+INSERT INTO deployments VALUES ('ws', 'ep', 'blue', 'm:1', 'fp', 'Stopped', '', 0, 'l');
+"""
+
+
+def test_a_state_directory_from_before_tags_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA_1)
+    old.close()
+
+    catalog = Catalog(path)
+    assert catalog.writes == 0
+    assert catalog.get_meta("schema_version") == "2"
+    endpoint = catalog.get_endpoint_row("ws", "ep")
+    assert endpoint is not None and endpoint["tags"] == {} and endpoint["traffic"] == {"blue": 100}
+    [deployment] = catalog.list_deployment_rows("ws", "ep")
+    assert deployment_state(deployment).tags == {}
+
+    # what an older amlops left is untouched (no write) until tags are given
+    catalog.put_deployment_row({k: v for k, v in deployment.items() if k != "tags"})
+    assert catalog.writes == 0
+    tags = {"amlops-commit": "abc", "amlops-manifest": "manifests/ep.yaml"}
+    catalog.put_endpoint_row({**endpoint, "tags": tags})
+    catalog.put_deployment_row({**deployment, "tags": tags})
+    assert catalog.writes == 2
+    catalog.close()
+
+    again = Catalog(path)  # opening a migrated catalog changes nothing
+    assert again.get_endpoint_row("ws", "ep") == {**endpoint, "tags": tags}
+    assert deployment_state(again.list_deployment_rows("ws", "ep")[0]).tags == tags
+    again.close()

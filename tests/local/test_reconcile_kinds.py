@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -276,6 +277,44 @@ def test_a_stopped_or_changed_deployment_is_redeployed() -> None:
     result = endpoint.reconcile_endpoint(desired, observed, None, NOW)
     redeployed = [a.spec.name for a in result.actions if isinstance(a, CreateOrUpdateDeployment)]
     assert redeployed == ["a", "b"]
+
+
+def test_a_new_commit_alone_changes_nothing_and_a_restart_keeps_the_first_tags() -> None:
+    first = {"amlops-commit": "c1", "amlops-manifest": "e.yaml"}
+    desired = replace(_endpoint(), tags={"amlops-commit": "c2", "amlops-manifest": "e.yaml"})
+    deployed = {
+        name: replace(state, tags=first)
+        for name, state in _deployed(
+            desired, {"a": ProvisioningState.SUCCEEDED, "b": ProvisioningState.STOPPED}
+        ).items()
+    }
+    models = {"a": _version("m", "1"), "b": _version("m", "1", digest="sha256:new")}
+    digests = {"a": "sha256:c", "b": "sha256:c"}
+    observed = endpoint.EndpointObserved(
+        replace(_ep({"a": 90, "b": 10}), tags=first), deployed, models, digests
+    )
+    result = endpoint.reconcile_endpoint(desired, observed, None, NOW)
+    # b's model changed: a new fingerprint is a new deployment, made by the current commit
+    (b,) = [a.spec for a in result.actions if isinstance(a, CreateOrUpdateDeployment)]
+    assert b.name == "b" and b.tags == desired.tags
+    # the endpoint is re-sent for its traffic (b's share moves to a) with its first tags
+    (ep,) = [a.spec for a in result.actions if isinstance(a, CreateOrUpdateEndpoint)]
+    assert ep.tags == first
+
+    # b stopped but unchanged: started again under the tags of the commit that produced it
+    models["b"] = _version("m", "1")
+    deployed = {
+        name: replace(state, tags=first)
+        for name, state in _deployed(
+            desired, {"a": ProvisioningState.SUCCEEDED, "b": ProvisioningState.STOPPED}
+        ).items()
+    }
+    observed = endpoint.EndpointObserved(
+        replace(_ep({"a": 100, "b": 0}), tags=first), deployed, models, digests
+    )
+    result = endpoint.reconcile_endpoint(desired, observed, None, NOW)
+    (b,) = [a.spec for a in result.actions if isinstance(a, CreateOrUpdateDeployment)]
+    assert b.tags == first
 
 
 def test_traffic_to_an_unknown_deployment_is_a_spec_error() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.operator.harness import (
+    BackendView,
     Kube,
     OperatorProcess,
     condition,
@@ -101,3 +102,33 @@ def test_endpoint_waits_for_its_model_then_serves_with_keys_in_an_owned_secret(
         assert value not in json.dumps(obj)
         assert value not in events
         assert value not in op.log_path.read_text(errors="replace")
+
+
+def test_endpoint_and_its_deployments_carry_the_commit_and_manifest(
+    op: OperatorProcess, kube: Kube, namespace: str
+) -> None:
+    kube.create(namespace, "Model", "m", model_spec(name="provenance-model"))
+    annotations = {
+        "amlops.io/source-file": "manifests/endpoints/ep.yaml",
+        "amlops.io/git-commit": "c0ffee42",
+    }
+    spec = endpoint_spec("ep-provenance", "provenance-model")
+    # relative to the manifest named by the annotation, as `amlops apply` would leave it
+    spec["deployments"][0]["code_configuration"]["code"] = "../../src/score"
+    kube.create(namespace, "Endpoint", "ep", spec, annotations)
+    kube.wait(namespace, "Endpoint", "ep", is_ready, timeout=90, what="serving")
+
+    view = BackendView(op)
+    try:
+        endpoint = view.backend.get_endpoint("ws", "ep-provenance")
+        deployments = view.backend.catalog.list_deployment_rows("ws", "ep-provenance")
+    finally:
+        view.close()
+    # the same keys as the Model and Pipeline assets and the Pulumi program's resources
+    wanted = {
+        "amlops-commit": "c0ffee42",
+        "amlops-manifest": "manifests/endpoints/ep.yaml",
+        "amlops-object": f"{namespace}/ep",
+    }
+    assert endpoint is not None and dict(endpoint.tags) == wanted
+    assert [(d["name"], d["tags"]) for d in deployments] == [("blue", wanted)]

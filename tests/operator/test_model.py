@@ -86,9 +86,10 @@ def test_relative_path_resolves_against_the_manifest_and_assets_carry_commit(
     kube.wait(namespace, "Model", "m", is_ready)
     version = backend.backend.get_model_version("ws", "tagged-model", "1")
     assert version is not None
-    assert version.tags["amlops.io/git-commit"] == "0123abcd"
-    assert version.tags["amlops.io/source-file"] == "manifests/models/tiny.yaml"
-    assert version.tags["amlops.io/k8s-object"] == f"{namespace}/m"
+    # the keys the Pulumi program and `amlops up` use too (Azure tag names cannot hold '/')
+    assert version.tags["amlops-commit"] == "0123abcd"
+    assert version.tags["amlops-manifest"] == "manifests/models/tiny.yaml"
+    assert version.tags["amlops-object"] == f"{namespace}/m"
 
 
 def test_path_leaving_the_source_root_is_stalled_naming_the_field(

@@ -57,11 +57,11 @@ def test_paths_leaving_the_checkout_are_refused_naming_the_field(
 def test_tags_carry_object_commit_and_manifest() -> None:
     obj = resource(SPEC, {"amlops.io/git-commit": "abc", "amlops.io/source-file": "m.yaml"})
     assert obj.tags() == {
-        "amlops.io/k8s-object": "team/m",
-        "amlops.io/git-commit": "abc",
-        "amlops.io/source-file": "m.yaml",
+        "amlops-object": "team/m",
+        "amlops-commit": "abc",
+        "amlops-manifest": "m.yaml",
     }
-    assert resource(SPEC).tags() == {"amlops.io/k8s-object": "team/m"}
+    assert resource(SPEC).tags() == {"amlops-object": "team/m"}
     assert (obj.generation, obj.workspace, obj.deletion_policy, obj.suspended) == (
         3,
         "ws",

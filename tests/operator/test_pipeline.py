@@ -56,8 +56,8 @@ def test_pipeline_waits_for_its_compute_then_runs(
         view.close()
     assert run is not None and run.run_id == obj["status"]["runId"]
     # the run carries the commit and the object that made it
-    assert run.tags["amlops.io/git-commit"] == "feedbeef"
-    assert run.tags["amlops.io/k8s-object"] == f"{namespace}/p-run"
+    assert run.tags["amlops-commit"] == "feedbeef"
+    assert run.tags["amlops-object"] == f"{namespace}/p-run"
 
     status = obj["status"]
     assert condition(obj)["reason"] == "Succeeded"

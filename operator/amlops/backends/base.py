@@ -181,6 +181,7 @@ class EndpointState:
     traffic: Mapping[str, int]
     mirror_traffic: Mapping[str, int]
     message: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,7 @@ class DeploymentSpec:
     fingerprint: str
     environment_variables: Mapping[str, str] = field(default_factory=dict)
     instance_count: int = 1
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,7 @@ class DeploymentState:
     fingerprint: str
     message: str = ""
     log: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

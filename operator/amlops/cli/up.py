@@ -534,11 +534,38 @@ def _open_existing(state_dir: str) -> LocalBackend:
     return LocalBackend(state_dir)
 
 
+def _asset_tags(backend: LocalBackend, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The tags (Git commit, manifest) of what an object made: its model version, its latest
+    run, or its endpoint and each of the endpoint's deployments."""
+    kind, workspace, status = record["kind"], record["workspace"], record["status"]
+    if kind == "Model":
+        name, version = status.get("modelName"), status.get("version")
+        found = (
+            backend.get_model_version(workspace, name, version)
+            if isinstance(name, str) and isinstance(version, str)
+            else None
+        )
+        return {"tags": dict(found.tags)} if found is not None else {}
+    if kind == "Pipeline":
+        run = backend.latest_pipeline_run(workspace, record["name"])
+        return {"tags": dict(run.tags)} if run is not None else {}
+    name = status.get("endpointName")
+    endpoint = backend.get_endpoint(workspace, name) if isinstance(name, str) else None
+    if endpoint is None:
+        return {}
+    deployments = backend.catalog.list_deployment_rows(workspace, endpoint.name)
+    return {
+        "tags": dict(endpoint.tags),
+        "deploymentTags": {row["name"]: row["tags"] for row in deployments},
+    }
+
+
 def run_status(args: argparse.Namespace) -> int:
     backend = _open_existing(args.state_dir)
     try:
         records = backend.catalog.list_objects()
         holder = lock_holder(backend.root)
+        assets = [_asset_tags(backend, r) for r in records] if args.output == "json" else []
     finally:
         backend.close()
     if args.output == "json":
@@ -553,8 +580,9 @@ def run_status(args: argparse.Namespace) -> int:
                         "name": r["name"],
                         "generation": r["generation"],
                         "status": r["status"],
+                        **tags,
                     }
-                    for r in records
+                    for r, tags in zip(records, assets, strict=True)
                 ],
             }
         )

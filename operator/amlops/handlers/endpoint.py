@@ -6,6 +6,7 @@ keys go to a Secret it owns (``amlops.handlers.keys``).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import kopf
@@ -26,7 +27,8 @@ RESOURCE = (API_GROUP, VERSION, "endpoints")
 
 
 def desired(obj: Resource, source: Source) -> core.EndpointDesired:
-    return core.desired_endpoint(obj.workspace, obj.name, obj.spec, obj.generation, source)
+    wanted = core.desired_endpoint(obj.workspace, obj.name, obj.spec, obj.generation, source)
+    return replace(wanted, tags=obj.tags())
 
 
 def reconcile(rt: Runtime, backend: Backend, obj: Resource, want: core.EndpointDesired) -> Result:

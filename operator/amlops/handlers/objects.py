@@ -20,6 +20,7 @@ from typing import Any
 from amlops import API_GROUP, API_VERSION
 from amlops.core.findings import format_path
 from amlops.core.manifests import Manifest, Segment
+from amlops.core.provenance import TAG_COMMIT, TAG_MANIFEST, TAG_OBJECT
 from amlops.core.schemas import SchemaSet, load_schemas
 from amlops.core.source import load_documents
 from amlops.reconcile.source import FieldPath, Source
@@ -27,7 +28,6 @@ from amlops.reconcile.source import FieldPath, Source
 ANNOTATION_SOURCE_FILE = f"{API_GROUP}/source-file"
 ANNOTATION_GIT_COMMIT = f"{API_GROUP}/git-commit"
 ANNOTATION_RUN_REQUESTED = f"{API_GROUP}/run-requested-at"
-TAG_OBJECT = f"{API_GROUP}/k8s-object"
 
 
 class SpecError(ValueError):
@@ -82,11 +82,14 @@ class Resource:
 
     def tags(self) -> dict[str, str]:
         """What every asset made for this object is tagged with (DESIGN: the Git commit and
-        manifest path that made it)."""
+        manifest path that made it), under the keys ``amlops up`` and the Pulumi program use."""
         tags = {TAG_OBJECT: f"{self.namespace}/{self.name}"}
-        for key in (ANNOTATION_GIT_COMMIT, ANNOTATION_SOURCE_FILE):
-            if self.annotations.get(key):
-                tags[key] = self.annotations[key]
+        for tag, annotation in (
+            (TAG_COMMIT, ANNOTATION_GIT_COMMIT),
+            (TAG_MANIFEST, ANNOTATION_SOURCE_FILE),
+        ):
+            if self.annotations.get(annotation):
+                tags[tag] = self.annotations[annotation]
         return tags
 
 

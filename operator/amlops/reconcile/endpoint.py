@@ -9,12 +9,18 @@ backend always sums to 100 (or is all 0 when nothing is healthy). A deployment t
 come up stalls the endpoint until its spec, code or model changes; the endpoint stalls only
 once no other deployment is still starting, so that the message names every deployment that
 failed, each with its reason (which names the server's log).
+
+Tags (the Git commit and manifest, amlops.core.provenance) never cause a write on their own:
+a new commit that leaves the endpoint as it was must not restart its deployments. They are
+recorded when an asset is made: the endpoint keeps the tags it was created with (it is a stable
+address), and a deployment carries the tags of the commit that produced its current
+fingerprint, kept when a stopped deployment is started again unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -69,6 +75,7 @@ class EndpointDesired:
     source: Source
     suspend: bool = False
     deletion_policy: str = "Delete"
+    tags: Mapping[str, str] = field(default_factory=dict)  # provenance, for new assets
 
 
 @dataclass(frozen=True)
@@ -244,6 +251,8 @@ def reconcile_endpoint(
                         fingerprint=fp,
                         environment_variables=dep.environment_variables,
                         instance_count=dep.instance_count,
+                        tags=(state.tags if current and state is not None else None)
+                        or desired.tags,
                     )
                 )
             )
@@ -266,6 +275,7 @@ def reconcile_endpoint(
             traffic=traffic,
             mirror_traffic=mirror,
             description=desired.description,
+            tags=(endpoint.tags if endpoint is not None else None) or desired.tags,
         )
         # the endpoint (and its traffic) first: deployments attach to it, and traffic must
         # leave a deployment before it is deleted

@@ -35,6 +35,7 @@ from amlops.backends.pipeline_job import (
     model_inputs,
     parse_job,
 )
+from amlops.core.provenance import TAG_PIPELINE, TAG_TRIGGER
 from amlops.reconcile.actions import Action, CancelPipelineRun, Result, SubmitPipelineRun
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended, timestamp
 from amlops.reconcile.source import FieldPath, Source, digest_of
@@ -57,7 +58,8 @@ class PipelineDesired:
     run_on_change: bool = True
     suspend: bool = False
     requested_at: str | None = None  # `amlops run` / the amlops.io/run-requested-at annotation
-    # added to every run's tags: the Git commit and manifest the Kopf handlers know of
+    # added to every run's tags (and to the models it registers): the Git commit and manifest
+    # (amlops.core.provenance); not part of the fingerprint, so a new commit alone is no change
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -258,7 +260,7 @@ def reconcile_pipeline(
             job=desired.job,
             fingerprint=current,
             trigger=trigger,
-            tags={**desired.tags, "amlops.io/pipeline": desired.name, "amlops.io/trigger": trigger},
+            tags={**desired.tags, TAG_PIPELINE: desired.name, TAG_TRIGGER: trigger},
         )
         return result(
             Outcome(Phase.RECONCILING, "Starting", f"starting a run ({trigger})"),

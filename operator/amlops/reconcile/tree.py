@@ -5,17 +5,25 @@ far as it can. Each object's record (generation, spec hash, status) lives in a s
 the local stand-in for the Kubernetes API: the generation goes up when the spec changes, and a
 record is written only when it changed, so a pass over an unchanged tree writes nothing.
 Objects whose manifests are gone are finalized (deleted unless ``deletionPolicy: Retain``).
+
+Every asset is tagged with the Git commit and the manifest path it came from
+(amlops.core.provenance), looked up once per pass so a new commit is seen on the next one. The
+tags are no part of an object's identity: model versions stay content-addressed and a pipeline
+reruns only when its fingerprint changes, so a new commit that changes nothing writes nothing,
+and an asset's tags name the commit that first produced it (with ``-dirty`` when the manifest
+had uncommitted changes then).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from amlops.backends.base import Backend, ComputeInfo
 from amlops.core.manifests import Manifest
+from amlops.core.provenance import Provenance
 from amlops.reconcile import driver
 from amlops.reconcile import endpoint as endpoint_kind
 from amlops.reconcile import model as model_kind
@@ -88,18 +96,19 @@ class TreeReconciler:
                     )
         reports: list[ObjectReport] = []
         seen: set[tuple[str, str, str]] = set()
+        provenance = Provenance()
         for kind in (k for k in ORDER if k in kinds):
             for m in manifests:
                 if m.kind == kind:
                     seen.add((m.kind, m.workspace or "", m.name))
-                    reports.append(self._one(m, when))
+                    reports.append(self._one(m, when, provenance))
         for record in self.store.list_objects():
             key = (record["kind"], record["workspace"], record["name"])
             if key not in seen and record["kind"] in kinds:
                 self._finalize(record)
         return reports
 
-    def _one(self, m: Manifest, now: datetime) -> ObjectReport:
+    def _one(self, m: Manifest, now: datetime, provenance: Provenance) -> ObjectReport:
         workspace = m.workspace or ""
         record = self.store.get_object(m.kind, workspace, m.name)
         spec_hash = digest_of(m.spec)
@@ -108,21 +117,26 @@ class TreeReconciler:
             generation = int(record["generation"]) + (record["spec_hash"] != spec_hash)
         previous = record["status"] if record is not None else None
         source = Source.of(m)
+        tags = provenance.tags(m.file)
         result: Result
         try:
             if m.kind == "Model":
                 desired_m = model_kind.desired_model(workspace, m.name, m.spec, generation, source)
+                model_tags = {**desired_m.spec.tags, **tags}
+                desired_m = replace(desired_m, spec=replace(desired_m.spec, tags=model_tags))
                 result = driver.reconcile_model(self.backend, desired_m, previous, now)
             elif m.kind == "Pipeline":
                 requested = self.store.get_request("Pipeline", workspace, m.name)
                 desired_p = pipeline_kind.desired_pipeline(
                     workspace, m.name, m.spec, generation, source, requested
                 )
+                desired_p = replace(desired_p, tags=tags)
                 result = driver.reconcile_pipeline(self.backend, desired_p, previous, now)
             else:
                 desired_e = endpoint_kind.desired_endpoint(
                     workspace, m.name, m.spec, generation, source
                 )
+                desired_e = replace(desired_e, tags=tags)
                 result = driver.reconcile_endpoint(self.backend, desired_e, previous, now)
         except (KeyError, TypeError, ValueError) as exc:  # a spec the schema let through
             outcome = Outcome(Phase.STALLED, "InvalidSpec", f"{m.file}: cannot read spec: {exc}")

@@ -228,6 +228,7 @@ class LocalBackend:
             traffic=row["traffic"],
             mirror_traffic=row["mirror_traffic"],
             message=row["message"],
+            tags=row["tags"],
         )
 
     def create_or_update_endpoint(self, spec: EndpointSpec) -> EndpointState:
@@ -262,6 +263,7 @@ class LocalBackend:
                 "mirror_traffic": dict(spec.mirror_traffic),
                 "description": spec.description,
                 "message": message,
+                "tags": dict(spec.tags),
             }
         )
         self._route(spec.workspace, spec.name)

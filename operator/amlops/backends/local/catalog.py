@@ -27,7 +27,7 @@ from amlops.backends.base import (
     StepRun,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,12 +55,13 @@ CREATE TABLE IF NOT EXISTS steps (
 CREATE TABLE IF NOT EXISTS endpoints (
     workspace TEXT NOT NULL, name TEXT NOT NULL, auth_mode TEXT NOT NULL,
     port INTEGER NOT NULL, traffic TEXT NOT NULL, mirror_traffic TEXT NOT NULL,
-    description TEXT NOT NULL, message TEXT NOT NULL,
+    description TEXT NOT NULL, message TEXT NOT NULL, tags TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (workspace, name));
 CREATE TABLE IF NOT EXISTS deployments (
     workspace TEXT NOT NULL, endpoint TEXT NOT NULL, name TEXT NOT NULL,
     model TEXT NOT NULL, fingerprint TEXT NOT NULL, state TEXT NOT NULL,
     message TEXT NOT NULL, port INTEGER NOT NULL, log TEXT NOT NULL,
+    tags TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (workspace, endpoint, name));
 CREATE TABLE IF NOT EXISTS objects (
     kind TEXT NOT NULL, workspace TEXT NOT NULL, name TEXT NOT NULL,
@@ -70,6 +71,12 @@ CREATE TABLE IF NOT EXISTS requests (
     kind TEXT NOT NULL, workspace TEXT NOT NULL, name TEXT NOT NULL,
     requested_at TEXT NOT NULL, PRIMARY KEY (kind, workspace, name));
 """
+
+# Columns added since schema 1: a state directory made by an older amlops gets them on open.
+_ADDED_COLUMNS = (
+    ("endpoints", "tags", "TEXT NOT NULL DEFAULT '{}'"),
+    ("deployments", "tags", "TEXT NOT NULL DEFAULT '{}'"),
+)
 
 
 def _dumps(value: Any) -> str:
@@ -92,8 +99,11 @@ class Catalog:
         self._db.execute("PRAGMA foreign_keys=ON")
         with self.transaction() as tx:
             tx.executescript_no_commit(_SCHEMA)
+            for table, column, declaration in _ADDED_COLUMNS:
+                if column not in tx.columns(table):
+                    tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
             tx.execute(
-                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
         self.writes = 0  # creating the schema is not a write anyone asked for
 
@@ -370,15 +380,17 @@ class Catalog:
         data = dict(row)
         data["traffic"] = json.loads(data["traffic"])
         data["mirror_traffic"] = json.loads(data["mirror_traffic"])
+        data["tags"] = json.loads(data["tags"])
         return data
 
     def put_endpoint_row(self, row: Mapping[str, Any]) -> None:
         current = self.get_endpoint_row(row["workspace"], row["name"])
-        if current == dict(row):
+        if current == {"tags": {}, **row}:
             return
         with self.transaction() as tx:
             tx.execute(
-                "INSERT OR REPLACE INTO endpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO endpoints (workspace, name, auth_mode, port, traffic, "
+                "mirror_traffic, description, message, tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     row["workspace"],
                     row["name"],
@@ -388,6 +400,7 @@ class Catalog:
                     _dumps(row["mirror_traffic"]),
                     row["description"],
                     row["message"],
+                    _dumps(dict(row.get("tags") or {})),
                 ),
             )
 
@@ -403,22 +416,24 @@ class Catalog:
             "SELECT * FROM deployments WHERE workspace = ? AND endpoint = ? ORDER BY name",
             (workspace, endpoint),
         )
-        return [dict(r) for r in rows]
+        return [_deployment_row(r) for r in rows]
 
     def all_deployment_rows(self) -> list[dict[str, Any]]:
         rows = self._all("SELECT * FROM deployments ORDER BY workspace, endpoint, name")
-        return [dict(r) for r in rows]
+        return [_deployment_row(r) for r in rows]
 
     def put_deployment_row(self, row: Mapping[str, Any]) -> None:
         current = self._one(
             "SELECT * FROM deployments WHERE workspace = ? AND endpoint = ? AND name = ?",
             (row["workspace"], row["endpoint"], row["name"]),
         )
-        if current is not None and dict(current) == dict(row):
+        if current is not None and _deployment_row(current) == {"tags": {}, **row}:
             return
         with self.transaction() as tx:
             tx.execute(
-                "INSERT OR REPLACE INTO deployments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO deployments (workspace, endpoint, name, model, "
+                "fingerprint, state, message, port, log, tags) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     row["workspace"],
                     row["endpoint"],
@@ -429,6 +444,7 @@ class Catalog:
                     row["message"],
                     row["port"],
                     row["log"],
+                    _dumps(dict(row.get("tags") or {})),
                 ),
             )
 
@@ -520,6 +536,9 @@ class Transaction:
     def scalar(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
         return self._db.execute(sql, args).fetchone()[0]
 
+    def columns(self, table: str) -> set[str]:
+        return {str(r[1]) for r in self._db.execute(f"PRAGMA table_info({table})")}
+
     def executescript_no_commit(self, script: str) -> None:
         # executescript() would COMMIT first; run the DDL statement by statement instead
         for statement in script.split(";"):
@@ -551,6 +570,12 @@ class Transaction:
         )
 
 
+def _deployment_row(row: sqlite3.Row) -> dict[str, Any]:
+    data = dict(row)
+    data["tags"] = json.loads(data["tags"])
+    return data
+
+
 def deployment_state(row: Mapping[str, Any]) -> DeploymentState:
     return DeploymentState(
         workspace=row["workspace"],
@@ -561,4 +586,5 @@ def deployment_state(row: Mapping[str, Any]) -> DeploymentState:
         fingerprint=row["fingerprint"],
         message=row["message"],
         log=row["log"],
+        tags=dict(row.get("tags") or {}),
     )

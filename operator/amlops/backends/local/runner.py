@@ -52,6 +52,7 @@ from amlops.backends.pipeline_job import (
     parse_model_ref,
     registered_outputs,
 )
+from amlops.core.provenance import TAG_RUN
 
 _POLL_S = 0.1
 _LOG_TAIL_BYTES = 4096
@@ -371,7 +372,7 @@ class PipelineRunner:
                         path=path,
                         type=str(body.get("type", "custom_model")),
                         description=str(body.get("description", "")),
-                        tags={**spec.tags, "amlops.io/run": run.run_id},
+                        tags={**spec.tags, TAG_RUN: run.run_id},
                     )
                     prepared.append((output, self.registry.prepare(spec.workspace, model_spec)))
             except BackendError as exc:

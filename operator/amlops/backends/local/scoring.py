@@ -145,6 +145,7 @@ class ScoringServers:
             "message": "",
             "port": 0,
             "log": str(self._dir(key) / "server.log"),
+            "tags": {},
         }
         row.update(values)
         self.catalog.put_deployment_row(row)
@@ -167,6 +168,7 @@ class ScoringServers:
                 key,
                 model=str(spec.model),
                 fingerprint=spec.fingerprint,
+                tags=dict(spec.tags),
                 state=ProvisioningState.FAILED,
                 message=f"model {spec.model} is not registered in workspace {spec.workspace}",
             )
@@ -177,6 +179,7 @@ class ScoringServers:
                 key,
                 model=f"{model.name}:{model.version}",
                 fingerprint=spec.fingerprint,
+                tags=dict(spec.tags),
                 state=ProvisioningState.FAILED,
                 message=f"scoring script {script} does not exist",
             )
@@ -206,6 +209,7 @@ class ScoringServers:
             key,
             model=f"{model.name}:{model.version}",
             fingerprint=spec.fingerprint,
+            tags=dict(spec.tags),
         )
         return self.refresh(key)
 

@@ -1,0 +1,119 @@
+"""Provenance: which Git commit and manifest made an asset (DESIGN: every asset is tagged).
+
+One set of tag keys for every driver: the Pulumi program tags Azure resources with them, and
+``amlops up`` and the Kopf handlers tag model versions, pipeline runs, endpoints and
+deployments with them. Azure resource tag names cannot contain ``/``, so the keys are
+``amlops-...`` rather than ``amlops.io/...`` (those stay for Kubernetes annotations).
+
+``Provenance`` finds, for a manifest file, the commit of its checkout and its path from the
+repository top. Git is asked once per repository (``rev-parse HEAD``, ``status``) and the
+answers are kept for the life of the object: a driver makes one per reconcile pass, so a new
+commit is seen on the next pass without asking Git again for every manifest of this one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+TAG_COMMIT = "amlops-commit"
+TAG_MANIFEST = "amlops-manifest"
+TAG_OBJECT = "amlops-object"  # the Kubernetes object (namespace/name) an asset was made for
+TAG_PIPELINE = "amlops-pipeline"
+TAG_TRIGGER = "amlops-trigger"
+TAG_RUN = "amlops-run"  # on a model version a pipeline run registered
+
+DIRTY_SUFFIX = "-dirty"
+_GIT_TIMEOUT_S = 10
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a manifest comes from: ``commit`` is None outside a Git checkout."""
+
+    manifest: str  # relative to the repository top (POSIX), else the path as given
+    commit: str | None = None
+
+    def tags(self) -> dict[str, str]:
+        tags = {TAG_MANIFEST: self.manifest}
+        if self.commit:
+            tags[TAG_COMMIT] = self.commit
+        return tags
+
+
+@dataclass(frozen=True)
+class _Repo:
+    top: Path
+    head: str | None  # None: a repository without a commit yet
+    changed: frozenset[str]  # paths relative to top with uncommitted changes (or untracked)
+
+
+class Provenance:
+    """Looks manifests up in their Git checkouts; caches per directory and per repository."""
+
+    def __init__(self) -> None:
+        self._tops: dict[Path, Path | None] = {}
+        self._repos: dict[Path, _Repo] = {}
+
+    def origin(self, file: str | os.PathLike[str]) -> Origin:
+        given = Path(os.path.abspath(file))
+        # the folder resolved (a symlinked /tmp), as Git reports the top; the file itself not
+        path = given.parent.resolve() / given.name
+        repo = self._repo(path.parent)
+        if repo is None or not path.is_relative_to(repo.top):
+            return Origin(str(file))
+        relative = path.relative_to(repo.top).as_posix()
+        commit = repo.head
+        if commit and relative in repo.changed:
+            commit += DIRTY_SUFFIX
+        return Origin(relative, commit)
+
+    def tags(self, file: str | os.PathLike[str]) -> dict[str, str]:
+        return self.origin(file).tags()
+
+    def _repo(self, directory: Path) -> _Repo | None:
+        if directory not in self._tops:
+            out = _git(directory, "rev-parse", "--show-toplevel")
+            self._tops[directory] = Path(out).resolve() if out else None
+        top = self._tops[directory]
+        if top is None:
+            return None
+        if top not in self._repos:
+            self._repos[top] = _Repo(top, _git(top, "rev-parse", "HEAD"), _changed(top))
+        return self._repos[top]
+
+
+def _changed(top: Path) -> frozenset[str]:
+    """``git status --porcelain`` once for the whole checkout, rather than once per file."""
+    out = _git(top, "status", "--porcelain", "-z", "--untracked-files=all", strip=False)
+    if not out:
+        return frozenset()
+    paths: set[str] = set()
+    entries = iter(out.split("\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        paths.add(entry[3:])
+        if entry[0] in "RC":  # a rename or copy is followed by its original path
+            paths.add(next(entries, ""))
+    return frozenset(paths)
+
+
+def _git(where: Path, *args: str, strip: bool = True) -> str | None:
+    """Git's output, or None when Git is missing, fails, or ``where`` is not a checkout."""
+    try:
+        proc = subprocess.run(
+            # no optional locks: a background `up` must not take index.lock from the user's git
+            ["git", "--no-optional-locks", "-C", str(where), *args],
+            capture_output=True,
+            text=True,
+            timeout=_GIT_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    return proc.stdout.strip() if strip else proc.stdout
