@@ -13,17 +13,22 @@ from amlops.cli import common
 from amlops.cli.apply import (
     APPLIED_DIGEST,
     GIT_COMMIT,
-    Source,
     apply_all,
     desired_objects,
     holds,
     stamp,
     unchanged,
 )
+from amlops.core.provenance import Origin
 from amlops.core.validate import validate_paths
 from tests.operator.proxy import Record, rbac_rules
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def origin_abc(file: str) -> Origin:
+    """The repository-relative path of ``file`` at a made-up commit ``abc``."""
+    return Origin(Path(file).resolve().relative_to(ROOT).as_posix(), "abc")
 
 
 def obj(spec: dict[str, Any], commit: str | None = "c1") -> dict[str, Any]:
@@ -81,8 +86,7 @@ def test_a_removed_field_changes_the_digest() -> None:
 
 def test_objects_go_to_their_workspace_namespace_and_duplicates_are_refused() -> None:
     report = validate_paths([ROOT / "manifests"], sdk=False)
-    source = Source(ROOT, "abc")
-    objects = desired_objects(report.manifests, None, source, "default")
+    objects = desired_objects(report.manifests, None, origin_abc, "default")
     places = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects}
     assert ("Model", "mlw-platform-dev", "slm-base") in places
     assert ("Model", "mlw-platform-prod", "slm-base") in places
@@ -95,7 +99,7 @@ def test_objects_go_to_their_workspace_namespace_and_duplicates_are_refused() ->
         == "manifests/models/slm-base.yaml"
     )
     with pytest.raises(common.UsageError, match="also defined"):
-        desired_objects(report.manifests, "one-namespace", source, "default")
+        desired_objects(report.manifests, "one-namespace", origin_abc, "default")
 
 
 class FakeKube:
@@ -123,7 +127,7 @@ class FakeKube:
 
 def test_order_is_crds_namespaces_models_endpoints_and_a_repeat_writes_nothing() -> None:
     report = validate_paths([ROOT / "manifests"], sdk=False)
-    objects = desired_objects(report.manifests, None, Source(ROOT, "abc"), "default")
+    objects = desired_objects(report.manifests, None, origin_abc, "default")
     kube = FakeKube()
     plan = apply_all(kube, objects, instance="default")  # type: ignore[arg-type]
     applied = [p.split("/")[-2] for m, p in kube.requests if m == "APPLY"]

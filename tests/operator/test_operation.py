@@ -49,8 +49,12 @@ def test_logs_are_json_lines_naming_the_object(
     )
     assert all(r["object"]["name"] == "logged" for r in records)
     assert all({"timestamp", "severity", "message"} <= r.keys() for r in records)
-    # routine drift checks that found nothing stay out of the log
-    assert not any(str(r["message"]).startswith("Timer ") for r in op.log_records())
+    # routine drift checks that found nothing stay out of the log (a timer that failed and
+    # will retry, which can happen on a loaded machine, is news and is logged)
+    assert not any(
+        str(r["message"]).startswith("Timer ") and str(r["message"]).endswith(" succeeded.")
+        for r in op.log_records()
+    )
 
 
 def test_kopf_run_module_is_the_same_operator(

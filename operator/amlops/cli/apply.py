@@ -25,17 +25,19 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rich.markup import escape
 
 from amlops import API_GROUP, API_VERSION
 from amlops.cli import common
 from amlops.cli.validate import findings_table
 from amlops.core.manifests import Manifest
+from amlops.core.provenance import Origin, Provenance
 from amlops.core.schemas import read_schemas
 from amlops.core.validate import validate_paths
 from amlops.crds import KINDS, VERSION, build_crd
@@ -77,41 +79,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 # -- what to apply --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where the manifests come from: the repository root and the commit."""
-
-    root: Path
-    commit: str | None
-
-    @classmethod
-    def find(cls, path: Path) -> Source:
-        where = path if path.is_dir() else path.parent
-        top = _git(where, "rev-parse", "--show-toplevel")
-        if top is None:
-            return cls(Path.cwd().resolve(), None)
-        commit = _git(where, "rev-parse", "HEAD")
-        if commit and _git(where, "status", "--porcelain", "--", str(path.resolve())):
-            commit += "-dirty"
-        return cls(Path(top).resolve(), commit)
-
-    def relative(self, file: str) -> str:
-        resolved = Path(file).resolve()
-        return (
-            resolved.relative_to(self.root).as_posix()
-            if resolved.is_relative_to(self.root)
-            else file
-        )
-
-
-def _git(where: Path, *args: str) -> str | None:
-    try:
-        proc = subprocess.run(
-            ["git", "-C", str(where), *args], capture_output=True, text=True, check=False
-        )
-    except OSError:
-        return None
-    return proc.stdout.strip() if proc.returncode == 0 else None
+# Where a manifest comes from (its path in the repository, the commit): amlops.core.provenance,
+# the same lookup `amlops up` and the Pulumi program tag assets with.
+OriginOf = Callable[[str], Origin]
 
 
 def digest(obj: Mapping[str, Any]) -> str:
@@ -126,11 +96,12 @@ def namespace_of(m: Manifest, forced: str | None) -> str:
     return str(declared) if declared else str(m.workspace or "default")
 
 
-def build_object(m: Manifest, namespace: str, source: Source, instance: str) -> dict[str, Any]:
+def build_object(m: Manifest, namespace: str, origin_of: OriginOf, instance: str) -> dict[str, Any]:
     """The custom resource for a manifest, as it is applied (digest annotation included)."""
     meta = m.metadata
+    origin = origin_of(m.file)
     labels = {**(meta.get("labels") or {}), MANAGED_BY: FIELD_MANAGER, INSTANCE: instance}
-    annotations = {**(meta.get("annotations") or {}), SOURCE_FILE: source.relative(m.file)}
+    annotations = {**(meta.get("annotations") or {}), SOURCE_FILE: origin.manifest}
     body: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": m.kind,
@@ -142,7 +113,7 @@ def build_object(m: Manifest, namespace: str, source: Source, instance: str) -> 
         },
         "spec": m.spec,
     }
-    return stamp(body, source.commit)
+    return stamp(body, origin.commit)
 
 
 def stamp(body: dict[str, Any], commit: str | None) -> dict[str, Any]:
@@ -280,7 +251,7 @@ class Plan:
 
 
 def desired_objects(
-    manifests: Iterable[Manifest], namespace: str | None, source: Source, instance: str
+    manifests: Iterable[Manifest], namespace: str | None, origin_of: OriginOf, instance: str
 ) -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     seen: dict[tuple[str, str, str], str] = {}
@@ -301,7 +272,7 @@ def desired_objects(
                     "them different namespaces (or leave --namespace out)"
                 )
             seen[key] = m.file
-            objects.append(build_object(m, ns, source, instance))
+            objects.append(build_object(m, ns, origin_of, instance))
     return objects
 
 
@@ -314,15 +285,16 @@ def run_apply(args: argparse.Namespace) -> int:
         common.stderr.print(findings_table(report.errors))
         common.stderr.print(f"{len(report.errors)} error(s): nothing applied")
         return common.EXIT_FINDINGS
-    source = Source.find(path)
-    objects = desired_objects(report.of_kind(*ORDER), args.namespace, source, args.instance)
+    objects = desired_objects(
+        report.of_kind(*ORDER), args.namespace, Provenance().origin, args.instance
+    )
     kube = Kube(_client(args.context))
     try:
         plan = apply_all(
             kube, objects, instance=args.instance, prune=args.prune, dry_run=args.dry_run
         )
     except ApplyError as exc:
-        common.stderr.print(f"[red]error:[/] {exc}", markup=True)
+        common.stderr.print(f"[red]error:[/] {escape(str(exc))}")
         return common.EXIT_FINDINGS
     for verb, what in plan.lines:
         common.stdout.print(f"{verb:10} {what}")
