@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,11 @@ class Context:
 
     def environment(self, m: Manifest) -> str | None:
         return self.environments.get(m.workspace or "")
+
+    @cached_property
+    def claims(self) -> _Claims:
+        """Built once per Context, so the cross-manifest checks stay linear."""
+        return _build_claims(self.manifests)
 
 
 Check = Callable[[Manifest, Context], Iterator[tuple[Path_, str]]]
@@ -336,17 +341,9 @@ class _Claims:
     clusters: dict[str, Manifest]
 
 
-# One slot: rules are evaluated for every manifest of one Context in turn, and an index built
-# once per Context keeps these checks linear in the number of manifests.
-_last_claims: list[tuple[Context, _Claims]] = []
-
-
-def _claims(ctx: Context) -> _Claims:
-    last = _last_claims[0] if _last_claims else None
-    if last is not None and last[0] is ctx:
-        return last[1]
+def _build_claims(manifests: list[Manifest]) -> _Claims:
     claims = _Claims({}, {}, {})
-    for m in ctx.manifests:
+    for m in manifests:
         group, grant, cluster = _group_key(m), _grant_key(m), _cluster_key(m)
         if group is not None:
             claims.groups.setdefault(group, m)
@@ -354,7 +351,6 @@ def _claims(ctx: Context) -> _Claims:
             claims.grants.setdefault(grant, m)
         if cluster is not None:
             claims.clusters.setdefault(cluster, m)
-    _last_claims[:] = [(ctx, claims)]
     return claims
 
 
@@ -365,7 +361,7 @@ def _where(m: Manifest, path: Path_) -> str:
 
 def _resource_group_owner(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str]]:
     key = _group_key(m)
-    first = None if key is None else _claims(ctx).groups.get(key)
+    first = None if key is None else ctx.claims.groups.get(key)
     # Two Workspaces of one name are ref.duplicate's finding, not this one.
     if first is None or first is m or first.name == m.name:
         return
@@ -379,7 +375,7 @@ def _resource_group_owner(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, st
 
 def _duplicate_grant(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str]]:
     key = _grant_key(m)
-    first = None if key is None else _claims(ctx).grants.get(key)
+    first = None if key is None else ctx.claims.grants.get(key)
     if first is None or first is m or first.key == m.key:
         return
     yield (
@@ -391,7 +387,7 @@ def _duplicate_grant(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str]]:
 
 def _cluster_resource_name(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str]]:
     key = _cluster_key(m)
-    first = None if key is None else _claims(ctx).clusters.get(key)
+    first = None if key is None else ctx.claims.clusters.get(key)
     if first is None or first is m or first.key == m.key:
         return
     path: Path_ = ("metadata", "name")

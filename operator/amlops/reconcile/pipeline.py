@@ -36,6 +36,7 @@ from amlops.backends.pipeline_job import (
     parse_job,
 )
 from amlops.core.provenance import TAG_PIPELINE, TAG_TRIGGER
+from amlops.core.refs import is_local
 from amlops.reconcile.actions import Action, CancelPipelineRun, Result, SubmitPipelineRun
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended, timestamp
 from amlops.reconcile.source import FieldPath, Source, digest_of
@@ -71,10 +72,6 @@ class PipelineObserved:
     latest_run: PipelineRun | None = None
 
 
-def _is_local(value: str) -> bool:
-    return not value.startswith("azureml:") and "://" not in value
-
-
 def desired_pipeline(
     workspace: str,
     name: str,
@@ -89,7 +86,7 @@ def desired_pipeline(
 
     def resolve(where: FieldPath, container: dict[str, Any], key: str) -> None:
         value = container.get(key)
-        if isinstance(value, str) and _is_local(value) and "${{" not in value:
+        if isinstance(value, str) and is_local(value) and "${{" not in value:
             path = source.resolve((*JOB, *where), value)
             container[key] = str(path)
             local[".".join(map(str, (*JOB, *where)))] = path
