@@ -5,11 +5,14 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
+import socketserver
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,11 +25,20 @@ from amlops.reconcile.endpoint import renormalize
 from .conftest import WS
 
 
-class _Upstream:
-    """A stand-in scoring server that answers with its name and remembers what it got."""
+class _UnixServer(socketserver.ThreadingUnixStreamServer):
+    # as gunicorn's (2048), the listen backlog is above the router's connections to one
+    # server: a Unix socket with a full backlog refuses connections instead of queueing them
+    request_queue_size = 1024
+    daemon_threads = True
 
-    def __init__(self, name: str) -> None:
+
+class Upstream:
+    """A stand-in scoring server on a Unix socket, as the real ones listen: it answers with its
+    name, after ``delay`` seconds, and remembers what it got."""
+
+    def __init__(self, name: str, folder: Path, delay: float = 0.0) -> None:
         self.name = name
+        self.socket = folder / f"{name}.sock"
         self.bodies: list[bytes] = []
         upstream = self
 
@@ -39,6 +51,7 @@ class _Upstream:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 upstream.bodies.append(body)
+                time.sleep(delay)
                 answer = json.dumps({"from": upstream.name}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -46,31 +59,37 @@ class _Upstream:
                 self.end_headers()
                 self.wfile.write(answer)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _UnixServer(str(self.socket), Handler)
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
-    @property
-    def port(self) -> int:
-        return int(self.server.server_address[1])
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 KEYS = EndpointKeys("primary-key", "secondary-key")
 
 
 @pytest.fixture
-def upstreams() -> Iterator[dict[str, _Upstream]]:
-    servers = {name: _Upstream(name) for name in ("blue", "green")}
-    yield servers
-    for s in servers.values():
-        s.server.shutdown()
-        s.server.server_close()
+def sockets() -> Iterator[Path]:
+    """A short folder for sockets: a socket's path must fit in 107 bytes, tmp_path may not."""
+    with tempfile.TemporaryDirectory(prefix="amlops-test-") as folder:
+        yield Path(folder)
 
 
 @pytest.fixture
-def router(upstreams: dict[str, _Upstream]) -> Iterator[Router]:
+def upstreams(sockets: Path) -> Iterator[dict[str, Upstream]]:
+    servers = {name: Upstream(name, sockets) for name in ("blue", "green")}
+    yield servers
+    for s in servers.values():
+        s.close()
+
+
+@pytest.fixture
+def router(upstreams: dict[str, Upstream]) -> Iterator[Router]:
     r = Router("ep", 0, KEYS)
     r.start()
-    r.update({n: u.port for n, u in upstreams.items()}, {"blue": 90, "green": 10}, {})
+    r.update({n: u.socket for n, u in upstreams.items()}, {"blue": 90, "green": 10}, {})
     yield r
     r.stop()
 
@@ -117,7 +136,7 @@ def test_renormalize_moves_a_gated_share_to_the_healthy_ones() -> None:
 
 
 def test_requests_split_by_weight_through_http(
-    router: Router, upstreams: dict[str, _Upstream]
+    router: Router, upstreams: dict[str, Upstream]
 ) -> None:
     answers: Counter[str] = Counter()
     for _ in range(50):
@@ -128,9 +147,9 @@ def test_requests_split_by_weight_through_http(
 
 
 def test_mirror_traffic_copies_requests_and_drops_the_answers(
-    router: Router, upstreams: dict[str, _Upstream]
+    router: Router, upstreams: dict[str, Upstream]
 ) -> None:
-    targets = {n: u.port for n, u in upstreams.items()}
+    targets = {n: u.socket for n, u in upstreams.items()}
     router.update(targets, {"blue": 100, "green": 0}, {"green": 20})
     for i in range(20):
         status, body, _ = _post(router.port, json.dumps({"i": i}).encode())
@@ -157,9 +176,9 @@ def test_a_deployment_can_be_asked_for_by_name(router: Router) -> None:
 
 
 def test_only_healthy_deployments_get_traffic(
-    router: Router, upstreams: dict[str, _Upstream]
+    router: Router, upstreams: dict[str, Upstream]
 ) -> None:
-    router.update({"green": upstreams["green"].port}, {"blue": 90, "green": 10}, {})
+    router.update({"green": upstreams["green"].socket}, {"blue": 90, "green": 10}, {})
     assert {_post(router.port)[2] for _ in range(20)} == {"green"}
     router.update({}, {"blue": 90, "green": 10}, {})
     status, body, _ = _post(router.port)

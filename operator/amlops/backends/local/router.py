@@ -10,29 +10,66 @@ Picking is smooth weighted round robin rather than random: over every window of
 ``sum(weights)`` requests each deployment gets exactly its share, which makes the split exact
 and testable, and mirroring uses the same kind of counter. Only deployments whose scoring
 server answered its health check are routable; their share is spread over the others.
+
+The router faces any local process, so it is built to be hostile-client proof (see
+``RouterLimits``): it runs on aiohttp, one event loop in its own thread, so a slow or
+malicious client costs a coroutine and a socket, not a thread. The key is checked from the
+headers, before a byte of the body is read (and before ``100 Continue`` invites it); a request
+must deliver its headers and its body within a deadline; its length is checked before it is
+read. Scoring servers listen on Unix sockets (see ``scoring``); each gets one pooled client
+session. A request that may have reached a scoring server is never sent again: scoring runs
+user code, which need not be idempotent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
-import http.client
 import json
+import logging
+import socket
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from amlops.backends.base import EndpointKeys
 
 DEPLOYMENT_HEADER = "azureml-model-deployment"
-_UPSTREAM_TIMEOUT_S = 60.0
-_MAX_BODY = 16 * 1024 * 1024
-# how often the server loop checks for stop(): stopping waits up to this long
-_SHUTDOWN_POLL_S = 0.05
+# after an answer sent before the body was read (401, 413), how long the router keeps reading
+# and dropping what the client still sends: closing at once would make the kernel reset the
+# connection, and the client would see the reset instead of the answer
+_LINGER_S = 2.0
+# how long stop() lets requests in flight finish before their connections are closed
+_STOP_GRACE_S = 1.0
+_JSON = "application/json"
+_SCORE = "http://localhost/score"  # the host is a formality: the connector names the socket
+
+log = logging.getLogger("amlops.router")
+
+
+@dataclass(frozen=True)
+class RouterLimits:
+    """What one client can hold of the router, and how long the router waits for anyone."""
+
+    max_body_bytes: int = 16 * 1024 * 1024
+    # a connection must finish sending a request's headers this long after it opened (or after
+    # its previous answer); an idle kept-alive connection is closed after as long
+    header_timeout_s: float = 30.0
+    body_timeout_s: float = 30.0  # to receive the whole body, once the headers are in
+    upstream_timeout_s: float = 60.0  # for the scoring server's whole answer
+    # requests past the key check at once; more get 429, as an Azure endpoint answers when
+    # its request queue is full
+    max_in_flight: int = 256
+    max_mirrors_in_flight: int = 32  # mirrored copies beyond this are dropped, not queued
+    backlog: int = 1024  # connections the kernel queues before the router accepts them
 
 
 class WeightedChooser:
@@ -74,7 +111,7 @@ class MirrorCounter:
 
 @dataclass
 class _Routes:
-    targets: dict[str, int]  # deployment -> scoring server port (healthy ones only)
+    targets: dict[str, Path]  # deployment -> its scoring server's socket (healthy ones only)
     chooser: WeightedChooser
     mirrors: dict[str, MirrorCounter]
 
@@ -84,27 +121,55 @@ class RouterStats:
     served: Counter[str] = field(default_factory=Counter)
     mirrored: Counter[str] = field(default_factory=Counter)
     rejected: int = 0
+    mirrors_dropped: int = 0
+
+
+class _OneLineLog(logging.LoggerAdapter[logging.Logger]):
+    """The logger aiohttp's server writes to.
+
+    aiohttp logs a malformed request (an invalid ``Content-Length``, an oversized header) with
+    ``logger.exception``: a traceback in ``amlops up``'s console for a request it answered
+    400, where nothing failed but the client. Those become one line; anything else, a fault of
+    the router itself, keeps its traceback."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            # the parser's message draws a caret under the bad byte, on lines of their own
+            detail = " ".join(line.strip() for line in exc_info.message.splitlines())
+            self.info(f"{msg}: %s", *args, detail)
+        else:
+            self.error(msg, *args, exc_info=exc_info, **kwargs)
 
 
 class Router:
-    def __init__(self, endpoint: str, port: int, keys: EndpointKeys | None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        port: int,
+        keys: EndpointKeys | None,
+        limits: RouterLimits | None = None,
+    ) -> None:
         self.endpoint = endpoint
         self._requested_port = port
         self.keys = keys  # None: no auth (auth_mode none); else the accepted bearer tokens
-        self._lock = threading.Lock()
+        self.limits = limits or RouterLimits()
+        self._lock = threading.Lock()  # _routes and stats: update() runs in the caller's thread
         self._routes = _Routes({}, WeightedChooser({}), {})
         self.stats = RouterStats()
-        self._server: ThreadingHTTPServer | None = None
+        self._sock: socket.socket | None = None
+        self._port = port
         self._thread: threading.Thread | None = None
-        self._local = threading.local()
-        # mirrored copies go out in the background: the caller never waits for the mirror
-        self._mirror_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mirror")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: asyncio.Event | None = None
+        # the rest lives in the router's thread, touched by its event loop only
+        self._sessions: dict[Path, aiohttp.ClientSession] = {}
+        self._in_flight = 0
+        self._mirrors: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
-        if self._server is None:
-            return self._requested_port
-        return int(self._server.server_address[1])
+        """The port listened on (the one asked for until started; kept after stop())."""
+        return self._port
 
     @property
     def running(self) -> bool:
@@ -112,27 +177,43 @@ class Router:
 
     def start(self) -> None:
         """Listen on 127.0.0.1:port (port 0 picks one); OSError if the port is taken."""
-        server = ThreadingHTTPServer(("127.0.0.1", self._requested_port), _Handler)
-        server.daemon_threads = True
-        server.router = self  # type: ignore[attr-defined]
-        self._server = server
+        # bound here, in the caller's thread, so that a taken port raises to the caller
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", self._requested_port))
+            sock.listen(self.limits.backlog)
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        self._port = int(sock.getsockname()[1])
+        ready = threading.Event()
+        failure: list[BaseException] = []
         self._thread = threading.Thread(
-            target=server.serve_forever,
-            args=(_SHUTDOWN_POLL_S,),
-            name=f"router-{self.endpoint}",
-            daemon=True,
+            target=self._run, args=(sock, ready, failure), name=f"router-{self.endpoint}"
         )
+        self._thread.daemon = True
         self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise failure[0]
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        self._mirror_pool.shutdown(wait=False, cancel_futures=True)
+        loop, stopping = self._loop, self._stopping
+        if loop is not None and stopping is not None:
+            with contextlib.suppress(RuntimeError):  # the loop already ended
+                loop.call_soon_threadsafe(stopping.set)
+        if self._thread is not None:
+            self._thread.join()
         self._thread = None
+        if self._sock is not None:
+            self._sock.close()
 
     def update(
-        self, targets: Mapping[str, int], traffic: Mapping[str, int], mirror: Mapping[str, int]
+        self, targets: Mapping[str, Path], traffic: Mapping[str, int], mirror: Mapping[str, int]
     ) -> None:
         """Routable deployments and the weights; keeps the round-robin position when unchanged."""
         chooser = WeightedChooser({n: w for n, w in traffic.items() if n in targets})
@@ -147,8 +228,6 @@ class Router:
             }
             self._routes = _Routes(dict(targets), chooser, mirrors)
 
-    # -- called by the handler -------------------------------------------------------------
-
     def authorized(self, header: str | None) -> bool:
         if self.keys is None:
             return True
@@ -160,20 +239,16 @@ class Router:
         secondary = hmac.compare_digest(token, self.keys.secondary.encode())
         return primary or secondary
 
-    def count_rejected(self) -> None:
-        with self._lock:
-            self.stats.rejected += 1
-
-    def pick(self, wanted: str | None) -> tuple[str | None, int | None, list[tuple[str, int]]]:
-        """(deployment, port, mirrors to copy to); (None, None, []) when nothing can answer."""
+    def pick(self, wanted: str | None) -> tuple[str | None, Path | None, list[tuple[str, Path]]]:
+        """(deployment, socket, mirrors to copy to); (None, None, []) when nothing can answer."""
         with self._lock:
             routes = self._routes
             if wanted:
-                port = routes.targets.get(wanted)
-                if port is None:
+                target = routes.targets.get(wanted)
+                if target is None:
                     return None, None, []
                 self.stats.served[wanted] += 1
-                return wanted, port, []
+                return wanted, target, []
             name = routes.chooser.choose()
             if name is None:
                 return None, None, []
@@ -187,99 +262,203 @@ class Router:
                 self.stats.mirrored[m] += 1
             return name, routes.targets[name], mirrors
 
-    def forward(self, port: int, body: bytes, content_type: str) -> tuple[int, bytes, str]:
-        """POST to a scoring server over a kept-alive connection (one per thread and port)."""
-        conns: dict[int, http.client.HTTPConnection] = self._local.__dict__.setdefault("conns", {})
-        for attempt in (1, 2):
-            conn = conns.get(port)
-            if conn is None:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=_UPSTREAM_TIMEOUT_S)
-                conns[port] = conn
-            try:
-                conn.request("POST", "/score", body, {"Content-Type": content_type})
-                response = conn.getresponse()
-                data = response.read()
-                return response.status, data, response.getheader("Content-Type", "")
-            except (ConnectionError, http.client.HTTPException, TimeoutError, OSError):
-                conn.close()
-                conns.pop(port, None)
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+    # -- the router's thread ---------------------------------------------------------------
 
-    def mirror(self, copies: list[tuple[str, int]], body: bytes, content_type: str) -> None:
-        for _, port in copies:
-            self._mirror_pool.submit(self._mirror_one, port, body, content_type)
-
-    def _mirror_one(self, port: int, body: bytes, content_type: str) -> None:
-        with contextlib.suppress(OSError):  # a failing mirror must never affect live traffic
-            self.forward(port, body, content_type)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse connections
-    # headers and body go out in two writes; with Nagle on, the second waits for the client's
-    # delayed ACK (~40 ms per request on Linux)
-    disable_nagle_algorithm = True
-    server_version = "amlops-local-endpoint"
-
-    @property
-    def router(self) -> Router:
-        router: Router = self.server.router  # type: ignore[attr-defined]
-        return router
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
-        """Silent: the default writes to stderr (breaking the live table) and logs nothing
-        we need; headers, which carry keys, are never logged."""
-
-    def _send(
-        self, status: int, body: bytes, content_type: str, deployment: str | None = None
+    def _run(
+        self, sock: socket.socket, ready: threading.Event, failure: list[BaseException]
     ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type or "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
-        if deployment:
-            self.send_header(DEPLOYMENT_HEADER, deployment)
-        self.end_headers()
-        self.wfile.write(body)
+        # asyncio.Runner, as asyncio.run(): on the way out it cancels and awaits what is left
+        # (connections lingering after an early answer), which a bare loop.close() would
+        # report, one "Task was destroyed but it is pending!" each, on stderr
+        with asyncio.Runner() as runner:
+            self._loop = runner.get_loop()
+            try:
+                runner.run(self._serve(sock, ready))
+            except Exception as exc:
+                if ready.is_set():  # it was serving: `running` turns False, reconcile restarts it
+                    log.exception("%s: the router stopped", self.endpoint)
+                else:  # handed to start(), which raises it in the caller
+                    failure.append(exc)
+            finally:
+                ready.set()
+                self._loop = None
 
-    def _error(self, status: int, message: str) -> None:
-        self._send(status, json.dumps({"error": message}).encode(), "application/json")
-
-    def do_GET(self) -> None:
-        if self.path != "/":
-            self._error(404, "not found; POST /score")
-            return
-        self._send(200, b"Healthy", "text/plain")
-
-    def do_POST(self) -> None:
-        router = self.router
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > _MAX_BODY:
-            self.close_connection = True
-            self._error(413, f"request body over {_MAX_BODY} bytes")
-            return
-        body = self.rfile.read(length)
-        if self.path.split("?", 1)[0] != "/score":
-            self._error(404, "not found; POST /score")
-            return
-        if not router.authorized(self.headers.get("Authorization")):
-            router.count_rejected()
-            self._error(401, "missing or wrong key: send 'Authorization: Bearer <endpoint key>'")
-            return
-        wanted = self.headers.get(DEPLOYMENT_HEADER)
-        name, port, mirrors = router.pick(wanted)
-        if name is None or port is None:
-            if wanted:
-                self._error(404, f"deployment {wanted!r} is not serving on this endpoint")
-            else:
-                self._error(503, f"no deployment of {router.endpoint} is serving traffic")
-            return
-        content_type = self.headers.get("Content-Type", "application/json")
+    async def _serve(self, sock: socket.socket, ready: threading.Event) -> None:
+        self._stopping = asyncio.Event()
+        server = web.Server(
+            self._handle,
+            logger=_OneLineLog(log, {}),
+            access_log=None,  # headers carry keys; and nothing is to reach `up`'s console
+            keepalive_timeout=self.limits.header_timeout_s,
+            lingering_time=_LINGER_S,
+        )
+        runner = web.ServerRunner(server, shutdown_timeout=_STOP_GRACE_S)
+        await runner.setup()
         try:
-            status, data, answer_type = router.forward(port, body, content_type)
-        except OSError as exc:
-            self._error(502, f"deployment {name} did not answer: {exc}")
+            await web.SockSite(runner, sock, backlog=self.limits.backlog).start()
+            ready.set()
+            await self._stopping.wait()
+        finally:
+            await runner.cleanup()
+            for task in list(self._mirrors):
+                task.cancel()
+            for session in self._sessions.values():
+                await session.close()
+            self._sessions.clear()
+
+    def _session(self, target: Path) -> aiohttp.ClientSession:
+        """The pooled, kept-alive client of one scoring server."""
+        session = self._sessions.get(target)
+        if session is None:
+            # at most this many connections at once, well under gunicorn's listen backlog
+            # (2048): a Unix socket whose backlog is full fails a connect instead of queueing it
+            limit = self.limits.max_in_flight + self.limits.max_mirrors_in_flight
+            session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=str(target), limit=limit),
+                timeout=aiohttp.ClientTimeout(total=self.limits.upstream_timeout_s),
+                auto_decompress=False,  # the answer goes to the client as the server wrote it
+                # one session serves every client: a cookie one answer sets must not be sent
+                # along with the next client's request
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+            self._sessions[target] = session
+        return session
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.path != "/score":
+            if request.method == "GET" and request.path == "/":
+                return web.Response(text="Healthy")
+            return _error(request, 404, "not found; POST /score")
+        if request.method != "POST":
+            return _error(request, 405, "POST /score", headers={"Allow": "POST"})
+        if not self.authorized(request.headers.get("Authorization")):
+            with self._lock:
+                self.stats.rejected += 1
+            return _error(
+                request, 401, "missing or wrong key: send 'Authorization: Bearer <endpoint key>'"
+            )
+        chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        length = request.content_length  # a malformed one was answered 400 by the parser
+        if length is None and not chunked:
+            return _error(request, 411, "send the body with a Content-Length")
+        if length is not None and length > self.limits.max_body_bytes:
+            return _error(request, 413, f"request body over {self.limits.max_body_bytes} bytes")
+        if self._in_flight >= self.limits.max_in_flight:
+            return _error(
+                request, 429, "too many requests in flight; retry", headers={"Retry-After": "1"}
+            )
+        self._in_flight += 1
+        try:
+            return await self._score(request)
+        finally:
+            self._in_flight -= 1
+
+    async def _score(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.headers.get("Expect", "").lower() == "100-continue":
+            # only now, with the key checked, is the client invited to send the body
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        try:
+            async with asyncio.timeout(self.limits.body_timeout_s):
+                body = await _read_body(request.content, self.limits.max_body_bytes)
+        except TimeoutError:
+            return _error(
+                request, 408, f"body not received within {self.limits.body_timeout_s:g} s"
+            )
+        except _TooLarge:
+            return _error(request, 413, f"request body over {self.limits.max_body_bytes} bytes")
+        except ConnectionError as exc:  # nobody is left to answer: one line, no traceback
+            log.info("%s: client left while sending its request: %s", self.endpoint, exc)
+            return _error(request, 400, "incomplete request body")
+        except (HttpProcessingError, web.RequestPayloadError) as exc:  # e.g. broken chunking
+            log.info("%s: malformed request body: %s", self.endpoint, exc)
+            return _error(request, 400, "malformed request body")
+        wanted = request.headers.get(DEPLOYMENT_HEADER)
+        name, target, mirrors = self.pick(wanted)
+        if name is None or target is None:
+            if wanted:
+                return _error(
+                    request, 404, f"deployment {wanted!r} is not serving on this endpoint"
+                )
+            return _error(request, 503, f"no deployment of {self.endpoint} is serving traffic")
+        content_type = request.headers.get("Content-Type", _JSON)
+        try:
+            status, data, answer_type = await self._forward(target, body, content_type)
+        except TimeoutError:
+            log.info("%s: deployment %s did not answer in time", self.endpoint, name)
+            return _error(
+                request,
+                504,
+                f"deployment {name} did not answer within {self.limits.upstream_timeout_s:g} s",
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            log.info("%s: deployment %s did not answer: %s", self.endpoint, name, exc)
+            return _error(request, 502, f"deployment {name} did not answer: {exc}")
+        for _, mirror in mirrors:
+            self._mirror(mirror, body, content_type)
+        if request.transport is None or request.transport.is_closing():
+            log.info("%s: client left before deployment %s answered", self.endpoint, name)
+        return web.Response(
+            status=status,
+            body=data,
+            headers={
+                "Content-Type": answer_type or "application/octet-stream",
+                DEPLOYMENT_HEADER: name,
+            },
+        )
+
+    async def _forward(
+        self, target: Path, body: bytes, content_type: str
+    ) -> tuple[int, bytes, str]:
+        """POST once: aiohttp itself re-sends only idempotent methods, and nor does this."""
+        async with self._session(target).post(
+            _SCORE, data=body, headers={"Content-Type": content_type}
+        ) as response:
+            data = await response.read()
+            return response.status, data, response.headers.get("Content-Type", "")
+
+    def _mirror(self, target: Path, body: bytes, content_type: str) -> None:
+        """Send a copy in the background: the caller never waits for the mirror."""
+        if len(self._mirrors) >= self.limits.max_mirrors_in_flight:
+            with self._lock:
+                self.stats.mirrors_dropped += 1
             return
-        router.mirror(mirrors, body, content_type)
-        self._send(status, data, answer_type, deployment=name)
+        task = asyncio.get_running_loop().create_task(self._mirror_one(target, body, content_type))
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+
+    async def _mirror_one(self, target: Path, body: bytes, content_type: str) -> None:
+        # a failing mirror must never affect live traffic, nor fill the console
+        with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError):
+            await self._forward(target, body, content_type)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The whole body, or _TooLarge as soon as it passes ``limit`` (chunked bodies announce
+    no length, so the count is kept here, not trusted from a header)."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(
+    request: web.BaseRequest, status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    response = web.Response(
+        status=status,
+        body=json.dumps({"error": message}).encode(),
+        content_type=_JSON,
+        headers=headers,
+    )
+    if not request.content.is_eof():
+        # the body was not read (or not all of it): this connection cannot carry another request
+        response.force_close()
+    return response

@@ -1,4 +1,4 @@
-"""Online deployments as local scoring servers (``azmlinfsrv`` on loopback, one per deployment).
+"""Online deployments as local scoring servers (``azmlinfsrv``, one per deployment).
 
 A deployment's server runs the deployment's scoring script from a snapshot of its code folder
 with ``AZUREML_MODEL_DIR`` set to the model version's folder: the Azure ML contract, so
@@ -6,24 +6,33 @@ with ``AZUREML_MODEL_DIR`` set to the model version's folder: the Azure ML contr
 ``Creating`` until the server answers its health check, then ``Succeeded``; ``Failed`` when it
 exits first (the message says why, e.g. the exception ``init()`` raised) or never answers.
 A server that dies after it was serving becomes ``Stopped`` so that reconcile starts it again.
+
+A server listens on a Unix socket, not a TCP port (see ``serve``): the socket file is 0600, in
+the deployment's 0700 folder, so the endpoint's router, which checks the key, is the only way
+in for anyone but this user. Its health check goes through the same socket.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.client
+import os
 import re
 import shutil
+import socket
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from amlops.backends.base import (
+    BackendError,
     DeploymentSpec,
     DeploymentState,
     ModelVersion,
@@ -35,8 +44,8 @@ from amlops.backends.local.catalog import Catalog, deployment_state
 
 STARTUP_TIMEOUT_S = 60.0
 _HEALTH_TIMEOUT_S = 0.5
-_PORT_ATTEMPTS = 3
-_PORT_TAKEN = re.compile(r"Address already in use|Connection in use")
+# sockaddr_un.sun_path holds 108 bytes on Linux, the last one for the terminating NUL
+_SOCKET_PATH_MAX = 107
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*)?(?:Error|Exception|Exit|Interrupt)\b.*:")
 _IN_PROGRESS = (ProvisioningState.CREATING, ProvisioningState.UPDATING)
 
@@ -46,12 +55,10 @@ Key = tuple[str, str, str]  # workspace, endpoint, deployment
 @dataclass
 class _Server:
     record: procs.PidRecord
-    port: int
+    socket: Path
     fingerprint: str
     started: float
     proc: subprocess.Popen[bytes] | None = None  # None when adopted from an earlier process
-    attempts: int = 1
-    launch: dict[str, Any] = field(default_factory=dict)
 
     def exit_code(self) -> int | None:
         if self.proc is not None:
@@ -77,9 +84,27 @@ def _serve_import_path() -> dict[str, str]:
     return {"PYTHONPATH": str(Path(__file__).resolve().parents[3])}  # the folder of amlops/
 
 
-def healthy(port: int) -> bool:
-    """azmlinfsrv's liveness probe: GET / on the scoring port answers 200."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=_HEALTH_TIMEOUT_S)
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP to a server listening on a Unix socket."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(str(self.path))
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def healthy(path: Path) -> bool:
+    """azmlinfsrv's liveness probe: GET / on the scoring server's socket answers 200."""
+    conn = UnixHTTPConnection(path, timeout=_HEALTH_TIMEOUT_S)
     try:
         conn.request("GET", "/")
         return conn.getresponse().status == 200
@@ -117,16 +142,34 @@ class ScoringServers:
         store: ArtifactStore,
         root: Path,
         model: Callable[[str, DeploymentSpec], ModelVersion | None],
+        source_root: Path | None = None,
     ) -> None:
         self.catalog = catalog
+        # code folders are named by manifests: the core's containment rule is checked again
+        # right before they are read
+        self.source_root = source_root
         self.store = store
         self.root = root
         self._model = model
         self._servers: dict[Key, _Server] = {}
-        self.free_port = procs.free_port  # replaceable, to test a port lost to a race
 
     def _dir(self, key: Key) -> Path:
         return self.root / "deployments" / key[0] / key[1] / key[2]
+
+    def socket_path(self, key: Key) -> Path:
+        """Where the deployment's server listens: in its own folder when the path fits in a
+        socket address, else in a private folder under the temporary folder."""
+        path = self._dir(key) / "server.sock"
+        if len(os.fsencode(path)) <= _SOCKET_PATH_MAX:
+            return path
+        name = hashlib.sha256(os.fsencode(path)).hexdigest()[:24] + ".sock"
+        short = Path(tempfile.gettempdir()) / f"amlops-{os.getuid()}" / name
+        if len(os.fsencode(short)) > _SOCKET_PATH_MAX:
+            raise BackendError(
+                f"the scoring server's socket path would be too long ({path}): "
+                "use a shorter --state-dir or TMPDIR"
+            )
+        return short
 
     def _row(self, key: Key) -> dict[str, Any] | None:
         for row in self.catalog.list_deployment_rows(key[0], key[1]):
@@ -186,7 +229,7 @@ class ScoringServers:
             return self.refresh(key)
         # serve a snapshot: edits to the repository reach the server only through a new
         # fingerprint (a new deployment), never half-way through a running one
-        digest = self.store.put_tree(spec.code_dir)
+        digest = self.store.put_tree(spec.code_dir, root=self.source_root)
         code = self._dir(key) / f"code-{digest.removeprefix('sha256:')[:16]}"
         self.store.materialize(digest, code)
         env = procs.base_environment() | _serve_import_path()
@@ -204,7 +247,18 @@ class ScoringServers:
             "cwd": str(code),
             "env": env,
         }
-        self._launch(key, spec.fingerprint, launch, attempts=1)
+        try:
+            self._launch(key, spec.fingerprint, launch)
+        except BackendError as exc:
+            self._put(
+                key,
+                model=f"{model.name}:{model.version}",
+                fingerprint=spec.fingerprint,
+                tags=dict(spec.tags),
+                state=ProvisioningState.FAILED,
+                message=str(exc),
+            )
+            return self.refresh(key)
         self._put(
             key,
             model=f"{model.name}:{model.version}",
@@ -213,35 +267,36 @@ class ScoringServers:
         )
         return self.refresh(key)
 
-    def _launch(self, key: Key, fingerprint: str, launch: dict[str, Any], attempts: int) -> None:
-        port = self.free_port()
+    def _launch(self, key: Key, fingerprint: str, launch: dict[str, Any]) -> None:
+        path = self.socket_path(key)
+        _private_dir(self._dir(key))
+        _private_dir(path.parent)
+        path.unlink(missing_ok=True)  # left by a server that was killed; stopped before this
         log = self._dir(key) / "server.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("")  # one log per start: the reason a start failed is at its end
         proc, record = procs.spawn(
-            [*launch["argv"], "--port", str(port)],
+            [*launch["argv"], "--socket", str(path)],
             cwd=Path(launch["cwd"]),
             env=launch["env"],
             log=log,
         )
         record = procs.PidRecord(
-            record.pid, record.start, {"port": port, "fingerprint": fingerprint}
+            record.pid, record.start, {"socket": str(path), "fingerprint": fingerprint}
         )
         procs.write_pid_file(self._dir(key) / "server.pid", record)
-        self._servers[key] = _Server(
-            record, port, fingerprint, time.monotonic(), proc, attempts, launch
-        )
+        self._servers[key] = _Server(record, path, fingerprint, time.monotonic(), proc)
         self._put(
             key,
             state=ProvisioningState.CREATING,
-            port=port,
-            message=f"starting the scoring server on port {port}",
+            port=0,
+            message="starting the scoring server",
         )
 
     def stop(self, key: Key, message: str = "") -> None:
         server = self._servers.pop(key, None)
         if server is not None:
             procs.stop_group(server.record, server.proc)
+            server.socket.unlink(missing_ok=True)  # gunicorn removes it, unless it was killed
         (self._dir(key) / "server.pid").unlink(missing_ok=True)
         if message and self._row(key) is not None:
             self._put(key, state=ProvisioningState.STOPPED, message=message)
@@ -267,9 +322,9 @@ class ScoringServers:
         if state in _IN_PROGRESS:
             if server is None:
                 self._put(key, state=ProvisioningState.STOPPED, message="not running")
-            elif server.exit_code() is not None or _port_taken(log):
+            elif server.exit_code() is not None:
                 self._on_exit(key, server, log)
-            elif healthy(server.port):
+            elif healthy(server.socket):
                 self._put(key, state=ProvisioningState.SUCCEEDED, message="")
             elif time.monotonic() - server.started > STARTUP_TIMEOUT_S:
                 self.stop(key)
@@ -294,11 +349,6 @@ class ScoringServers:
         return deployment_state(row)
 
     def _on_exit(self, key: Key, server: _Server, log: Path) -> None:
-        if _port_taken(log) and server.attempts < _PORT_ATTEMPTS:
-            # another process took the port between our check and the server's bind
-            procs.stop_group(server.record, server.proc, grace_s=1)
-            self._launch(key, server.fingerprint, server.launch, server.attempts + 1)
-            return
         procs.stop_group(server.record, server.proc, grace_s=1)
         self._servers.pop(key, None)
         (self._dir(key) / "server.pid").unlink(missing_ok=True)
@@ -316,18 +366,18 @@ class ScoringServers:
             for row in self.catalog.list_deployment_rows(workspace, endpoint)
         ]
 
-    def targets(self, workspace: str, endpoint: str) -> dict[str, int]:
-        """Deployments that may get traffic: Succeeded and with a live server here."""
+    def targets(self, workspace: str, endpoint: str) -> dict[str, Path]:
+        """Deployments that may get traffic (Succeeded and with a live server here): sockets."""
         out = {}
         for row in self.catalog.list_deployment_rows(workspace, endpoint):
             server = self._servers.get((workspace, endpoint, row["name"]))
             if row["state"] == ProvisioningState.SUCCEEDED and server is not None:
-                out[row["name"]] = server.port
+                out[row["name"]] = server.socket
         return out
 
-    def port(self, key: Key) -> int | None:
+    def socket(self, key: Key) -> Path | None:
         server = self._servers.get(key)
-        return server.port if server is not None else None
+        return server.socket if server is not None else None
 
     # -- after a crash ---------------------------------------------------------------------
 
@@ -340,22 +390,35 @@ class ScoringServers:
                 continue
             record = procs.read_pid_file(self._dir(key) / "server.pid")
             alive = record is not None and procs.is_alive(record)
-            port = int(record.extra.get("port", 0)) if record is not None else 0
+            # a record without a socket is from a version that served on a TCP port: replaced
+            path = Path(record.extra["socket"]) if record and record.extra.get("socket") else None
             same = record is not None and record.extra.get("fingerprint") == row["fingerprint"]
-            if record is not None and alive and same and healthy(port):
-                self._servers[key] = _Server(record, port, row["fingerprint"], time.monotonic())
-                self._put(key, state=ProvisioningState.SUCCEEDED, port=port, message="")
+            if record is not None and alive and same and path is not None and healthy(path):
+                self._servers[key] = _Server(record, path, row["fingerprint"], time.monotonic())
+                procs.watch(record)  # adopted: it must die with this process like its own
+                self._put(key, state=ProvisioningState.SUCCEEDED, port=0, message="")
                 continue
             if record is not None:
                 procs.stop_group(record)
+                if path is not None:
+                    path.unlink(missing_ok=True)
                 (self._dir(key) / "server.pid").unlink(missing_ok=True)
             if row["state"] != ProvisioningState.FAILED:
                 self._put(key, state=ProvisioningState.STOPPED, message="not running")
 
 
-def _port_taken(log: Path) -> bool:
+def _private_dir(path: Path) -> None:
+    """Make ``path`` a folder only this user can enter, or refuse one that is not.
+
+    The fallback socket folder is in the shared temporary folder, where another user could
+    have made it first (to listen in our place): an existing one must be ours, a real folder
+    (not a link) and closed to others."""
     try:
-        with log.open("rb") as f:
-            return _PORT_TAKEN.search(f.read(65536).decode("utf-8", "replace")) is not None
-    except OSError:
-        return False
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = path.lstat()
+    except OSError as exc:  # a dangling link, a file in the way
+        raise BackendError(f"cannot make the folder {path}: {exc}") from exc
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise BackendError(f"{path} is not a folder of this user; remove it and try again")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(path, 0o700)
