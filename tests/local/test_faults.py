@@ -11,20 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from amlops.backends.base import (
-    DeploymentSpec,
-    EndpointSpec,
-    ModelRef,
-    ModelVersionSpec,
-    ProvisioningState,
-)
-from amlops.backends.local import procs
 from amlops.backends.local.backend import LocalBackend
 from amlops.backends.local.catalog import Catalog
 from amlops.core.manifests import load_tree
 from amlops.reconcile.tree import TreeReconciler
 
-from .conftest import ROOT, WS, amlops, obj, processes_under, ready, start_up, status_json
+from .conftest import amlops, obj, processes_under, ready, start_up, status_json
 from .test_up_cli import _all_ready, _wait
 
 pytestmark = pytest.mark.slow
@@ -189,45 +181,6 @@ def test_a_taken_endpoint_port_moves_the_endpoint(platform: Path, tmp_path: Path
     assert f"port {port} was taken" in _condition(record, "Ready")["message"]
 
 
-def test_a_scoring_port_lost_to_a_race_is_retried_on_another(
-    backend: LocalBackend, tmp_path: Path
-) -> None:
-    model = backend.create_or_update_model_version(
-        WS, ModelVersionSpec("slm-base", "1", ROOT / "manifests" / "assets" / "slm-base")
-    )
-    backend.create_or_update_endpoint(EndpointSpec(WS, "e", "key", {"d": 100}))
-    squatter = socket.socket()
-    squatter.bind(("127.0.0.1", 0))
-    squatter.listen()
-    taken = squatter.getsockname()[1]
-    ports = iter([taken])
-    backend.scoring.free_port = lambda: next(ports, None) or procs.free_port()
-    spec = DeploymentSpec(
-        WS,
-        "e",
-        "d",
-        ModelRef(model.name, model.version),
-        ROOT / "manifests" / "src" / "score",
-        "score.py",
-        "fp",
-    )
-    try:
-        backend.create_or_update_deployment(spec)
-        deadline = time.monotonic() + 30
-        state = backend.list_deployments(WS, "e")[0]
-        while (
-            state.provisioning_state is ProvisioningState.CREATING and time.monotonic() < deadline
-        ):
-            time.sleep(0.2)
-            state = backend.list_deployments(WS, "e")[0]
-    finally:
-        squatter.close()
-    assert state.provisioning_state is ProvisioningState.SUCCEEDED, state.message
-    assert backend.scoring.port((WS, "e", "d")) != taken
-    body = b'{"prompt": "the", "max_tokens": 2}'
-    assert backend.invoke(WS, "e", body).status == 200
-
-
 def test_the_state_directory_deleted_while_running_is_rebuilt(
     platform: Path, tmp_path: Path
 ) -> None:
@@ -267,15 +220,17 @@ def test_kill_9_mid_pipeline_then_up_converges_without_duplicates_or_leaks(
 
     try:
         _wait(finetune_running, up, "the finetune step to run")
+        children = set(processes_under(state)) - {up.pid}
+        assert children  # the step (and the blue scoring server)
     finally:
         up.kill()  # SIGKILL: no cleanup at all
         up.communicate(timeout=10)
-    leaked = processes_under(state)
-    assert leaked, "the step (and the green scoring server) outlive a kill -9"
 
+    # the next `up` finds the run marked running by a process that is gone (its children
+    # are stopped by the watchdog, or by this `up` from their pid files if they were not)
     result = amlops("up", str(platform), "--once", "--state-dir", str(state), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert not set(leaked) & set(processes_under(state))
+    assert not children & set(processes_under(state))
     assert processes_under(state) == []
     assert ready(obj(status_json(tmp_path, state), "Pipeline", "finetune-support-slm")) == "True"
     catalog = Catalog(state / "catalog.sqlite")

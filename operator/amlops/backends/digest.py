@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from amlops.core.files import ignored
+
 _CHUNK = 1 << 20
 
 
@@ -22,10 +24,6 @@ class Entry:
     sha256: str
     size: int
     executable: bool
-
-
-def ignored(name: str) -> bool:
-    return name.startswith(".") or name == "__pycache__" or name.endswith(".pyc")
 
 
 def file_sha256(path: Path) -> str:

@@ -37,8 +37,11 @@ from amlops.backends.local.backend import (
     StateDirLockedError,
     lock_holder,
 )
-from amlops.cli import common
+from amlops.backends.local.catalog import StateError
+from amlops.cli import common, state
+from amlops.cli.request_body import DEFAULT_MAX_MIB, read_body
 from amlops.cli.validate import findings_table
+from amlops.core.files import PathRefusedError
 from amlops.core.manifests import Manifest
 from amlops.core.validate import Report, validate_paths
 from amlops.reconcile.conditions import Phase, phase_of
@@ -80,7 +83,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "up",
         help="run the manifests on this machine (local backend) and keep them in sync",
         description="Exit (with --once): 0 everything Ready; 1 validation errors, something "
-        "Stalled, a failed smoke request or the timeout; 2 usage.",
+        "Stalled, a failed smoke request, the timeout or an unusable state directory; 2 usage.",
     )
     p.add_argument("path", nargs="?", default="manifests", metavar="PATH")
     _state_dir(p)
@@ -118,6 +121,13 @@ def register_invoke(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = sub.add_parser("invoke", help="send a scoring request to an endpoint `amlops up` serves")
     p.add_argument("endpoint", metavar="ENDPOINT")
     p.add_argument("--data", required=True, metavar="FILE", help="request body ('-': stdin)")
+    p.add_argument(
+        "--max-data-mib",
+        type=float,
+        default=DEFAULT_MAX_MIB,
+        metavar="MIB",
+        help=f"refuse a request body larger than this (default: {DEFAULT_MAX_MIB})",
+    )
     p.add_argument("--deployment", metavar="D", help="score with this deployment only")
     p.add_argument("--workspace", metavar="WS", help="when several workspaces have ENDPOINT")
     _state_dir(p)
@@ -330,6 +340,7 @@ class _Display:
                 self.note(f"{ref}: {state[0]} {condition.get('reason', '')}: {state[1]}")
 
 
+@state.reports_state_errors
 def run_up(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.exists():
@@ -337,7 +348,7 @@ def run_up(args: argparse.Namespace) -> int:
     report = _validate(path)
     if report is None:
         return common.EXIT_FINDINGS
-    backend = LocalBackend(args.state_dir)
+    backend = state.open_writable(args.state_dir, path)
     try:
         backend.start()
     except StateDirLockedError as exc:
@@ -388,8 +399,11 @@ def _loop(
             reconciler = TreeReconciler(backend, backend.catalog, backend.put_compute)
         try:
             reports = reconciler.reconcile(manifests)
+        except StateError:
+            raise  # a damaged catalog or an unwritable folder does not mend itself: stop
         except Exception as exc:  # shown, then retried: `up` keeps running
             if backend.state_dir_intact():
+                backend.check_state()  # a damaged catalog would fail every pass: stop
                 display.note(("reconcile pass failed", "red"), f": {type(exc).__name__}: {exc}")
             _sleep(args.interval if not args.once else 1.0, None)
             continue
@@ -453,7 +467,10 @@ def _sample_request(m: Manifest) -> Path | None:
         code = (dep.get("code_configuration") or {}).get("code")
         if isinstance(code, str):
             where = ("spec", "deployments", i, "code_configuration", "code")
-            candidate = m.resolve_path(where, code) / _SMOKE_FILE
+            try:  # validated already; checked again, as every reader of a named path does
+                candidate = m.contained_path(where, code) / _SMOKE_FILE
+            except PathRefusedError:
+                continue
             if candidate.is_file():
                 return candidate
     return None
@@ -529,9 +546,7 @@ def _what_next(path: Path, state_dir: str, manifests: Sequence[Manifest]) -> Non
 
 
 def _open_existing(state_dir: str) -> LocalBackend:
-    if not (Path(state_dir) / "catalog.sqlite").exists():
-        raise common.UsageError(f"no state in {state_dir}: run `{_prog()} up` first")
-    return LocalBackend(state_dir)
+    return state.open_existing(state_dir, _prog())
 
 
 def _asset_tags(backend: LocalBackend, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -560,6 +575,7 @@ def _asset_tags(backend: LocalBackend, record: Mapping[str, Any]) -> dict[str, A
     }
 
 
+@state.reports_state_errors
 def run_status(args: argparse.Namespace) -> int:
     backend = _open_existing(args.state_dir)
     try:
@@ -620,8 +636,9 @@ def _find(
     return found[0]
 
 
+@state.reports_state_errors
 def run_invoke(args: argparse.Namespace) -> int:
-    body = sys.stdin.buffer.read() if args.data == "-" else _read(Path(args.data))
+    body = read_body(args.data, args.max_data_mib)
     backend = _open_existing(args.state_dir)
     try:
         record = _find(backend.catalog.list_objects(), "Endpoint", args.endpoint, args.workspace)
@@ -644,22 +661,16 @@ def run_invoke(args: argparse.Namespace) -> int:
     return common.EXIT_OK if 200 <= result.status < 300 else common.EXIT_FINDINGS
 
 
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise common.UsageError(f"cannot read {path}: {exc.strerror}") from exc
-
-
 # -- amlops run -----------------------------------------------------------------------------
 
 
+@state.reports_state_errors
 def run_run(args: argparse.Namespace) -> int:
     at = datetime.now(UTC).isoformat(timespec="microseconds")
-    state = Path(args.state_dir)
-    holder = lock_holder(state.resolve()) if state.exists() else None
+    state_dir = Path(args.state_dir)
+    holder = lock_holder(state_dir.resolve()) if state_dir.is_dir() else None
     if holder is not None:
-        backend = _open_existing(args.state_dir)
+        backend = state.open_writable(args.state_dir)  # the request is written to the catalog
         try:
             record = _find(
                 backend.catalog.list_objects(), "Pipeline", args.pipeline, args.workspace
@@ -684,7 +695,7 @@ def run_run(args: argparse.Namespace) -> int:
         what = "no" if not pipelines else "more than one"
         raise common.UsageError(f"{what} Pipeline {args.pipeline!r} in {manifests_path}")
     workspace = pipelines[0].workspace or ""
-    backend = LocalBackend(args.state_dir)
+    backend = state.open_writable(args.state_dir, Path(manifests_path))
     try:
         backend.start()
     except StateDirLockedError as exc:
@@ -705,9 +716,9 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def _last_path(state_dir: str) -> str | None:
-    if not (Path(state_dir) / "catalog.sqlite").exists():
+    if not state.has_state(state_dir):
         return None
-    backend = LocalBackend(state_dir)
+    backend = LocalBackend(state_dir, read_only=True)
     try:
         return backend.catalog.get_meta("manifests")
     finally:

@@ -6,14 +6,23 @@
   artifacts/             content-addressed files (objects/) and trees (trees/)
   models/<ws>/<name>/<version>/<digest>/   a version's folder (AZUREML_MODEL_DIR)
   runs/<run id>/<step>/  code snapshot, outputs/, user_logs/std_log.txt, pid
-  deployments/<ws>/<endpoint>/<deployment>/  code snapshot, server.log, server.pid
+  runs/<run id>/inputs/<name>/  read-only copies of the run's inputs (a step's own: <step>/inputs/)
+  deployments/<ws>/<endpoint>/<deployment>/  code snapshot, server.log, server.pid,
+                         server.sock (the scoring server's socket, 0600)
   keys/<ws>/<endpoint>.json   endpoint keys (also the token of aml_token/aad_token), mode 0600
   up.lock                held by the process that runs things (``amlops up``, ``amlops run``)
+  .gitignore             ``*``: the folder usually sits in the repository; keys must not be
+                         committed
 ```
 
-Open it with ``LocalBackend(path)`` to read (``amlops status``, ``amlops invoke``); call
-``start()`` to run things: that takes the lock, adopts or stops what a crashed process left
-behind, and makes ``close()`` stop everything this process started.
+The folder is created 0700 (it holds keys); an existing one that holds only this layout and
+that others may read is tightened (a folder holding other files is the user's: only a note).
+Open it with ``LocalBackend(path, read_only=True)`` to read (``amlops status``, ``amlops
+invoke``): nothing is created or written, and a folder nobody may write to works.
+``LocalBackend(path)`` creates it; call ``start()`` to run things: that takes the lock, adopts
+or stops what a crashed process left behind, and makes ``close()`` stop everything this
+process started. What is wrong with the folder or its catalog raises ``StateError``, whose
+message names the file and says what to do.
 
 Every endpoint asks for a bearer token unless its ``auth_mode`` is ``none``. Auth mode ``key``
 takes either key, as in Azure. ``aml_token`` and ``aad_token`` are emulated: there is no token
@@ -32,6 +41,7 @@ import json
 import os
 import secrets
 import shutil
+import stat
 from pathlib import Path
 from typing import IO
 
@@ -50,8 +60,8 @@ from amlops.backends.base import (
     PipelineRunSpec,
     ProvisioningState,
 )
-from amlops.backends.local.cas import ArtifactStore
-from amlops.backends.local.catalog import Catalog
+from amlops.backends.local.cas import ArtifactStore, make_folders
+from amlops.backends.local.catalog import Catalog, StateError
 from amlops.backends.local.models import ModelRegistry
 from amlops.backends.local.router import DEPLOYMENT_HEADER, Router
 from amlops.backends.local.runner import PipelineRunner, job_graph_or_error
@@ -59,6 +69,8 @@ from amlops.backends.local.scoring import ScoringServers
 
 DEFAULT_STATE_DIR = ".amlops"
 CATALOG_FILE = "catalog.sqlite"
+_STATE_DIR_MODE = 0o700
+_GITIGNORE = "# the local state of `amlops up`: endpoint keys, catalog, runs; never commit it\n*\n"
 _INVOKE_TIMEOUT_S = 60.0
 _OPEN_AUTH_MODE = "none"
 
@@ -70,40 +82,71 @@ class StateDirLockedError(BackendError):
 class LocalBackend:
     """Implements amlops.backends.base.Backend on this machine."""
 
-    def __init__(self, state_dir: Path | str = DEFAULT_STATE_DIR) -> None:
+    def __init__(
+        self,
+        state_dir: Path | str = DEFAULT_STATE_DIR,
+        *,
+        read_only: bool = False,
+        source_root: Path | None = None,
+    ) -> None:
         self.root = Path(state_dir).resolve()
+        self.read_only = read_only
+        # files named by manifests must stay inside it (checked again when they are read, after
+        # the reconcile core's check); None: the caller vouches for the paths (tests, bench)
+        self.source_root = source_root
+        # what the user should know about the folder (it was tightened, say); the CLI shows it
+        self.notes: list[str] = []
         self._lock_file: IO[str] | None = None
         self._routers: dict[tuple[str, str], Router] = {}
         self._open()
 
     def _open(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.catalog = Catalog(self.root / CATALOG_FILE)
+        if self.read_only:
+            if not self.root.is_dir():
+                raise StateError(_not_a_folder(self.root))
+        else:
+            self.notes.extend(prepare_state_dir(self.root))
+        self.catalog = Catalog(self.root / CATALOG_FILE, read_only=self.read_only)
         self._catalog_inode = (self.root / CATALOG_FILE).stat().st_ino
         self.store = ArtifactStore(self.root / "artifacts")
         self.models = ModelRegistry(self.catalog, self.store, self.root)
-        self.runner = PipelineRunner(self.catalog, self.models, self.root, self._capacity)
-        self.scoring = ScoringServers(self.catalog, self.store, self.root, self._deployment_model)
+        self.runner = PipelineRunner(
+            self.catalog, self.models, self.root, self._capacity, source_root=self.source_root
+        )
+        self.scoring = ScoringServers(
+            self.catalog, self.store, self.root, self._deployment_model, self.source_root
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
         """Take the state directory for this process and clean up after a crashed one."""
+        if self.read_only:
+            raise StateError(f"{self.root} was opened read-only; open it writable to run things")
         self._lock_file = _lock(self.root / "up.lock")
         self.runner.recover()
         self.scoring.adopt_or_replace()
 
     def close(self, message: str = "stopped by amlops") -> None:
-        """Stop what this process started; the catalog keeps the state for the next start."""
+        """Stop what this process started; the catalog keeps the state for the next start.
+        Stops every process even when the catalog can no longer record it."""
         if self._lock_file is not None:
             self.runner.stop(f"interrupted: {message}")
-            self.scoring.stop_all(message)
+            try:
+                self.scoring.stop_all(message)
+            except StateError:
+                self.scoring.stop_all("")  # without a message nothing is written
             for router in self._routers.values():
                 router.stop()
             self._routers.clear()
             self._lock_file.close()
             self._lock_file = None
         self.catalog.close()
+
+    def check_state(self) -> None:
+        """Raise StateError when the catalog is damaged (after an unexplained failure: a
+        damaged file does not heal, so retrying would only repeat the failure)."""
+        self.catalog.check()
 
     def __enter__(self) -> LocalBackend:
         return self
@@ -160,7 +203,7 @@ class LocalBackend:
     def create_or_update_model_version(
         self, workspace: str, spec: ModelVersionSpec
     ) -> ModelVersion:
-        return self.models.register(workspace, spec)
+        return self.models.register(workspace, spec, source_root=self.source_root)
 
     def delete_model_version(self, workspace: str, name: str, version: str) -> None:
         self.models.delete(workspace, name, version)
@@ -190,18 +233,36 @@ class LocalBackend:
         return self.root / "keys" / workspace / f"{name}.json"
 
     def _ensure_keys(self, workspace: str, name: str) -> EndpointKeys:
-        path = self._keys_file(workspace, name)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            data = {
-                "primaryKey": secrets.token_urlsafe(32),
-                "secondaryKey": secrets.token_urlsafe(32),
-            }
-            # created 0600 from the first byte: the key is never readable by others
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f)
+        if not self._keys_file(workspace, name).exists():
+            self._write_keys(
+                workspace,
+                name,
+                EndpointKeys(secrets.token_urlsafe(32), secrets.token_urlsafe(32)),
+            )
         return self.get_endpoint_keys(workspace, name)
+
+    def _write_keys(self, workspace: str, name: str, keys: EndpointKeys) -> None:
+        path = self._keys_file(workspace, name)
+        make_folders(path.parent)
+        data = {"primaryKey": keys.primary, "secondaryKey": keys.secondary}
+        # created 0600 from the first byte, under a temporary name: the key is never readable
+        # by others, and a reader never sees half a file
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+
+    def _restore_keys(self, workspace: str, name: str) -> None:
+        """The keys file was deleted while the router serves with its keys: write those back,
+        so that `amlops invoke` (and whoever reads the file) keeps working with the same keys.
+        The router's keys are the endpoint's truth, as the keys held by Azure are."""
+        router = self._routers.get((workspace, name))
+        if self._lock_file is None or router is None or router.keys is None:
+            return
+        if not self._keys_file(workspace, name).exists():
+            self._write_keys(workspace, name, router.keys)
 
     def get_endpoint_keys(self, workspace: str, name: str) -> EndpointKeys:
         path = self._keys_file(workspace, name)
@@ -215,6 +276,7 @@ class LocalBackend:
         row = self.catalog.get_endpoint_row(workspace, name)
         if row is None:
             return None
+        self._restore_keys(workspace, name)
         router = self._routers.get((workspace, name))
         serving = router is not None and router.running
         return EndpointState(
@@ -349,6 +411,80 @@ class LocalBackend:
     def _require_started(self) -> None:
         if self._lock_file is None:
             raise BackendError("the local backend was opened read-only; call start() first")
+
+
+def prepare_state_dir(root: Path) -> list[str]:
+    """Make ``root`` a state directory this process may write: created 0700 with a
+    ``.gitignore``, or an existing one checked. Returns notes for the user; raises StateError
+    naming the folder and saying what to do."""
+    if root.exists() and not root.is_dir():
+        raise StateError(_not_a_folder(root))
+    created = False
+    if not root.exists():
+        try:
+            root.mkdir(mode=_STATE_DIR_MODE, parents=True)
+            created = True
+        except FileExistsError:  # made in the meantime by a parallel `amlops`
+            pass
+        except OSError as exc:
+            raise StateError(_cannot_create(root, exc)) from exc
+    # root bypasses permissions, not a read-only mount: access() answers for both
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise StateError(
+            f"the state directory {root} is not writable: make it writable or pass another "
+            "--state-dir (`amlops status` reads it as it is)"
+        )
+    notes = []
+    ours = created or _holds_only_state(root)
+    mode = stat.S_IMODE(root.stat().st_mode)
+    if mode & 0o077:
+        if ours:
+            os.chmod(root, _STATE_DIR_MODE)
+            notes.append(
+                f"{root} could be read by other users (mode {mode:o}) and holds endpoint keys: "
+                f"made it {_STATE_DIR_MODE:o}"
+            )
+        else:  # a folder the user made, maybe shared on purpose: theirs to decide
+            notes.append(
+                f"{root} can be read by other users (mode {mode:o}) and will hold endpoint "
+                f"keys: consider `chmod {_STATE_DIR_MODE:o} {root}`"
+            )
+    gitignore = root / ".gitignore"
+    # not in a folder of the user's that holds other things: `*` would hide those from Git
+    if not gitignore.exists() and ours:
+        with contextlib.suppress(FileExistsError), gitignore.open("x") as f:
+            f.write(_GITIGNORE)
+    return notes
+
+
+def _holds_only_state(root: Path) -> bool:
+    """Empty, or only what amlops keeps there (made by an older amlops, or by this one after
+    the user pointed it at an empty folder): amlops may decide its mode and its .gitignore."""
+    own = {CATALOG_FILE, f"{CATALOG_FILE}-wal", f"{CATALOG_FILE}-shm", ".gitignore", "up.lock"}
+    own |= {"artifacts", "models", "runs", "deployments", "keys", "bin"}
+    return all(entry.name in own for entry in root.iterdir())
+
+
+def _not_a_folder(root: Path) -> str:
+    if root.exists():
+        return (
+            f"the state directory {root} is a file, not a folder: move it aside or pass "
+            "another --state-dir"
+        )
+    return f"there is no state directory {root}: run `amlops up` first, or pass its --state-dir"
+
+
+def _cannot_create(root: Path, exc: OSError) -> str:
+    blocker = next((p for p in root.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        return (
+            f"cannot create the state directory {root}: {blocker} is not a folder; pass "
+            "another --state-dir"
+        )
+    return (
+        f"cannot create the state directory {root} ({exc.strerror}): pass a --state-dir in a "
+        "folder you may write to"
+    )
 
 
 def _lock(path: Path) -> IO[str]:

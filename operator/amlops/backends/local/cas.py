@@ -5,6 +5,10 @@ tree's files. Putting a tree that is already stored copies nothing. A tree is ma
 a folder of hard links (a copy when the store is on another file system), which is what a
 scoring server or a pipeline step gets as its model folder. Every write goes to a temporary
 name first and is renamed into place, so a crash never leaves a half-written object or tree.
+
+Everything is owner-only (files 0400, 0500 when executable; folders 0700) whatever mode the
+source file had: a file only its owner could read must not become readable by others by being
+stored.
 """
 
 from __future__ import annotations
@@ -17,10 +21,32 @@ import tempfile
 from pathlib import Path
 
 from amlops.backends.digest import Entry, entries_digest, tree_entries
+from amlops.core import files
+
+# an object is shared by hard links between trees, so it is never writable; executable ones
+# keep the owner's execute bit (set by ``materialize`` on the shared inode)
+_OBJECT_MODE = 0o400
+_EXECUTABLE_MODE = 0o500
+_FOLDER_MODE = 0o700
 
 
 class ArtifactChangedError(OSError):
     """A file changed between being digested and being copied into the store."""
+
+
+def make_folders(path: Path) -> None:
+    """``mkdir -p`` where every folder made is owner-only (``Path.mkdir(parents=True, mode=)``
+    gives the mode to the last folder only)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=_FOLDER_MODE)
+        except FileExistsError:  # made by a parallel writer: fine, as long as it is a folder
+            if not folder.is_dir():
+                raise
 
 
 class ArtifactStore:
@@ -38,8 +64,13 @@ class ArtifactStore:
     def has_tree(self, digest: str) -> bool:
         return self._tree_file(digest).is_file()
 
-    def put_tree(self, src: Path) -> str:
-        """Store the file or folder ``src``; return its digest (see amlops.backends.digest)."""
+    def put_tree(self, src: Path, *, root: Path | None = None) -> str:
+        """Store the file or folder ``src``; return its digest (see amlops.backends.digest).
+        With ``root`` (``src`` was named by a manifest), ``src`` and every link in it must stay
+        inside ``root`` (the core's containment rule, checked again right before reading);
+        raises ``amlops.core.files.PathRefusedError`` otherwise."""
+        if root is not None:
+            files.admit(root, src)
         entries = tree_entries(src)
         digest = entries_digest(entries)
         if self.has_tree(digest) and all(self._object(e.sha256).is_file() for e in entries):
@@ -58,7 +89,7 @@ class ArtifactStore:
         target = self._object(sha)
         if target.is_file():
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(target.parent)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
             # Hash while copying: a file edited since it was digested must not be stored
@@ -70,7 +101,7 @@ class ArtifactStore:
                     dst.write(chunk)
             if digest.hexdigest() != sha:
                 raise ArtifactChangedError(f"{source} changed while it was being stored")
-            os.chmod(tmp, 0o444)  # objects are shared by hard links: nobody may edit one
+            os.chmod(tmp, _OBJECT_MODE)
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
@@ -84,18 +115,19 @@ class ArtifactStore:
         """Make ``dest`` a folder holding the tree; a no-op when it already exists."""
         if dest.is_dir():
             return
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".tmp-"))
+        make_folders(dest.parent)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".tmp-"))  # made 0700
         try:
             for entry in self.entries(digest):
                 target = tmp / entry.path
-                target.parent.mkdir(parents=True, exist_ok=True)
+                make_folders(target.parent)
                 try:
                     os.link(self._object(entry.sha256), target)
                 except OSError:
                     shutil.copyfile(self._object(entry.sha256), target)
+                    os.chmod(target, _OBJECT_MODE)
                 if entry.executable:
-                    os.chmod(target, 0o555)
+                    os.chmod(target, _EXECUTABLE_MODE)
             os.replace(tmp, dest)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -104,7 +136,7 @@ class ArtifactStore:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -16,6 +16,7 @@ from pathlib import Path
 from amlops.backends.base import BackendError, ModelVersion, ModelVersionSpec
 from amlops.backends.local.cas import ArtifactStore
 from amlops.backends.local.catalog import Catalog, Transaction
+from amlops.core.files import PathRefusedError
 
 
 class VersionConflictError(BackendError):
@@ -51,12 +52,17 @@ class ModelRegistry:
         versions = self.catalog.list_model_versions(workspace, name, self.root)
         return versions[-1] if versions else None
 
-    def prepare(self, workspace: str, spec: ModelVersionSpec) -> Prepared:
-        """Store the files and pick the version; raise VersionConflictError or BackendError."""
+    def prepare(
+        self, workspace: str, spec: ModelVersionSpec, *, source_root: Path | None = None
+    ) -> Prepared:
+        """Store the files and pick the version; raise VersionConflictError or BackendError.
+        ``source_root``: the files were named by a manifest and must stay inside it."""
         if not spec.path.exists():
             raise BackendError(f"model path {spec.path} does not exist")
         try:
-            digest = self.store.put_tree(spec.path)
+            digest = self.store.put_tree(spec.path, root=source_root)
+        except PathRefusedError as exc:
+            raise BackendError(f"model path: {exc}") from exc
         except OSError as exc:
             raise BackendError(f"cannot store model files from {spec.path}: {exc}") from exc
         with self.lock:
@@ -103,9 +109,11 @@ class ModelRegistry:
         if prepared.new:
             tx.insert_model_version(prepared.version, prepared.location)
 
-    def register(self, workspace: str, spec: ModelVersionSpec) -> ModelVersion:
+    def register(
+        self, workspace: str, spec: ModelVersionSpec, *, source_root: Path | None = None
+    ) -> ModelVersion:
         with self.lock:
-            prepared = self.prepare(workspace, spec)
+            prepared = self.prepare(workspace, spec, source_root=source_root)
             if prepared.new:
                 with self.catalog.transaction() as tx:
                     self.commit(tx, prepared)

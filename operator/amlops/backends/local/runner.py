@@ -9,14 +9,24 @@ folder. Each step runs in a snapshot of its ``code`` folder with its output in
 its exit code in the message; steps after it never start and parallel ones are stopped. When
 every step completes, outputs that carry ``name`` are registered as model versions in the same
 transaction that marks the run Completed.
+
+Inputs are read-only, as Azure ML mounts them (``ro_mount``). A local path or a model input is
+copied into the run's folder (``inputs/<name>``, never the repository's or the registry's own
+files) and the copy's write permissions are removed; a step's outputs lose theirs when the step
+completes, before later steps read them. Permissions do not stop root, so each step's inputs
+are also compared before and after it: a step that changed one fails, saying inputs are
+read-only. When the run ends its folders get their owner's write permission back (files stay
+read-only), so ``rm -rf`` of the state directory works.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -37,9 +47,8 @@ from amlops.backends.base import (
     PipelineRunSpec,
     StepRun,
 )
-from amlops.backends.digest import ignored
 from amlops.backends.local import procs
-from amlops.backends.local.catalog import Catalog
+from amlops.backends.local.catalog import Catalog, StateError
 from amlops.backends.local.models import ModelRegistry, Prepared
 from amlops.backends.pipeline_job import (
     BINDING_RE,
@@ -52,10 +61,14 @@ from amlops.backends.pipeline_job import (
     parse_model_ref,
     registered_outputs,
 )
+from amlops.core import files
+from amlops.core.files import ignored
 from amlops.core.provenance import TAG_RUN
 
 _POLL_S = 0.1
 _LOG_TAIL_BYTES = 4096
+_WRITE_BITS = 0o222
+_READ_ONLY_HINT = "inputs are read-only, as on Azure ML: write to an output instead"
 
 
 class StepSetupError(Exception):
@@ -123,6 +136,60 @@ class _RunContext:
     parent_outputs: Mapping[str, str]
     step_outputs: dict[str, dict[str, str]]
     states: dict[str, StepRun]
+    # the paths steps read but must not change: staged inputs, outputs of completed steps
+    read_only: set[str]
+
+
+# what a read-only tree looked like: relative path -> (mode, size, mtime) of each entry
+Listing = dict[str, tuple[int, int, int]]
+
+
+def listing(root: Path) -> Listing:
+    """Enough to tell whether anything under ``root`` was written, created, deleted or
+    chmod-ed (stat only: inputs may be large, and this runs around every step). Names the
+    digest ignores are left out: importing Python code from an input writes ``__pycache__``
+    next to it when permissions allow (as root), and that is not a change to the input."""
+    out: Listing = {}
+    try:
+        out["."] = _stat_entry(root.lstat())
+    except FileNotFoundError:
+        return out
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not ignored(d)]
+        for name in dirs + [n for n in names if not ignored(n)]:
+            path = os.path.join(folder, name)
+            with contextlib.suppress(FileNotFoundError):
+                out[os.path.relpath(path, root)] = _stat_entry(os.lstat(path))
+    return out
+
+
+def _stat_entry(st: os.stat_result) -> tuple[int, int, int]:
+    if stat.S_ISDIR(st.st_mode):
+        # a folder's size and time move with a __pycache__ made in it; what it holds is listed
+        return (st.st_mode, 0, 0)
+    return (st.st_mode, st.st_size, st.st_mtime_ns)
+
+
+def make_read_only(root: Path) -> None:
+    """Remove every write permission under ``root`` (files keep their other bits)."""
+    paths = [root]
+    if root.is_dir() and not root.is_symlink():
+        for folder, dirs, names in os.walk(root):
+            paths.extend(Path(folder) / name for name in dirs + names)
+    for path in reversed(paths):  # a folder after what is in it
+        if not path.is_symlink():
+            os.chmod(path, path.lstat().st_mode & 0o7777 & ~_WRITE_BITS)
+
+
+def make_folders_writable(root: Path) -> None:
+    """Give the owner back write permission on the folders under ``root`` (not the files), so
+    that removing a run, or the whole state directory, works without root."""
+    for folder, dirs, _files in os.walk(root):
+        for path in [folder, *(os.path.join(folder, d) for d in dirs)]:
+            with contextlib.suppress(FileNotFoundError):
+                st = os.lstat(path)
+                if stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_IWUSR:
+                    os.chmod(path, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
 
 
 @dataclass
@@ -137,6 +204,8 @@ class _Active:
     thread: threading.Thread | None = None
     cancel_message: str = ""
     interrupted: bool = False
+    # the catalog cannot be written: nothing more of this run can be recorded
+    state_error: StateError | None = None
 
 
 class PipelineRunner:
@@ -146,10 +215,14 @@ class PipelineRunner:
         registry: ModelRegistry,
         root: Path,
         capacity: Callable[[str, str], int],
+        *,
+        source_root: Path | None = None,
     ) -> None:
         self.catalog = catalog
         self.registry = registry
         self.root = root
+        # inputs and code named by manifests must stay inside it (see amlops.core.files)
+        self.source_root = source_root
         self._capacity = capacity
         self._cond = threading.Condition()
         self._in_use: dict[tuple[str, str], int] = {}
@@ -218,7 +291,10 @@ class PipelineRunner:
         for run_id in run_ids:
             self.cancel(run_id, message, interrupted=True)
         for run_id in run_ids:
-            self.wait(run_id, timeout=30)
+            with self._cond:
+                active = self._active.get(run_id)
+            if active is not None and active.thread is not None:
+                active.thread.join(30)
 
     def recover(self) -> list[str]:
         """Runs left active by a process that is gone: stop their leftover steps and mark them
@@ -238,6 +314,7 @@ class PipelineRunner:
                 record = procs.read_pid_file(self._step_dir(run.run_id, step.name) / "pid")
                 if record is not None:
                     procs.stop_group(record)
+            make_folders_writable(self.run_dir(run.run_id))
             ended = _now()
             steps = tuple(
                 replace(s, status=JobStatus.CANCELED, ended_at=ended, message="interrupted")
@@ -265,16 +342,23 @@ class PipelineRunner:
 
     def _execute(self, run_id: str, active: _Active) -> None:
         try:
-            final = self._schedule(run_id, active)
+            self._schedule(run_id, active)
+        except StateError:
+            pass  # nothing can be recorded; the loop that reads the catalog reports it
         except Exception as exc:  # a bug here must end the run, not the process
-            run = self.catalog.get_run(run_id)
-            if run is None:
-                return
-            final = replace(
-                run, status=JobStatus.FAILED, ended_at=_now(), message=f"runner error: {exc}"
-            )
-            self._finish(final, [])
+            with contextlib.suppress(StateError):
+                run = self.catalog.get_run(run_id)
+                if run is not None:
+                    final = replace(
+                        run,
+                        status=JobStatus.FAILED,
+                        ended_at=_now(),
+                        message=f"runner error: {exc}",
+                    )
+                    self._finish(final, [])
         finally:
+            with contextlib.suppress(OSError):
+                make_folders_writable(self.run_dir(run_id))
             with self._cond:
                 self._active.pop(run_id, None)
                 self._cond.notify_all()
@@ -285,16 +369,17 @@ class PipelineRunner:
         assert run is not None
         self.catalog.set_run_status(run_id, JobStatus.RUNNING)
         states = {s.name: s for s in run.steps}
+        read_only: set[str] = set()
         try:
-            parent_inputs = self._bind_parent_inputs(spec.workspace, graph)
-        except StepSetupError as exc:
+            parent_inputs = self._bind_parent_inputs(run_id, spec.workspace, graph, read_only)
+        except (StepSetupError, OSError) as exc:
             final = replace(run, status=JobStatus.FAILED, ended_at=_now(), message=f"inputs: {exc}")
             self._finish(final, [])
             return final
         parent_outputs = {
             name: str(self.run_dir(run_id) / "outputs" / name) for name in graph.outputs
         }
-        ctx = _RunContext(run_id, active, parent_inputs, parent_outputs, {}, states)
+        ctx = _RunContext(run_id, active, parent_inputs, parent_outputs, {}, states, read_only)
         pending = list(graph.steps)
         running: dict[str, threading.Thread] = {}
         failure = ""
@@ -330,6 +415,8 @@ class PipelineRunner:
                     if states[name].status is JobStatus.FAILED and not failure:
                         failure = f"step {name} failed: {states[name].message}"
                         active.abort.set()  # stop the steps still running; start no more
+        if active.state_error is not None:
+            raise active.state_error
         steps = tuple(states[s.name] for s in graph.steps)
         run = replace(run, steps=steps, ended_at=_now())
         if failure:
@@ -392,11 +479,16 @@ class PipelineRunner:
 
     # -- bindings --------------------------------------------------------------------------
 
-    def _bind_parent_inputs(self, workspace: str, graph: JobGraph) -> dict[str, str | None]:
+    def _bind_parent_inputs(
+        self, run_id: str, workspace: str, graph: JobGraph, read_only: set[str]
+    ) -> dict[str, str | None]:
         values: dict[str, str | None] = {}
         for name, value in graph.inputs.items():
             if isinstance(value, Mapping) and isinstance(value.get("path"), str):
-                values[name] = self._resolve_path(workspace, f"input {name}", value["path"])
+                source = self._resolve_path(workspace, f"input {name}", value["path"])
+                staged = _stage(Path(source), self.run_dir(run_id) / "inputs" / name)
+                read_only.add(staged)
+                values[name] = staged
             else:
                 values[name] = literal(value)
         return values
@@ -414,7 +506,17 @@ class PipelineRunner:
             raise StepSetupError(f"{what}: {path!r} is remote; the local backend reads local paths")
         if not Path(path).exists():
             raise StepSetupError(f"{what}: {path} does not exist")
+        self._admit(Path(path), what)
         return path
+
+    def _admit(self, path: Path, what: str) -> None:
+        """The containment rule again, right before a manifest-named path is copied."""
+        if self.source_root is None:
+            return
+        try:
+            files.admit(self.source_root, path, what=what)
+        except files.PathRefusedError as exc:
+            raise StepSetupError(str(exc)) from exc
 
     def _model(self, workspace: str, ref: ModelRef) -> ModelVersion | None:
         if ref.version is None:
@@ -435,6 +537,8 @@ class PipelineRunner:
         return paths
 
     def _step_inputs(self, workspace: str, step: Step, ctx: _RunContext) -> dict[str, str | None]:
+        """The values of ``step``'s inputs: path inputs of its own are staged in its folder."""
+
         def bind(expr: str) -> str | None:
             parts = expr.split(".")
             if parts[1] == "inputs":
@@ -451,7 +555,13 @@ class PipelineRunner:
                 if all(bind(e) is None for e in BINDING_RE.findall(raw)):
                     values[name] = None  # bound to an optional input nobody gave
             elif isinstance(value, Mapping) and "path" in value:
-                values[name] = self._resolve_path(workspace, f"input {name}", str(raw))
+                source = self._resolve_path(workspace, f"input {name}", str(raw))
+                staged = _stage(
+                    Path(source), self._step_dir(ctx.run_id, step.name) / "inputs" / name
+                )
+                with self._cond:
+                    ctx.read_only.add(staged)
+                values[name] = staged
             else:
                 values[name] = literal(value)
         return values
@@ -499,6 +609,11 @@ class PipelineRunner:
             failed = replace(state, status=JobStatus.FAILED, ended_at=_now(), message=str(exc))
             self._set_step(ctx, failed)
             return
+        with self._cond:
+            protected = {
+                name: Path(value) for name, value in inputs.items() if value in ctx.read_only
+            }
+        before = {name: listing(path) for name, path in protected.items()}
         env = procs.base_environment()
         env.update(step.environment_variables)
         env["PATH"] = f"{active.bin_dir}{os.pathsep}{env.get('PATH', '')}"
@@ -527,11 +642,23 @@ class PipelineRunner:
                 proc.wait(timeout=_POLL_S)
             except subprocess.TimeoutExpired:
                 continue
-        if proc.poll() is None:
-            procs.stop_group(record, proc)
+        # also when the step exited: what it left running in the background goes with it, as
+        # when Azure ML ends a job's container
+        procs.stop_group(record, proc)
         code = proc.returncode
         ended = _now()
-        if timed_out:
+        changed = [name for name, path in protected.items() if listing(path) != before[name]]
+        if changed:
+            name = changed[0]
+            final = replace(
+                state,
+                status=JobStatus.FAILED,
+                exit_code=code,
+                ended_at=ended,
+                message=f"changed its input {name} ({protected[name]}): {_READ_ONLY_HINT} "
+                f"(log: {log})",
+            )
+        elif timed_out:
             final = replace(
                 state,
                 status=JobStatus.FAILED,
@@ -547,6 +674,8 @@ class PipelineRunner:
             )
         else:
             reason = last_line(log)
+            # a write refused by the read-only copy names the copy's path
+            hint = any(str(path) in reason for path in protected.values())
             final = replace(
                 state,
                 status=JobStatus.FAILED,
@@ -554,16 +683,28 @@ class PipelineRunner:
                 ended_at=ended,
                 message=f"exited with code {code}"
                 + (f": {reason}" if reason else "")
+                + (f"; {_READ_ONLY_HINT}" if hint else "")
                 + f" (log: {log})",
             )
         (step_dir / "pid").unlink(missing_ok=True)
+        if final.status is JobStatus.COMPLETED:
+            # later steps read these; they must not change under them
+            for path in outputs.values():
+                make_read_only(Path(path))
+            with self._cond:
+                ctx.read_only.update(outputs.values())
         self._set_step(ctx, final)
 
     def _set_step(self, ctx: _RunContext, state: StepRun) -> None:
         with self._cond:
             ctx.states[state.name] = state
             self._cond.notify_all()
-        self.catalog.update_step(ctx.run_id, state)
+        try:
+            self.catalog.update_step(ctx.run_id, state)
+        except StateError as exc:
+            # the run cannot be recorded any more: stop it; the scheduler re-raises this
+            ctx.active.state_error = exc
+            ctx.active.abort.set()
 
     def _snapshot(self, step: Step, step_dir: Path) -> Path:
         """Run in a copy of the code folder, as Azure ML runs in an uploaded snapshot: a step
@@ -577,8 +718,28 @@ class PipelineRunner:
         source = Path(step.code)
         if not source.is_dir():
             raise StepSetupError(f"code folder {source} does not exist")
+        self._admit(source, f"code folder {source}")
         shutil.copytree(source, target, ignore=lambda _d, names: [n for n in names if ignored(n)])
         return target
+
+
+def _stage(source: Path, folder: Path) -> str:
+    """A read-only copy of the input ``source`` in ``folder``; returns the path a step gets: the
+    folder for a folder input, the file in it for a file input (as Azure ML mounts them)."""
+    if folder.exists():  # a previous attempt of the same step
+        make_folders_writable(folder)
+        shutil.rmtree(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        # the same files the digest covers: what decided whether to run is what runs
+        shutil.copytree(source, folder, ignore=lambda _d, names: [n for n in names if ignored(n)])
+        target = folder
+    else:
+        folder.mkdir()
+        target = folder / source.name
+        shutil.copy2(source, target)
+    make_read_only(folder)
+    return str(target)
 
 
 def job_graph_or_error(job: Mapping[str, Any]) -> JobGraph:
