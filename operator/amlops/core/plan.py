@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from amlops.core.credentials import hidden_child, mask, scrub
 from amlops.core.manifests import INFRA_KINDS, YAML_SUFFIXES, Manifest, display_path
 from amlops.core.refs import local_paths
 
@@ -18,9 +19,14 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class FieldChange:
+    """One changed field. Built by ``_change``, which masks secrets: a plan goes into PR
+    comments and CI logs, so it holds ``***`` where a manifest holds a credential (``masked``),
+    and says that it changed, never what it was or became."""
+
     path: str
     before: Any
     after: Any
+    masked: bool = False
 
     @property
     def action(self) -> str:
@@ -36,6 +42,8 @@ class FieldChange:
             out["before"] = self.before
         if self.after is not _MISSING:
             out["after"] = self.after
+        if self.masked:
+            out["masked"] = True
         return out
 
 
@@ -110,16 +118,22 @@ def _named(items: list[Any]) -> dict[str, Any] | None:
     return None
 
 
-def _diff_values(old: Any, new: Any, path: tuple[str, ...]) -> Iterator[FieldChange]:
+def _diff_values(
+    old: Any, new: Any, path: tuple[str, ...], hidden: bool = False
+) -> Iterator[FieldChange]:
+    """``hidden``: the values sit under a secret name (see ``credentials.hidden_child``)."""
     if isinstance(old, dict) and isinstance(new, dict):
         for key in list(old) + [k for k in new if k not in old]:
+            below = hidden_child(old, key, hidden) or hidden_child(new, key, hidden)
             yield from _diff_values(
-                old.get(key, _MISSING), new.get(key, _MISSING), (*path, str(key))
+                old.get(key, _MISSING), new.get(key, _MISSING), (*path, str(key)), below
             )
         return
     if old is _MISSING and isinstance(new, dict):
         for key, value in new.items():
-            yield from _diff_values(_MISSING, value, (*path, str(key)))
+            yield from _diff_values(
+                _MISSING, value, (*path, str(key)), hidden_child(new, key, hidden)
+            )
         return
     if isinstance(old, list) and isinstance(new, list):
         old_named, new_named = _named(old), _named(new)
@@ -129,10 +143,18 @@ def _diff_values(old: Any, new: Any, path: tuple[str, ...]) -> Iterator[FieldCha
                     old_named.get(name, _MISSING),
                     new_named.get(name, _MISSING),
                     (*path[:-1], f"{path[-1]}[{name}]") if path else (f"[{name}]",),
+                    hidden,
                 )
             return
     if old != new:
-        yield FieldChange(_dotted(path), old, new)
+        yield _change(_dotted(path), old, new, hidden)
+
+
+def _change(path: str, old: Any, new: Any, hidden: bool) -> FieldChange:
+    before = old if old is _MISSING else mask(old, hidden=hidden)
+    after = new if new is _MISSING else mask(new, hidden=hidden)
+    masked = (old is not _MISSING and before != old) or (new is not _MISSING and after != new)
+    return FieldChange(scrub(path), before, after, masked)
 
 
 def _dotted(path: tuple[str, ...]) -> str:
@@ -205,12 +227,18 @@ def _git(cwd: Path, *args: str) -> bytes:
     return proc.stdout
 
 
-def git_texts(path: Path, ref: str) -> dict[str, str]:
-    """The YAML files under ``path`` as of ``ref``, keyed the way the working tree shows them."""
+def git_top_level(path: Path) -> Path:
+    """The top level of the Git checkout holding ``path``: the source root of a plan, for the
+    working tree and both revisions alike."""
     anchor = path if path.is_dir() else path.parent
     if not anchor.exists():
         anchor = Path.cwd()
-    top = Path(_git(anchor, "rev-parse", "--show-toplevel").decode().strip())
+    return Path(_git(anchor, "rev-parse", "--show-toplevel").decode().strip())
+
+
+def git_texts(path: Path, ref: str) -> dict[str, str]:
+    """The YAML files under ``path`` as of ``ref``, keyed the way the working tree shows them."""
+    top = git_top_level(path)
     _git(top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     rel = path.resolve().relative_to(top.resolve()) if path.exists() else Path(path)
     listing = _git(top, "ls-tree", "-r", "-z", "--name-only", ref, "--", str(rel) or ".")

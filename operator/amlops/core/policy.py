@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from amlops.core.azure import BUILTIN_ROLES, cluster_resource_name, is_privileged, role_id
+from amlops.core.credentials import find_secrets
 from amlops.core.findings import Finding, Severity
 from amlops.core.manifests import Manifest
 from amlops.core.refs import environment_refs, inline_environments, parse_asset_ref
@@ -398,6 +399,13 @@ def _cluster_resource_name(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, s
     )
 
 
+def _plaintext_secrets(m: Manifest) -> Iterator[tuple[Path_, str]]:
+    # The reason names the field and why it looks secret, never the value: findings end up in
+    # the same PR comments and logs the secret must stay out of.
+    for hit in find_secrets(m.body):
+        yield hit.path, hit.reason
+
+
 BUILTIN_CHECKS: dict[str, Check] = {
     "compute-min-max": lambda m, ctx: _min_max(m),
     "endpoint-traffic": lambda m, ctx: _traffic(m),
@@ -408,4 +416,5 @@ BUILTIN_CHECKS: dict[str, Check] = {
     "resource-group-owner": _resource_group_owner,
     "duplicate-grant": _duplicate_grant,
     "cluster-resource-name": _cluster_resource_name,
+    "plaintext-secrets": lambda m, ctx: _plaintext_secrets(m),
 }
