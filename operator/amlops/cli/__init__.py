@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from rich.markup import escape
 
 from amlops.cli import common
+from amlops.core.limits import LimitsError
 
 EXIT_OK = common.EXIT_OK
 EXIT_FINDINGS = common.EXIT_FINDINGS
@@ -44,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
-    except common.UsageError as exc:
+    except (common.UsageError, LimitsError) as exc:  # a bad AMLOPS_MAX_* is a usage error
         common.stderr.print(f"[red]error:[/] {escape(str(exc))}")
         return EXIT_USAGE
     except Exception as exc:  # a bug, not a finding: say so, keep the exit code contract

@@ -36,6 +36,7 @@ from rich.markup import escape
 from amlops import API_GROUP, API_VERSION
 from amlops.cli import common
 from amlops.cli.validate import findings_table
+from amlops.core.limits import LimitsError
 from amlops.core.manifests import Manifest
 from amlops.core.provenance import Origin, Provenance
 from amlops.core.schemas import read_schemas
@@ -280,7 +281,10 @@ def run_apply(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.exists():
         raise common.UsageError(f"{path} does not exist")
-    report = validate_paths([path])
+    try:
+        report = validate_paths([path])
+    except LimitsError as exc:
+        raise common.UsageError(str(exc)) from exc
     if not report.ok:
         common.stderr.print(findings_table(report.errors))
         common.stderr.print(f"{len(report.errors)} error(s): nothing applied")

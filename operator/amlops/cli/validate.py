@@ -14,6 +14,7 @@ from rich.text import Text
 from amlops import __name__ as package_name
 from amlops.cli import common
 from amlops.core.findings import Finding
+from amlops.core.limits import LimitsError
 from amlops.core.policy import PolicyError, load_policies
 from amlops.core.validate import Report, validate_paths
 
@@ -50,36 +51,38 @@ def run(args: argparse.Namespace) -> int:
         raise common.UsageError(f"no such file or directory: {', '.join(missing)}")
     try:
         report = validate_paths(args.paths, sdk=not args.no_sdk)
-    except PolicyError as exc:
+    except (PolicyError, LimitsError) as exc:
         raise common.UsageError(str(exc)) from exc
     render(report, args.output)
     return common.EXIT_OK if report.ok else common.EXIT_FINDINGS
 
 
 def render(report: Report, output: str) -> None:
+    findings = report.findings  # secret values already masked by the core
     if output == "json":
-        common.print_json(to_json(report))
+        common.print_json(to_json(report, findings))
     elif output == "sarif":
-        common.print_json(to_sarif(report.findings))
+        common.print_json(to_sarif(findings))
     elif output == "github":
-        for line in github_annotations(report.findings):
+        for line in github_annotations(findings):
             print(line)
     else:
-        _text(report)
+        _text(report, findings)
 
 
-def to_json(report: Report) -> dict[str, Any]:
+def to_json(report: Report, findings: Sequence[Finding]) -> dict[str, Any]:
     return {
         "manifests": len(report.manifests),
         "kinds": report.kinds(),
-        "errors": [f.to_json() for f in report.errors],
-        "warnings": [f.to_json() for f in report.warnings],
+        "errors": [f.to_json() for f in findings if f.is_error],
+        "warnings": [f.to_json() for f in findings if not f.is_error],
     }
 
 
 def _escape(value: str, *, prop: bool = False) -> str:
     # GitHub workflow commands: https://docs.github.com/actions/reference/workflow-commands
     out = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    out = printable(out)  # the Actions log renders ANSI escape sequences
     if prop:
         out = out.replace(":", "%3A").replace(",", "%2C")
     return out
@@ -146,6 +149,15 @@ def to_sarif(findings: Sequence[Finding]) -> dict[str, Any]:
     }
 
 
+def printable(text: str) -> str:
+    """User text made safe for a terminal or log: control characters (escape sequences that
+    recolour or rewrite the screen, carriage returns that overprint a line, newlines that fake
+    a line of output) and invisible Unicode (bidi overrides) are shown as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
 def findings_table(findings: Sequence[Finding], title: str | None = None) -> Table:
     table = Table(title=title, show_lines=False, expand=False)
     table.add_column("severity")
@@ -159,7 +171,7 @@ def findings_table(findings: Sequence[Finding], title: str | None = None) -> Tab
         table.add_row(
             f"[{style}]{f.severity}[/]",
             *(
-                Text(cell)  # user text: never rich markup
+                Text(printable(cell))  # user text: never rich markup, never control codes
                 for cell in (
                     f"{f.file}:{f.line}",
                     f"{f.kind}/{f.name}" if f.kind else "",
@@ -172,12 +184,12 @@ def findings_table(findings: Sequence[Finding], title: str | None = None) -> Tab
     return table
 
 
-def _text(report: Report) -> None:
+def _text(report: Report, findings: Sequence[Finding]) -> None:
     out = common.stdout
     kinds = ", ".join(f"{n} {k}" for k, n in report.kinds().items()) or "none"
     out.print(f"{len(report.manifests)} manifests in {report.files} files ({kinds})")
-    if report.findings:
-        out.print(findings_table(report.findings))
+    if findings:
+        out.print(findings_table(findings))
     verdict = "[red]failed[/]" if report.errors else "[green]passed[/]"
     out.print(f"validation {verdict}: {len(report.errors)} errors, {len(report.warnings)} warnings")
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from amlops.core.files import local_target
 from amlops.core.findings import Finding
 from amlops.core.manifests import ORIGIN_CLI, Manifest
 from amlops.core.refs import local_paths
@@ -80,19 +81,15 @@ def _check_whole_file(manifest: Manifest) -> list[Finding]:
     return out
 
 
-def check(manifest: Manifest, *, check_files: bool = True, sdk: bool = True) -> list[Finding]:
-    """Findings for the embedded Azure ML parts: the SDK's verdict (``sdk``) and files that
-    ``path:``/``code:``/``conda_file:`` name but that do not exist (``check_files``)."""
+def check(manifest: Manifest) -> list[Finding]:
+    """The SDK's verdict on the embedded Azure ML parts. The files they name are checked
+    first (``refs.check_files``): call this only for a manifest whose files passed."""
     findings: list[Finding] = []
-    if sdk and manifest.origin == ORIGIN_CLI and manifest.kind in WHOLE_FILE_LOADERS:
+    if manifest.origin == ORIGIN_CLI and manifest.kind in WHOLE_FILE_LOADERS:
         findings.extend(_check_whole_file(manifest))
     for key, loader_name, many in PARTS.get(manifest.kind, []):
         value = manifest.spec.get(key)
         if value is None:
-            continue
-        if check_files:
-            findings.extend(_missing_files(manifest, key, value))
-        if not sdk:
             continue
         items: list[tuple[Path_, Any]] = (
             [(("spec", key, i), item) for i, item in enumerate(value)]
@@ -156,7 +153,7 @@ def _file_inputs(data: Any, base: str) -> list[tuple[str, str]]:
     does not read) its size and mtime, for each folder only that it exists."""
     out = []
     for _, _, target in local_paths((), data):
-        path = os.path.join(base, target)
+        path = os.path.join(base, local_target(target))
         if os.path.isfile(path):
             stat = os.stat(path)
             if stat.st_size > _HASHED_FILE_LIMIT:
@@ -310,20 +307,3 @@ def _find_string(value: Any, needle: str, path: Path_ = ()) -> Path_ | None:
 
 def _part(key: str) -> str | int:
     return int(key) if key.isdigit() else key
-
-
-def _missing_files(manifest: Manifest, key: str, value: Any) -> list[Finding]:
-    """``path:``/``code:``/``conda_file:`` must name files that exist, relative to their file."""
-    findings: list[Finding] = []
-    for path, field_name, target in local_paths(("spec", key), value):
-        resolved = manifest.resolve_path(path, target)
-        if not resolved.exists():
-            findings.append(
-                manifest.finding(
-                    path,
-                    "ref.missing-file",
-                    f"{field_name}: {target!r} does not exist (resolved to {resolved}); paths "
-                    "are relative to the file that names them",
-                )
-            )
-    return findings

@@ -12,8 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from amlops import API_VERSION
+from amlops.core import files
 from amlops.core.findings import Finding, Severity, format_path
-from amlops.core.source import Document, Path_, Position, YamlSyntaxError, load_documents
+from amlops.core.limits import Limits, current
+from amlops.core.source import (
+    RULE_SYNTAX,
+    Document,
+    Path_,
+    Position,
+    YamlSyntaxError,
+    load_documents,
+    read_manifest,
+)
 
 INFRA_KINDS = ("Workspace", "ComputeCluster", "RoleAssignment")
 OPERATOR_KINDS = ("Model", "Pipeline", "Endpoint")
@@ -100,7 +110,28 @@ class Manifest:
 
     def resolve_path(self, path: Path_, value: str) -> Path:
         # normpath, not resolve(): symlinks stay as the user wrote them, and no syscalls.
-        return Path(os.path.normpath(os.path.join(self.base_dir(path), value)))
+        target = files.local_target(value)
+        return Path(os.path.normpath(os.path.join(self.base_dir(path), target)))
+
+    def document(self, path: Path_ = ()) -> Document:
+        """The YAML document ``path`` was written in."""
+        return self._segment(path)[0].doc
+
+    def source_root(self, path: Path_ = ()) -> Path:
+        """The root the paths written at ``path`` must stay inside: the one the file was
+        loaded under, else (a manifest built in memory) its own folder."""
+        seg, _ = self._segment(path)
+        return seg.doc.root or files.real(self.base_dir(path))
+
+    def contained_path(self, path: Path_, value: str, limits: Limits | None = None) -> Path:
+        """``resolve_path`` for a reader: the resolved path, or ``files.PathRefusedError``
+        when it leaves the source root, is special, or is over a size limit."""
+        return files.admit(
+            self.source_root(path),
+            self.resolve_path(path, value),
+            limits,
+            what=f"{format_path(path)}: {value}",
+        )
 
     def finding(
         self,
@@ -287,19 +318,34 @@ def _pascal(mode: str) -> str:
 def iter_yaml_files(paths: Sequence[Path | str]) -> Iterable[Path]:
     """YAML files under each path, sorted, skipping hidden files and folders (.git, .amlops)."""
     for raw in paths:
-        path = Path(raw)
-        if not path.is_dir():
-            yield path
-            continue
-        found: list[str] = []
-        for folder, dirs, names in os.walk(path):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            found.extend(
-                os.path.join(folder, n)
-                for n in names
-                if n.endswith(YAML_SUFFIXES) and not n.startswith(".")
-            )
-        yield from (Path(f) for f in sorted(found))
+        yield from (Path(name) for name, _ in _yaml_files(raw))
+
+
+def _yaml_files(raw: Path | str) -> list[tuple[str, bool]]:
+    """(file, is a symbolic link) of each YAML file under ``raw``, sorted. Links to folders
+    are not followed (as ``os.walk``); the scan says which files are links for free."""
+    path = os.fspath(raw)
+    if not os.path.isdir(path):
+        return [(path, True)]  # named directly: checked like a link (it may be one)
+    found: list[tuple[str, bool]] = []
+    pending = [path]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = os.scandir(folder)
+        except OSError:
+            continue  # as os.walk: an unreadable folder is skipped
+        with entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif entry.name.endswith(YAML_SUFFIXES):
+                    link = entry.is_symlink()
+                    if not (link and entry.is_dir()):  # a linked folder is never entered
+                        found.append((entry.path, link))
+    return sorted(found)
 
 
 def display_path(path: Path, cwd: str | None = None) -> str:
@@ -311,10 +357,21 @@ def display_path(path: Path, cwd: str | None = None) -> str:
     return str(path)
 
 
-def load_tree(paths: Sequence[Path | str], texts: dict[str, str] | None = None) -> LoadResult:
-    """Load every manifest under ``paths``. ``texts`` overrides file contents (Git revisions)."""
+def load_tree(
+    paths: Sequence[Path | str],
+    texts: dict[str, str] | None = None,
+    *,
+    root: Path | str | None = None,
+    limits: Limits | None = None,
+) -> LoadResult:
+    """Load every manifest under ``paths``. ``texts`` overrides file contents (Git revisions).
+
+    ``root`` is the source root files must stay inside (default: each path's Git top level,
+    see ``amlops.core.files``); a YAML file, or a link to one, resolving outside it is a
+    finding and is not read.
+    """
     with gc_paused():
-        return _load_tree(paths, texts)
+        return _load_tree(paths, texts, root, limits or current())
 
 
 @contextmanager
@@ -330,42 +387,90 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _load_tree(paths: Sequence[Path | str], texts: dict[str, str] | None) -> LoadResult:
+def _sources(
+    paths: Sequence[Path | str], texts: dict[str, str] | None, root: Path | str | None
+) -> list[tuple[str, str | None, Path, bool]]:
+    """(name as shown, text or None to read the file, source root, whether the file's real
+    location must be checked against the root) of each file to load."""
+    roots = [files.real(root)] * len(paths) if root is not None else files.default_roots(paths)
+    cwd = os.getcwd()
+    if texts is None:
+        out: list[tuple[str, str | None, Path, bool]] = []
+        for raw, top in zip(paths, roots, strict=True):
+            # The scan never enters a linked folder, so below a folder that is itself inside
+            # the root only links need resolving.
+            folder_inside = os.path.isdir(raw) and files.inside(top, files.real(raw))
+            out.extend(
+                (display_path(Path(name), cwd), None, top, is_link or not folder_inside)
+                for name, is_link in _yaml_files(raw)
+            )
+        return out
+    # Git revisions: each file belongs to the path it was listed under.
+    anchors = [(os.path.abspath(p), top) for p, top in zip(paths, roots, strict=True)]
+    fallback = files.real(root) if root is not None else None
+    listed: list[tuple[str, str | None, Path, bool]] = []
+    for name, text in sorted(texts.items()):
+        absolute = os.path.abspath(name)
+        owner = next(
+            (t for a, t in anchors if absolute == a or absolute.startswith(a + os.sep)),
+            fallback,
+        )
+        listed.append((name, text, owner or files.default_roots([name])[0], False))
+    return listed
+
+
+def _load_tree(
+    paths: Sequence[Path | str],
+    texts: dict[str, str] | None,
+    root: Path | str | None,
+    limits: Limits,
+) -> LoadResult:
     result = LoadResult()
     cli_docs: list[tuple[str, Document]] = []
-    if texts is not None:
-        files: list[tuple[str, str | None]] = [(name, text) for name, text in sorted(texts.items())]
-    else:
-        cwd = os.getcwd()
-        files = [(display_path(p, cwd), None) for p in iter_yaml_files(paths)]
-    for name, given in files:
+    for name, given, top, check in _sources(paths, texts, root):
+        if check:
+            target = files.real(name)
+            if not files.inside(top, target):
+                result.findings.append(
+                    Finding(
+                        name,
+                        1,
+                        1,
+                        "load.outside-root",
+                        f"{name} resolves to {target}, outside the source root {top}; it was "
+                        "not read: replace the link with the file, or validate that folder "
+                        "on its own",
+                    )
+                )
+                continue
         try:
-            text = given if given is not None else Path(name).read_text(encoding="utf-8")
+            text = given if given is not None else read_manifest(name, limits)
         except FileNotFoundError:
             result.findings.append(
                 Finding(name, 1, 1, "load.missing-file", f"{name} does not exist")
             )
+            continue
+        except YamlSyntaxError as exc:  # not a file, or over the size limit
+            result.findings.append(Finding(name, 1, 1, exc.rule, exc.problem))
             continue
         except (OSError, UnicodeDecodeError) as exc:
             result.findings.append(Finding(name, 1, 1, "load.unreadable", f"cannot read: {exc}"))
             continue
         result.files += 1
         try:
-            docs = list(load_documents(name, text))
+            docs = list(load_documents(name, text, limits))
         except YamlSyntaxError as exc:
             pos = exc.position
-            result.findings.append(
-                Finding(
-                    pos.file,
-                    pos.line,
-                    pos.column,
-                    "load.yaml-syntax",
-                    f"not valid YAML: {exc.problem}; fix the syntax (indentation, quoting)",
-                )
+            message = (
+                f"not valid YAML: {exc.problem}; fix the syntax (indentation, quoting)"
+                if exc.rule == RULE_SYNTAX
+                else exc.problem
             )
+            result.findings.append(Finding(pos.file, pos.line, pos.column, exc.rule, message))
             continue
         recognised = False
         for doc in docs:
+            doc.root = top
             for dup in doc.duplicates:
                 result.findings.append(
                     Finding(

@@ -6,11 +6,13 @@ Registry assets (``azureml://registries/...``), ARM IDs and Azure ML's curated e
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from amlops.core import files
 from amlops.core.findings import Finding
 from amlops.core.manifests import Manifest
 from amlops.core.source import Path_
@@ -47,7 +49,10 @@ _PATH_FIELDS = ("path", "code", "conda_file", "component")
 
 
 def is_local(value: str) -> bool:
-    """A path on disk, relative to the file that names it (not an asset, URL or binding)."""
+    """A path on disk, relative to the file that names it (not an asset, URL or binding);
+    ``file:`` URIs, which Azure ML reads from the local disk too, count as paths."""
+    if value.startswith("file:"):
+        return True
     return not (value.startswith(("azureml:", "${{")) or "://" in value)
 
 
@@ -64,6 +69,63 @@ def local_paths(prefix: Path_, value: Any) -> Iterator[tuple[Path_, str, str]]:
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from local_paths((*prefix, i), item)
+
+
+# Paths written relative to another path field of the same mapping: (field, relative to).
+_NESTED_FIELDS = (("scoring_script", "code"), ("dockerfile_path", "path"))
+# Kinds whose spec embeds Azure ML parts that name files; the infra kinds name none.
+FILE_KINDS = ("Model", "Pipeline", "Endpoint", "Environment")
+
+
+def read_paths(prefix: Path_, value: Any) -> Iterator[tuple[Path_, str, str, Path_ | None]]:
+    """``local_paths`` plus the paths written relative to one of them (a deployment's
+    ``scoring_script`` inside its ``code``, a build's ``dockerfile_path`` inside its
+    ``path``), joined: (where, field name, path relative to the manifest, where the path it
+    is relative to is written, or None). Every file a reader of the spec may open is here;
+    a path comes after the one it is relative to."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            path = (*prefix, key)
+            if key in _PATH_FIELDS and isinstance(item, str) and is_local(item):
+                yield path, key, item, None
+            else:
+                yield from read_paths(path, item)
+        for name, parent in _NESTED_FIELDS:
+            item, base = value.get(name), value.get(parent)
+            if isinstance(item, str) and isinstance(base, str) and is_local(base):
+                joined = os.path.join(files.local_target(base), files.local_target(item))
+                yield (*prefix, name), name, joined, (*prefix, parent)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from read_paths((*prefix, i), item)
+
+
+def check_files(m: Manifest, checker: files.Checker, *, on_disk: bool = True) -> list[Finding]:
+    """Findings for the files ``m`` names: outside the source root, special or over a size
+    limit (``amlops.core.files``), or, ``on_disk``, missing. ``on_disk`` False (a Git
+    revision that is not checked out) checks only where the paths point."""
+    if m.kind not in FILE_KINDS:
+        return []
+    findings = []
+    refused: set[Path_] = set()
+    for path, name, value, relative_to in read_paths(("spec",), m.spec):
+        if relative_to in refused:
+            continue  # one finding for one mistake: the folder it is relative to is refused
+        doc = m.document(path)
+        verdict = checker.check(doc.file, doc.root, value, on_disk=on_disk)
+        if verdict.problem is not None:
+            refused.add(path)
+            findings.append(m.finding(path, verdict.problem.rule, f"{name}: {verdict.problem}"))
+        elif on_disk and relative_to is None and not verdict.exists:
+            findings.append(
+                m.finding(
+                    path,
+                    "ref.missing-file",
+                    f"{name}: {value!r} does not exist (resolved to {verdict.resolved}); paths "
+                    "are relative to the file that names them",
+                )
+            )
+    return findings
 
 
 def compute_name(value: str) -> str:
@@ -192,10 +254,8 @@ def environment_refs(m: Manifest) -> Iterator[tuple[Path_, str]]:
             yield path, value
 
 
-def check(
-    all_manifests: list[Manifest], valid: list[Manifest], *, check_files: bool
-) -> list[Finding]:
-    del check_files  # file references are checked with the embedded parts (azureml.py)
+def check(all_manifests: list[Manifest], valid: list[Manifest]) -> list[Finding]:
+    """Cross-references (the files a manifest names: ``check_files``)."""
     findings = list(_duplicates(all_manifests))
     cat = Catalog.build(valid)
     for m in valid:

@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from amlops.core import azureml, refs
-from amlops.core.findings import Finding, sort_findings
+from amlops.core import azureml, files, refs
+from amlops.core.credentials import secret_literals
+from amlops.core.findings import Finding, redact, sort_findings
+from amlops.core.limits import Limits, current
 from amlops.core.manifests import Manifest, gc_paused, load_tree
 from amlops.core.policy import PolicySet, load_policies
 from amlops.core.schemas import SchemaSet, load_schemas
@@ -52,14 +54,21 @@ def validate_paths(
     sdk: bool = True,
     schemas: SchemaSet | None = None,
     policies: PolicySet | None = None,
+    root: Path | str | None = None,
+    limits: Limits | None = None,
 ) -> Report:
     """Validate every manifest under ``paths`` (or the given ``texts``: file name -> content).
 
-    ``check_files`` checks that ``path:``/``code:`` targets exist (off for Git revisions that
-    are not checked out); ``sdk`` runs the ``azure-ai-ml`` loaders over the embedded parts.
+    ``check_files`` checks that ``path:``/``code:`` targets exist, are files or folders and fit
+    the size limits (off for Git revisions that are not checked out: then only where they
+    point is checked); ``sdk`` runs the ``azure-ai-ml`` loaders over the embedded parts.
+    ``root`` is the source root every file must stay inside (default: the Git top level of
+    each path, see ``amlops.core.files``); ``limits`` default to ``amlops.core.limits``'s.
     """
     with gc_paused():
-        return _validate(paths, texts, check_files, sdk, schemas, policies)
+        return _validate(
+            paths, texts, check_files, sdk, schemas, policies, root, limits or current()
+        )
 
 
 def _validate(
@@ -69,8 +78,10 @@ def _validate(
     sdk: bool,
     schemas: SchemaSet | None,
     policies: PolicySet | None,
+    root: Path | str | None,
+    limits: Limits,
 ) -> Report:
-    loaded = load_tree(paths, texts)
+    loaded = load_tree(paths, texts, root=root, limits=limits)
     findings = list(loaded.findings)
     schemas = schemas or load_schemas()
     policies = policies or load_policies()
@@ -80,10 +91,15 @@ def _validate(
         findings.extend(problems)
         if not any(p.is_error for p in problems):
             valid.append(manifest)
-    if sdk or check_files:
-        for manifest in valid:
-            findings.extend(azureml.check(manifest, check_files=check_files, sdk=sdk))
-    ref_findings = refs.check(loaded.manifests, valid, check_files=check_files)
+    checker = files.Checker(limits)
+    for manifest in valid:
+        problems = refs.check_files(manifest, checker, on_disk=check_files)
+        findings.extend(problems)
+        # The SDK loaders read the files a part names (conda files, components): never
+        # hand them one the containment rule refused.
+        if sdk and not files.refused(p.rule for p in problems):
+            findings.extend(azureml.check(manifest))
+    ref_findings = refs.check(loaded.manifests, valid)
     # The SDK also rejects some dangling references; ours say more, so keep one per line.
     ref_lines = {(f.file, f.line) for f in ref_findings}
     findings = [
@@ -93,7 +109,19 @@ def _validate(
     findings.extend(policies.evaluate(valid, loaded.manifests))
     return Report(
         manifests=loaded.manifests,
-        findings=sort_findings(list(dict.fromkeys(findings))),
+        findings=_masked(sort_findings(list(dict.fromkeys(findings))), loaded.manifests),
         files=loaded.files,
         skipped=loaded.skipped,
     )
+
+
+def _masked(findings: list[Finding], manifests: Sequence[Manifest]) -> list[Finding]:
+    """Findings with the manifests' secret values masked in messages that quote them (a schema
+    error about ``DB_PASSWORD: 12345``): done here, so every driver (validate, plan, up, apply,
+    the operator's conditions) prints the same masked text."""
+    if not findings:  # the common case: no need to look for secrets to mask
+        return findings
+    literals: set[str] = set()
+    for m in manifests:
+        literals |= secret_literals(m.body)
+    return redact(findings, literals)

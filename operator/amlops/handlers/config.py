@@ -17,6 +17,9 @@ Environment (all optional; the Deployment in operator/deploy/ sets them):
 ``AMLOPS_WATCH_TIMEOUT``       server-side timeout of one watch request, seconds
 ``AMLOPS_METRICS_PORT``        Prometheus port (0: off)
 ``AMLOPS_LIVENESS``            Kopf's liveness endpoint URL (``amlops operator`` passes it on)
+``AMLOPS_MAX_*``               what a spec may make the operator read: manifest size, YAML
+                               aliases, and the files and folders a spec names (the table
+                               and defaults are in ``amlops.core.limits``)
 =============================  ==============================================================
 """
 
@@ -25,11 +28,12 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from amlops import API_GROUP
+from amlops.core.limits import Limits, LimitsError
 
 # Kopf keeps its bookkeeping (per-handler progress, the last handled spec) under this key of
 # ``status``; everything else in ``status`` is ours.
@@ -57,12 +61,20 @@ class Settings:
     watch_timeout_s: int = 600  # the API server wants whole seconds
     metrics_port: int = 8080
     liveness: str = "http://0.0.0.0:8081/healthz"
+    # read by the core from the same variables; kept here so the handlers pass one object
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         source = os.environ if env is None else env
         values: dict[str, Any] = {}
+        try:
+            values["limits"] = Limits.from_env(source)
+        except LimitsError as exc:
+            raise SettingsError(str(exc)) from exc
         for f in fields(cls):
+            if f.name == "limits":
+                continue
             name = "AMLOPS_" + f.name.upper().removesuffix("_S")
             raw = source.get(name)
             if raw is None or raw == "":

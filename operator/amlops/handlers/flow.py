@@ -103,7 +103,7 @@ def evaluate(kind: Kind[D], rt: Runtime, obj: Resource, backend: Backend | None 
     if problems:
         return _status_only(obj, Outcome(Phase.STALLED, "InvalidSpec", "; ".join(problems)))
     try:
-        desired = kind.desired(obj, source_of(obj, rt.settings.source_root))
+        desired = kind.desired(obj, source_of(obj, rt.settings.source_root, rt.settings.limits))
     except (SpecError, KeyError, TypeError, ValueError) as exc:  # a spec the schema let through
         detail = str(exc) if isinstance(exc, SpecError) else f"cannot read spec: {exc!r}"
         return _status_only(obj, Outcome(Phase.STALLED, "InvalidSpec", detail))

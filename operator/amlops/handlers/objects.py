@@ -5,8 +5,9 @@ to the manifest file. ``amlops apply`` stamps each object with the manifest's pa
 repository (``amlops.io/source-file``) and the commit (``amlops.io/git-commit``); the operator
 resolves paths against ``AMLOPS_SOURCE_ROOT``, the checkout mounted into its pod (a git-sync
 volume, like a Flux source artifact). An object without the annotation (``kubectl apply``)
-resolves against the root itself. A path that leaves the root is refused: a custom resource
-must not make the operator read, and register, files of its own pod.
+resolves against the root itself. A path that leaves the root (after symlinks), names a
+device or pipe, or a folder over the size limits, is refused by the core's containment rule: a
+custom resource must not make the operator read, and register, files of its own pod.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from amlops import API_GROUP, API_VERSION
+from amlops.core.files import PathRefusedError, admit, local_target
 from amlops.core.findings import format_path
+from amlops.core.limits import Limits
 from amlops.core.manifests import Manifest, Segment
 from amlops.core.provenance import TAG_COMMIT, TAG_MANIFEST, TAG_OBJECT
 from amlops.core.schemas import SchemaSet, load_schemas
@@ -93,7 +96,10 @@ class Resource:
         return tags
 
 
-def source_of(obj: Resource, root: Path) -> Source:
+def source_of(obj: Resource, root: Path, limits: Limits | None = None) -> Source:
+    """Paths resolve against the manifest's folder inside ``root`` (the operator's
+    ``source_root``) and must pass the core's containment rule (``amlops.core.files``):
+    inside the root after symlinks, a file or a folder, within ``limits``."""
     top = root.resolve()
     file = obj.source_file
     base = top / PurePosixPath(file).parent if file else top
@@ -102,13 +108,11 @@ def source_of(obj: Resource, root: Path) -> Source:
         return file or ""
 
     def resolve(path: FieldPath, value: str) -> Path:
-        target = (base / value).resolve()
-        if not target.is_relative_to(top):
-            raise SpecError(
-                f"{format_path(path)}: {value!r} resolves to {target}, outside the source "
-                f"root {top}; paths must stay inside the Git checkout"
-            )
-        return target
+        target = base / local_target(value)
+        try:
+            return admit(top, target, limits, what=f"{format_path(path)}: {value!r}")
+        except PathRefusedError as exc:
+            raise SpecError(str(exc)) from exc
 
     return Source(locate, resolve)
 

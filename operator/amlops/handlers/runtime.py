@@ -90,7 +90,7 @@ def kube_client() -> Any:
 def declared_computes(root: Path) -> list[ComputeInfo]:
     """The ComputeCluster manifests of the checkout: for the local backend, compute is what
     the manifests declare (Pulumi provisions it in Azure)."""
-    loaded = load_tree([root]) if root.is_dir() else None
+    loaded = load_tree([root], root=root) if root.is_dir() else None
     return [
         ComputeInfo(
             m.workspace,

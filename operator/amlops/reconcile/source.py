@@ -1,5 +1,11 @@
 """Where an object was written, for the pure reconcilers: field paths -> "file:line", and
-relative paths -> absolute ones (Azure ML resolves ``path:``/``code:`` against the YAML file)."""
+relative paths -> absolute ones (Azure ML resolves ``path:``/``code:`` against the YAML file).
+
+``resolve`` is where a reconciler learns which files to read, so it applies the containment
+rule (``amlops.core.files.admit``): a path outside the source root, a special file or a
+folder over the size limits raises ``PathRefusedError`` (a ValueError naming the field), which
+the drivers turn into a Stalled condition before any backend reads a byte.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from amlops.core import files
 from amlops.core.findings import format_path
+from amlops.core.limits import Limits
 from amlops.core.manifests import Manifest
 
 FieldPath = tuple[str | int, ...]
@@ -27,18 +35,28 @@ class Source:
         return f"{where} {format_path(path)}" if where else format_path(path)
 
     @classmethod
-    def of(cls, manifest: Manifest) -> Source:
+    def of(cls, manifest: Manifest, limits: Limits | None = None) -> Source:
+        """Paths resolve against the manifest's file and stay inside its source root."""
+
         def locate(path: FieldPath) -> str:
             pos = manifest.locate(path)
             return f"{pos.file}:{pos.line}"
 
-        return cls(locate, manifest.resolve_path)
+        def resolve(path: FieldPath, value: str) -> Path:
+            return manifest.contained_path(path, value, limits)
+
+        return cls(locate, resolve)
 
     @classmethod
-    def rooted(cls, base: Path) -> Source:
+    def rooted(cls, base: Path, limits: Limits | None = None) -> Source:
         """For objects with no file behind them (a custom resource): paths resolve below
-        ``base`` and fields are named without a line."""
-        return cls(lambda _path: "", lambda _path, value: (base / value).resolve())
+        ``base``, must stay inside it, and fields are named without a line."""
+
+        def resolve(path: FieldPath, value: str) -> Path:
+            target = base / files.local_target(value)
+            return files.admit(base, target, limits, what=f"{format_path(path)}: {value}")
+
+        return cls(lambda _path: "", resolve)
 
 
 def digest_of(value: Any) -> str:
