@@ -3,36 +3,20 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from amlops.cli import main
 
+from .conftest import git
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copytree(ROOT / "manifests", tmp_path / "manifests")
-    _git(tmp_path, "init", "-q", "-b", "main")
-    _git(tmp_path, "-c", "user.email=t@example.com", "-c", "user.name=t", "add", ".")
-    _git(tmp_path, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "base")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def _commit(repo: Path, message: str) -> None:
-    _git(repo, "add", "-A")
-    _git(repo, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", message)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", message)
 
 
 def _edit(path: Path, old: str, new: str) -> None:

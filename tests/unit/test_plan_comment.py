@@ -8,7 +8,6 @@ import copy
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ from amlops.cli.plan import COMMENT_LIMIT, markdown
 from amlops.core.findings import Finding, Severity
 from amlops.core.plan import Change, FieldChange
 from amlops.core.validate import Report
+
+from .conftest import git
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = ROOT / "tests" / "fixtures" / "hostile"
@@ -81,25 +82,11 @@ def _assert_not_hijacked(md: str, *, updates: int) -> list[list[str]]:
 # -- a repository with two revisions --------------------------------------------------------------
 
 
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
-
-
 @pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copytree(ROOT / "manifests", tmp_path / "manifests")
-    _git(tmp_path, "init", "-q", "-b", "main")
-    _git(tmp_path, "add", ".")
-    _git(tmp_path, "commit", "-qm", "base")
-    monkeypatch.chdir(tmp_path)
+def repo(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # a wide console: a table never folds a cell, so what is printed is what is asserted on
     monkeypatch.setattr(common, "stdout", Console(highlight=False, width=10_000))
-    return tmp_path
+    return repo
 
 
 def _without_hostile_values(doc: dict[str, Any]) -> dict[str, Any]:
@@ -118,12 +105,12 @@ def _hostile_change(repo: Path) -> None:
     fixture = HOSTILE / "comment-breakout.yaml"
     docs = list(yaml.safe_load_all(fixture.read_text()))
     target.write_text(yaml.safe_dump_all([_without_hostile_values(d) for d in docs]))
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "plain")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "plain")
     shutil.copy(fixture, target)
     shutil.copy(HOSTILE / "comment-plain-cli.yml", repo / "manifests" / "models" / "a|b`c`.yml")
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-qm", "hostile")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "hostile")
 
 
 def test_values_cannot_break_out_of_the_comment(
@@ -171,7 +158,7 @@ def test_3000_changed_tags_fit_one_comment_that_says_what_was_cut(
         }
         dev["spec"]["model"]["tags"] = tags
         path.write_text(yaml.safe_dump_all([dev, prod], sort_keys=False))
-        _git(repo, "commit", "-qam", version)
+        git(repo, "commit", "-qam", version)
 
     tagged("old")
     tagged("new")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,8 @@ from amlops.core.credentials import (
     secret_format,
 )
 from amlops.core.validate import validate_paths
+
+from .conftest import git
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = ROOT / "tests" / "fixtures" / "hostile"
@@ -253,25 +254,6 @@ def test_the_example_platform_has_no_plaintext_secret() -> None:
 # -- plan ---------------------------------------------------------------------------------------
 
 
-def _git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-    )
-
-
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copytree(ROOT / "manifests", tmp_path / "manifests")
-    _git(tmp_path, "init", "-q", "-b", "main")
-    _git(tmp_path, "add", ".")
-    _git(tmp_path, "commit", "-qm", "base")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def _set_env(repo: Path, variables: dict[str, str]) -> None:
     path = repo / "manifests" / "endpoints" / "support-online.yaml"
     data = yaml.safe_load(path.read_text())
@@ -291,9 +273,9 @@ def test_plan_shows_that_a_secret_changed_but_never_its_value(
         "LOG_LEVEL": "debug",
     }
     _set_env(repo, old)
-    _git(repo, "commit", "-qam", "old secrets")
+    git(repo, "commit", "-qam", "old secrets")
     _set_env(repo, new)
-    _git(repo, "commit", "-qam", "new secrets")
+    git(repo, "commit", "-qam", "new secrets")
     code = main(["plan", "manifests", "--base", "HEAD~1", "--head", "HEAD", "-o", output])
     out = capsys.readouterr().out
     assert code == 1  # the head holds plaintext secrets: secrets.plaintext blocks it

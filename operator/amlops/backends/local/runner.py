@@ -648,44 +648,29 @@ class PipelineRunner:
         code = proc.returncode
         ended = _now()
         changed = [name for name, path in protected.items() if listing(path) != before[name]]
+        status, message = JobStatus.FAILED, ""
         if changed:
             name = changed[0]
-            final = replace(
-                state,
-                status=JobStatus.FAILED,
-                exit_code=code,
-                ended_at=ended,
-                message=f"changed its input {name} ({protected[name]}): {_READ_ONLY_HINT} "
-                f"(log: {log})",
+            message = (
+                f"changed its input {name} ({protected[name]}): {_READ_ONLY_HINT} (log: {log})"
             )
         elif timed_out:
-            final = replace(
-                state,
-                status=JobStatus.FAILED,
-                exit_code=code,
-                ended_at=ended,
-                message=f"timed out after {step.timeout_s:g} s (limits.timeout); log: {log}",
-            )
+            message = f"timed out after {step.timeout_s:g} s (limits.timeout); log: {log}"
         elif code == 0:
-            final = replace(state, status=JobStatus.COMPLETED, exit_code=0, ended_at=ended)
+            status, message = JobStatus.COMPLETED, state.message
         elif active.abort.is_set():
-            final = replace(
-                state, status=JobStatus.CANCELED, exit_code=code, ended_at=ended, message="stopped"
-            )
+            status, message = JobStatus.CANCELED, "stopped"
         else:
             reason = last_line(log)
             # a write refused by the read-only copy names the copy's path
             hint = any(str(path) in reason for path in protected.values())
-            final = replace(
-                state,
-                status=JobStatus.FAILED,
-                exit_code=code,
-                ended_at=ended,
-                message=f"exited with code {code}"
+            message = (
+                f"exited with code {code}"
                 + (f": {reason}" if reason else "")
                 + (f"; {_READ_ONLY_HINT}" if hint else "")
-                + f" (log: {log})",
+                + f" (log: {log})"
             )
+        final = replace(state, status=status, exit_code=code, ended_at=ended, message=message)
         (step_dir / "pid").unlink(missing_ok=True)
         if final.status is JobStatus.COMPLETED:
             # later steps read these; they must not change under them

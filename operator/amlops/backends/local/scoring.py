@@ -207,26 +207,20 @@ class ScoringServers:
         self.stop(key)
         model = self._model(spec.workspace, spec)
         if model is None:
-            self._put(
+            return self._failed(
                 key,
-                model=str(spec.model),
-                fingerprint=spec.fingerprint,
-                tags=dict(spec.tags),
-                state=ProvisioningState.FAILED,
-                message=f"model {spec.model} is not registered in workspace {spec.workspace}",
+                spec,
+                str(spec.model),
+                f"model {spec.model} is not registered in workspace {spec.workspace}",
             )
-            return self.refresh(key)
         script = spec.code_dir / spec.scoring_script
         if not script.is_file():
-            self._put(
+            return self._failed(
                 key,
-                model=f"{model.name}:{model.version}",
-                fingerprint=spec.fingerprint,
-                tags=dict(spec.tags),
-                state=ProvisioningState.FAILED,
-                message=f"scoring script {script} does not exist",
+                spec,
+                f"{model.name}:{model.version}",
+                f"scoring script {script} does not exist",
             )
-            return self.refresh(key)
         # serve a snapshot: edits to the repository reach the server only through a new
         # fingerprint (a new deployment), never half-way through a running one
         digest = self.store.put_tree(spec.code_dir, root=self.source_root)
@@ -250,20 +244,24 @@ class ScoringServers:
         try:
             self._launch(key, spec.fingerprint, launch)
         except BackendError as exc:
-            self._put(
-                key,
-                model=f"{model.name}:{model.version}",
-                fingerprint=spec.fingerprint,
-                tags=dict(spec.tags),
-                state=ProvisioningState.FAILED,
-                message=str(exc),
-            )
-            return self.refresh(key)
+            return self._failed(key, spec, f"{model.name}:{model.version}", str(exc))
         self._put(
             key,
             model=f"{model.name}:{model.version}",
             fingerprint=spec.fingerprint,
             tags=dict(spec.tags),
+        )
+        return self.refresh(key)
+
+    def _failed(self, key: Key, spec: DeploymentSpec, model: str, message: str) -> DeploymentState:
+        """Record a deployment that cannot start, with the reason users see."""
+        self._put(
+            key,
+            model=model,
+            fingerprint=spec.fingerprint,
+            tags=dict(spec.tags),
+            state=ProvisioningState.FAILED,
+            message=message,
         )
         return self.refresh(key)
 
