@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from amlops.backends.base import ModelVersionSpec
-from amlops.backends.digest import tree_digest
 from amlops.backends.local.backend import LocalBackend
 from amlops.backends.local.cas import ArtifactChangedError, ArtifactStore
 from amlops.backends.local.models import VersionConflictError
+from amlops.core.digest import tree_digest
 
 from .conftest import WS
 
@@ -82,10 +82,10 @@ def test_a_file_changed_while_stored_is_refused(
 def test_reregistering_identical_files_is_a_no_op(backend: LocalBackend, tmp_path: Path) -> None:
     src = _tree(tmp_path / "m", {"model.json": "{}"})
     first = backend.create_or_update_model_version(WS, ModelVersionSpec("m", "1", src))
-    writes = backend.catalog.writes
+    writes = backend.db.writes
     again = backend.create_or_update_model_version(WS, ModelVersionSpec("m", "1", src))
     assert again == first
-    assert backend.catalog.writes == writes
+    assert backend.db.writes == writes
     assert [v.version for v in backend.list_model_versions(WS, "m")] == ["1"]
 
 

@@ -17,7 +17,7 @@ from amlops.backends.base import (
 )
 from amlops.backends.local.backend import LocalBackend
 from amlops.backends.local.runner import render_command
-from amlops.backends.pipeline_job import JobSpecError, parse_job
+from amlops.kinds.pipeline import JobSpecError, parse_job
 
 from .conftest import WS, script
 

@@ -24,7 +24,7 @@ from amlops.reconcile.actions import (
     SubmitPipelineRun,
 )
 from amlops.reconcile.conditions import Phase
-from amlops.reconcile.source import Source
+from amlops.reconcile.inputs import Source
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
 SOURCE = Source(lambda path: "m.yaml:7", lambda path, value: Path("/repo") / value)

@@ -7,7 +7,8 @@ from typing import Any
 
 import yaml
 
-from amlops.crds import KINDS, render, structural
+from amlops.crds import render, structural
+from amlops.kinds import ORDER
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "operator" / "deploy" / "crds"
@@ -55,7 +56,7 @@ def test_embedded_azure_ml_parts_keep_unknown_fields() -> None:
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert spec["properties"]["endpoint"]["x-kubernetes-preserve-unknown-fields"] is True
     assert spec["properties"]["deployments"]["items"]["x-kubernetes-preserve-unknown-fields"]
-    assert set(KINDS) == {"Model", "Pipeline", "Endpoint"}
+    assert set(ORDER) == {"Model", "Pipeline", "Endpoint"}
 
 
 def test_structural_translates_json_schema_only_keywords() -> None:

@@ -19,7 +19,7 @@ from amlops.core.limits import Limits
 from amlops.core.manifests import load_tree
 from amlops.core.validate import validate_paths
 from amlops.handlers.objects import Resource, SpecError, source_of
-from amlops.reconcile.source import Source
+from amlops.reconcile.inputs import Source
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = ROOT / "tests" / "fixtures" / "hostile"

@@ -209,8 +209,8 @@ def test_the_pulumi_program_stops_before_declaring_anything(tmp_path: Path) -> N
     """`pulumi up` reads the manifests through the same core: the bomb and a YAML link out of
     the repository are errors it cannot attribute to a kind, so nothing is declared."""
     from infra.config import StackConfig
-    from infra.model import ManifestError
     from infra.program import load_platform
+    from infra.specs import ManifestError
 
     repo = tmp_path / "repo"
     (repo / ".git").mkdir(parents=True)

@@ -17,6 +17,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+# The core's class, not a copy: the kinds parse model references into it without importing a
+# backend, and every backend takes it.
+from amlops.core.assets import ModelRef as ModelRef
+
 
 class BackendError(Exception):
     """A request the backend refused or could not carry out; the message is for users."""
@@ -50,17 +54,6 @@ class JobStatus(StrEnum):
         return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
 
 
-@dataclass(frozen=True)
-class ModelRef:
-    """``azureml:name:version`` (``version`` None means the latest version)."""
-
-    name: str
-    version: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.name}:{self.version}" if self.version else f"{self.name}@latest"
-
-
 # -- models -----------------------------------------------------------------------------------
 
 
@@ -82,7 +75,7 @@ class ModelVersion:
     name: str
     version: str
     asset_id: str
-    digest: str  # sha256 of the registered files (see amlops.backends.digest)
+    digest: str  # sha256 of the registered files (see amlops.core.digest)
     type: str
     description: str
     tags: Mapping[str, str]
@@ -250,8 +243,6 @@ class Backend(Protocol):
     def delete_model_version(self, workspace: str, name: str, version: str) -> None: ...
 
     def latest_pipeline_run(self, workspace: str, pipeline: str) -> PipelineRun | None: ...
-
-    def get_pipeline_run(self, workspace: str, run_id: str) -> PipelineRun | None: ...
 
     def submit_pipeline_run(self, spec: PipelineRunSpec) -> PipelineRun: ...
 

@@ -41,7 +41,8 @@ from amlops.core.manifests import Manifest
 from amlops.core.provenance import Origin, Provenance
 from amlops.core.schemas import read_schemas
 from amlops.core.validate import validate_paths
-from amlops.crds import KINDS, VERSION, build_crd
+from amlops.crds import VERSION, build_crd, crd_of
+from amlops.kinds import ORDER
 from amlops.paths import schemas_dir
 
 FIELD_MANAGER = "amlops"
@@ -50,7 +51,6 @@ INSTANCE = f"{API_GROUP}/instance"
 SOURCE_FILE = f"{API_GROUP}/source-file"
 GIT_COMMIT = f"{API_GROUP}/git-commit"
 APPLIED_DIGEST = f"{API_GROUP}/applied-digest"
-ORDER = ("Model", "Pipeline", "Endpoint")
 _RETRY_STATUS = (409, 429, 500, 502, 503, 504)
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0)
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -223,7 +223,7 @@ def _reason(exc: Any) -> str:
 
 
 def plural(kind: str) -> str:
-    return KINDS[kind][0]
+    return crd_of(kind).plural
 
 
 def object_path(kind: str, namespace: str, name: str) -> str:
@@ -369,7 +369,7 @@ def apply_all(
 def _apply_crds(kube: Kube, plan: Plan, dry_run: bool) -> None:
     schemas = read_schemas(schemas_dir())
     applied: list[str] = []
-    for kind in KINDS:
+    for kind in ORDER:
         crd = stamp(build_crd(kind, schemas[kind]), None)
         name = crd["metadata"]["name"]
         current = kube.request("GET", crd_path(name))

@@ -28,22 +28,12 @@ from amlops.core.files import local_target
 from amlops.core.findings import Finding
 from amlops.core.manifests import ORIGIN_CLI, Manifest
 from amlops.core.refs import local_paths
-from amlops.core.source import Path_
+from amlops.core.source import FieldPath
+from amlops.kinds import KINDS
 from amlops.paths import cache_dir
 
 RULE = "azureml.schema"
 Loader = Callable[..., Any]
-
-# (spec key, loader name, is a list of documents)
-PARTS: dict[str, list[tuple[str, str, bool]]] = {
-    "Model": [("model", "load_model", False)],
-    "Pipeline": [("job", "load_job", False)],
-    "Endpoint": [
-        ("endpoint", "load_online_endpoint", False),
-        ("deployments", "load_online_deployment", True),
-    ],
-    "Environment": [("environment", "load_environment", False)],
-}
 
 
 @cache
@@ -56,15 +46,12 @@ def _loader(name: str) -> Loader:
     return getattr(sdk, name)  # type: ignore[no-any-return]
 
 
-# Plain CLI v2 workspace / compute files are translated into our camelCase fields; the SDK
-# checks the file as written.
-WHOLE_FILE_LOADERS = {"Workspace": "load_workspace", "ComputeCluster": "load_compute"}
-
-
-def _check_whole_file(manifest: Manifest) -> list[Finding]:
+def _check_whole_file(manifest: Manifest, loader_name: str) -> list[Finding]:
+    """Plain CLI v2 workspace / compute files are translated into our camelCase fields; the
+    SDK checks the file as written."""
     doc = manifest.segments[0].doc
     out = []
-    for path, message in verdict(WHOLE_FILE_LOADERS[manifest.kind], doc.data, doc.file):
+    for path, message in verdict(loader_name, doc.data, doc.file):
         pos = doc.locate(path)
         out.append(
             Finding(
@@ -85,34 +72,35 @@ def check(manifest: Manifest) -> list[Finding]:
     """The SDK's verdict on the embedded Azure ML parts. The files they name are checked
     first (``refs.check_files``): call this only for a manifest whose files passed."""
     findings: list[Finding] = []
-    if manifest.origin == ORIGIN_CLI and manifest.kind in WHOLE_FILE_LOADERS:
-        findings.extend(_check_whole_file(manifest))
-    for key, loader_name, many in PARTS.get(manifest.kind, []):
-        value = manifest.spec.get(key)
+    kind = KINDS[manifest.kind]
+    if manifest.origin == ORIGIN_CLI and kind.cli_loader is not None:
+        findings.extend(_check_whole_file(manifest, kind.cli_loader))
+    for part in kind.parts:
+        value = manifest.spec.get(part.key)
         if value is None:
             continue
-        items: list[tuple[Path_, Any]] = (
-            [(("spec", key, i), item) for i, item in enumerate(value)]
-            if many and isinstance(value, list)
-            else [(("spec", key), value)]
+        items: list[tuple[FieldPath, Any]] = (
+            [(("spec", part.key, i), item) for i, item in enumerate(value)]
+            if part.many and isinstance(value, list)
+            else [(("spec", part.key), value)]
         )
         for path, data in items:
             if isinstance(data, dict):
                 findings.extend(
-                    _translate(manifest, path, _verdict_for(manifest, loader_name, path, data))
+                    _translate(manifest, path, _verdict_for(manifest, part.loader, path, data))
                 )
     return findings
 
 
 def _verdict_for(
-    manifest: Manifest, loader_name: str, path: Path_, data: dict[str, Any]
-) -> list[tuple[Path_, str]]:
+    manifest: Manifest, loader_name: str, path: FieldPath, data: dict[str, Any]
+) -> list[tuple[FieldPath, str]]:
     if loader_name == "load_online_deployment":
         data = {**data, "endpoint_name": manifest.spec.get("endpoint", {}).get("name", "x")}
     return verdict(loader_name, data, str(manifest.base_dir(path) / "manifest.yaml"))
 
 
-def verdict(loader_name: str, data: dict[str, Any], origin: str) -> list[tuple[Path_, str]]:
+def verdict(loader_name: str, data: dict[str, Any], origin: str) -> list[tuple[FieldPath, str]]:
     """The SDK's errors for one document (empty: it loads), remembered by content.
 
     The loaders cost about 1 ms per model and 13 ms per pipeline job; a repository validated
@@ -134,7 +122,7 @@ def verdict(loader_name: str, data: dict[str, Any], origin: str) -> list[tuple[P
         _loader(loader_name)(
             source=io.StringIO(yaml.safe_dump(data, sort_keys=False)), relative_origin=origin
         )
-        errors: list[tuple[Path_, str]] = []
+        errors: list[tuple[FieldPath, str]] = []
     except Exception as exc:  # the SDK raises many types; each becomes a finding
         errors = list(_errors(exc))
         if not errors:
@@ -186,7 +174,7 @@ class _Verdicts:
         except sqlite3.Error:
             self._db = None
 
-    def get(self, key: str) -> list[tuple[Path_, str]] | None:
+    def get(self, key: str) -> list[tuple[FieldPath, str]] | None:
         if self._db is None:
             return None
         try:
@@ -197,7 +185,7 @@ class _Verdicts:
             return None
         return [(tuple(path), str(message)) for path, message in json.loads(row[0])]
 
-    def put(self, key: str, errors: list[tuple[Path_, str]]) -> None:
+    def put(self, key: str, errors: list[tuple[FieldPath, str]]) -> None:
         if self._db is None:
             return
         with contextlib.suppress(sqlite3.Error):
@@ -216,10 +204,12 @@ def _verdicts() -> _Verdicts:
 _BINDING = re.compile(r"\$\{\{[^}]*\}\}")
 
 
-def _translate(manifest: Manifest, prefix: Path_, errors: list[tuple[Path_, str]]) -> list[Finding]:
+def _translate(
+    manifest: Manifest, prefix: FieldPath, errors: list[tuple[FieldPath, str]]
+) -> list[Finding]:
     findings = []
     for path, message in errors:
-        where: Path_ | None = prefix + path
+        where: FieldPath | None = prefix + path
         if not path:
             # Binding errors name the ${{...}} expression, not its field: find where it is.
             binding = _BINDING.search(message)
@@ -229,7 +219,7 @@ def _translate(manifest: Manifest, prefix: Path_, errors: list[tuple[Path_, str]
     return findings
 
 
-def _errors(exc: BaseException) -> Iterator[tuple[Path_, str]]:
+def _errors(exc: BaseException) -> Iterator[tuple[FieldPath, str]]:
     for candidate in (exc.__cause__, exc):
         messages = getattr(candidate, "messages", None)
         if isinstance(messages, dict):
@@ -255,18 +245,18 @@ def _json_block(text: str) -> Any:
         return None
 
 
-def _from_json(parsed: Any) -> Iterator[tuple[Path_, str]]:
+def _from_json(parsed: Any) -> Iterator[tuple[FieldPath, str]]:
     if isinstance(parsed, dict) and isinstance(parsed.get("errors"), list):
         for error in parsed["errors"]:
             if isinstance(error, dict):
                 dotted = str(error.get("path", ""))
-                path: Path_ = tuple(_part(p) for p in dotted.split(".") if p)
+                path: FieldPath = tuple(_part(p) for p in dotted.split(".") if p)
                 yield path, str(error.get("message", "invalid"))
     elif isinstance(parsed, dict):
         yield from _flatten(parsed, ())
 
 
-def _flatten(messages: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
+def _flatten(messages: Any, path: FieldPath) -> Iterator[tuple[FieldPath, str]]:
     if isinstance(messages, dict):
         for key, value in messages.items():
             yield from _flatten(value, (*path, _part(str(key))))
@@ -280,7 +270,7 @@ def _flatten(messages: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
         yield path, _plain(str(messages), path)
 
 
-def _plain(message: str, path: Path_) -> str:
+def _plain(message: str, path: FieldPath) -> str:
     if message == "Unknown field." and path:
         return f"unknown field {path[-1]!r}; remove it or check its spelling"
     if message == "Missing data for required field." and path:
@@ -288,7 +278,7 @@ def _plain(message: str, path: Path_) -> str:
     return message
 
 
-def _find_string(value: Any, needle: str, path: Path_ = ()) -> Path_ | None:
+def _find_string(value: Any, needle: str, path: FieldPath = ()) -> FieldPath | None:
     if isinstance(value, str):
         return path if needle in value else None
     items = (

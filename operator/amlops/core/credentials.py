@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from amlops.core.source import Path_
+from amlops.core.source import FieldPath
 
 MASK = "***"
 
@@ -272,12 +272,12 @@ def hidden_child(parent: Mapping[Any, Any], key: Any, hidden: bool = False) -> b
 class Hit:
     """A plaintext secret at ``path``; ``reason`` says why, never what the value is."""
 
-    path: Path_
+    path: FieldPath
     reason: str
     value: Any
 
 
-def find_secrets(value: Any, path: Path_ = (), *, hidden: bool = False) -> Iterator[Hit]:
+def find_secrets(value: Any, path: FieldPath = (), *, hidden: bool = False) -> Iterator[Hit]:
     """Every literal secret in ``value`` (a manifest body), in document order."""
     if isinstance(value, Mapping):
         for key, item in value.items():

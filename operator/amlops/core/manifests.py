@@ -13,23 +13,20 @@ from typing import Any
 
 from amlops import API_VERSION
 from amlops.core import files
+from amlops.core.assets import MODEL_TYPES
 from amlops.core.findings import Finding, Severity, format_path
 from amlops.core.limits import Limits, current
 from amlops.core.source import (
     RULE_SYNTAX,
     Document,
-    Path_,
+    FieldPath,
     Position,
     YamlSyntaxError,
     load_documents,
     read_manifest,
 )
-
-INFRA_KINDS = ("Workspace", "ComputeCluster", "RoleAssignment")
-OPERATOR_KINDS = ("Model", "Pipeline", "Endpoint")
-# Environments are referenced by deployments and pipeline steps; they are validated and
-# resolved but have no custom resource of their own (inline environments work in-cluster).
-KINDS = (*INFRA_KINDS, *OPERATOR_KINDS, "Environment")
+from amlops.kinds import INFRA_KINDS as INFRA_KINDS  # what infra/ and the plan split on
+from amlops.kinds import KINDS, workspace_of
 
 YAML_SUFFIXES = (".yaml", ".yml")
 ORIGIN_AMLOPS = "amlops"
@@ -40,9 +37,9 @@ ORIGIN_CLI = "azureml-cli-v2"
 class Segment:
     """Maps the part of a manifest body under ``prefix`` to ``doc_prefix`` inside ``doc``."""
 
-    prefix: Path_
+    prefix: FieldPath
     doc: Document
-    doc_prefix: Path_ = ()
+    doc_prefix: FieldPath = ()
 
 
 @dataclass
@@ -67,14 +64,7 @@ class Manifest:
 
     @property
     def workspace(self) -> str | None:
-        if self.kind == "Workspace":
-            return self.name
-        if self.kind == "RoleAssignment":
-            scope = self.spec.get("scope")
-            value = scope.get("workspace") if isinstance(scope, dict) else None
-            return value if isinstance(value, str) else None
-        value = self.spec.get("workspace")
-        return value if isinstance(value, str) else None
+        return workspace_of(self.kind, self.name, self.spec)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -90,7 +80,7 @@ class Manifest:
     def file(self) -> str:
         return self.segments[0].doc.file
 
-    def _segment(self, path: Path_) -> tuple[Segment, Path_]:
+    def _segment(self, path: FieldPath) -> tuple[Segment, FieldPath]:
         best = self.segments[0]
         for seg in self.segments:
             if path[: len(seg.prefix)] == seg.prefix and len(seg.prefix) >= len(best.prefix):
@@ -99,31 +89,31 @@ class Manifest:
             return best, best.doc_prefix
         return best, best.doc_prefix + path[len(best.prefix) :]
 
-    def locate(self, path: Path_ = ()) -> Position:
+    def locate(self, path: FieldPath = ()) -> Position:
         seg, doc_path = self._segment(path)
         return seg.doc.locate(doc_path)
 
-    def base_dir(self, path: Path_ = ()) -> Path:
+    def base_dir(self, path: FieldPath = ()) -> Path:
         """Relative paths resolve against the file that names them."""
         seg, _ = self._segment(path)
         return Path(os.path.dirname(os.path.abspath(seg.doc.file)))
 
-    def resolve_path(self, path: Path_, value: str) -> Path:
+    def resolve_path(self, path: FieldPath, value: str) -> Path:
         # normpath, not resolve(): symlinks stay as the user wrote them, and no syscalls.
         target = files.local_target(value)
         return Path(os.path.normpath(os.path.join(self.base_dir(path), target)))
 
-    def document(self, path: Path_ = ()) -> Document:
+    def document(self, path: FieldPath = ()) -> Document:
         """The YAML document ``path`` was written in."""
         return self._segment(path)[0].doc
 
-    def source_root(self, path: Path_ = ()) -> Path:
+    def source_root(self, path: FieldPath = ()) -> Path:
         """The root the paths written at ``path`` must stay inside: the one the file was
         loaded under, else (a manifest built in memory) its own folder."""
         seg, _ = self._segment(path)
         return seg.doc.root or files.real(self.base_dir(path))
 
-    def contained_path(self, path: Path_, value: str, limits: Limits | None = None) -> Path:
+    def contained_path(self, path: FieldPath, value: str, limits: Limits | None = None) -> Path:
         """``resolve_path`` for a reader: the resolved path, or ``files.PathRefusedError``
         when it leaves the source root, is special, or is over a size limit."""
         return files.admit(
@@ -135,7 +125,7 @@ class Manifest:
 
     def finding(
         self,
-        path: Path_,
+        path: FieldPath,
         rule: str,
         message: str,
         severity: Severity = Severity.ERROR,
@@ -163,7 +153,7 @@ class LoadResult:
 
 
 def _doc_finding(
-    doc: Document, path: Path_, rule: str, message: str, severity: Severity = Severity.ERROR
+    doc: Document, path: FieldPath, rule: str, message: str, severity: Severity = Severity.ERROR
 ) -> Finding:
     pos = doc.locate(path)
     return Finding(
@@ -204,17 +194,7 @@ def cli_v2_type(data: dict[str, Any]) -> str | None:
         return "online_endpoint"
     if "name" in data and ("image" in data or "build" in data) and "path" not in data:
         return "environment"
-    if (
-        "name" in data
-        and "path" in data
-        and data.get("type")
-        in (
-            None,
-            "custom_model",
-            "mlflow_model",
-            "triton_model",
-        )
-    ):
+    if "name" in data and "path" in data and data.get("type") in (None, *MODEL_TYPES):
         return "model"
     if "name" in data and "location" in data and "public_network_access" in data:
         return "workspace"
@@ -296,16 +276,14 @@ def _from_cli(cli_type: str, doc: Document, default_workspace: str | None) -> Ma
             spec["tier"] = _TIERS.get(str(data["tier"]).lower(), data["tier"])
             segs.append(Segment(("spec", "tier"), doc, ("tier",)))
         return _wrap("ComputeCluster", name, spec, doc, segs)
-    kind, key = {
-        "model": ("Model", "model"),
-        "environment": ("Environment", "environment"),
-        "online_endpoint": ("Endpoint", "endpoint"),
-        "pipeline_job": ("Pipeline", "job"),
-    }[cli_type]
-    spec = {**ws_spec, key: data}
-    if kind == "Endpoint":
-        spec["deployments"] = []
-    return _wrap(kind, name, spec, doc, [name_seg, Segment(("spec", key), doc, ())])
+    kind, part = _CLI_PARTS[cli_type]
+    spec = {**ws_spec, part.key: data}
+    # The kind's lists of parts start empty: plain deployment files attach to their endpoint.
+    spec.update({other.key: [] for other in kind.parts if other.many})
+    return _wrap(kind.name, name, spec, doc, [name_seg, Segment(("spec", part.key), doc, ())])
+
+
+_CLI_PARTS = {p.cli_type: (k, p) for k in KINDS.values() for p in k.parts if p.cli_type}
 
 
 def _pascal(mode: str) -> str:
@@ -521,7 +499,7 @@ def _native(doc: Document, findings: list[Finding]) -> Manifest | None:
             )
         )
         return None
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         findings.append(
             _doc_finding(
                 doc,

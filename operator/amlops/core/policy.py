@@ -20,13 +20,15 @@ import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
+from amlops.core.assets import parse_asset_ref
 from amlops.core.azure import BUILTIN_ROLES, cluster_resource_name, is_privileged, role_id
 from amlops.core.credentials import find_secrets
 from amlops.core.findings import Finding, Severity
 from amlops.core.manifests import Manifest
-from amlops.core.refs import environment_refs, inline_environments, parse_asset_ref
+from amlops.core.refs import environment_refs, inline_environments
 from amlops.core.schemas import FastCheck
-from amlops.core.source import Path_
+from amlops.core.source import FieldPath
+from amlops.kinds.endpoint import spec_traffic_problems
 from amlops.paths import policies_dir
 
 POLICY_FILE_SCHEMA: dict[str, Any] = {
@@ -72,7 +74,7 @@ class Context:
         return _build_claims(self.manifests)
 
 
-Check = Callable[[Manifest, Context], Iterator[tuple[Path_, str]]]
+Check = Callable[[Manifest, Context], Iterator[tuple[FieldPath, str]]]
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class Policy:
             for path, detail in BUILTIN_CHECKS[self.check](m, ctx):
                 yield self._finding(m, path, detail)
 
-    def _finding(self, m: Manifest, path: Path_, detail: str) -> Finding:
+    def _finding(self, m: Manifest, path: FieldPath, detail: str) -> Finding:
         text = self.message or self.title
         message = f"{text}: {detail}" if detail else text
         if self.remediation:
@@ -115,10 +117,10 @@ class Policy:
         return m.finding(path, self.id, message, self.severity)
 
 
-def _explain(error: ValidationError) -> tuple[Path_, str]:
+def _explain(error: ValidationError) -> tuple[FieldPath, str]:
     if error.validator in ("anyOf", "oneOf", "allOf") and error.context:
         error = best_match(error.context)
-    path: Path_ = tuple(error.absolute_path)
+    path: FieldPath = tuple(error.absolute_path)
     if error.validator == "required":
         return path, str(error.message).replace("is a required property", "is missing")
     if error.validator == "not":
@@ -203,58 +205,23 @@ def load_policies(directory: Path | None = None) -> PolicySet:
 # -- built-in checks ---------------------------------------------------------------------------
 
 
-def _deployment_names(m: Manifest) -> set[str]:
-    deployments = m.spec.get("deployments")
-    return {str(d["name"]) for d in deployments or [] if isinstance(d, dict) and "name" in d}
-
-
-def _traffic(m: Manifest) -> Iterator[tuple[Path_, str]]:
-    endpoint = m.spec.get("endpoint", {})
-    traffic = endpoint.get("traffic") if isinstance(endpoint, dict) else None
-    if not isinstance(traffic, dict):
-        return
-    names = _deployment_names(m)
-    for deployment in traffic:
-        if deployment not in names:
-            yield (
-                ("spec", "endpoint", "traffic", deployment),
-                f"deployment {deployment!r} is not declared (declared: "
-                f"{', '.join(sorted(names)) or 'none'})",
-            )
-    total = sum(v for v in traffic.values() if type(v) is int)  # bool is an int subclass
-    if total not in (0, 100):
-        yield ("spec", "endpoint", "traffic"), f"weights add up to {total}, not 0 or 100"
-
-
-def _mirror(m: Manifest) -> Iterator[tuple[Path_, str]]:
-    endpoint = m.spec.get("endpoint", {})
-    mirror = endpoint.get("mirror_traffic") if isinstance(endpoint, dict) else None
-    if not isinstance(mirror, dict):
-        return
-    traffic = endpoint.get("traffic") or {}
-    names = _deployment_names(m)
-    if len([v for v in mirror.values() if v]) > 1:
-        yield ("spec", "endpoint", "mirror_traffic"), "only one deployment can receive a mirror"
-    for deployment, percent in mirror.items():
-        path: Path_ = ("spec", "endpoint", "mirror_traffic", deployment)
-        if deployment not in names:
-            yield path, f"deployment {deployment!r} is not declared"
-        elif isinstance(traffic, dict) and traffic.get(deployment):
-            yield path, f"deployment {deployment!r} takes live traffic and cannot also be mirrored"
-        if isinstance(percent, int) and percent > 50:
-            yield path, f"{percent}% is above the 50% cap"
+def _traffic(m: Manifest, split: str) -> Iterator[tuple[FieldPath, str]]:
+    """Azure ML's rules for the ``split`` (live or mirrored) traffic (amlops.kinds.endpoint)."""
+    for problem in spec_traffic_problems(m.spec):
+        if problem.split == split:
+            yield problem.path, problem.message
 
 
 _PINNED_IMAGE = re.compile(r"^[^\s@]+(@sha256:[0-9a-f]{64}|:[A-Za-z0-9_.-]+)$")
 
 
-def _unpinned_image(path: Path_, env: Any) -> Iterator[tuple[Path_, str]]:
+def _unpinned_image(path: FieldPath, env: Any) -> Iterator[tuple[FieldPath, str]]:
     image = env.get("image") if isinstance(env, dict) else None
     if isinstance(image, str) and (not _PINNED_IMAGE.match(image) or image.endswith(":latest")):
         yield (*path, "image"), f"image {image!r} is not pinned"
 
 
-def _pinned_environments(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str]]:
+def _pinned_environments(m: Manifest, ctx: Context) -> Iterator[tuple[FieldPath, str]]:
     del ctx
     if m.kind == "Environment":
         yield from _unpinned_image(("spec", "environment"), m.spec.get("environment"))
@@ -267,7 +234,7 @@ def _pinned_environments(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str
             yield path, f"{value!r} does not name a version"
 
 
-def _min_max(m: Manifest) -> Iterator[tuple[Path_, str]]:
+def _min_max(m: Manifest) -> Iterator[tuple[FieldPath, str]]:
     low, high = m.spec.get("minInstances", 0), m.spec.get("maxInstances")
     if isinstance(low, int) and isinstance(high, int) and low > high:
         yield ("spec", "minInstances"), f"minInstances {low} is above maxInstances {high}"
@@ -276,7 +243,7 @@ def _min_max(m: Manifest) -> Iterator[tuple[Path_, str]]:
 # What the Pulumi program needs of the infra kinds (infra/ declares nothing while any fails).
 
 
-def _supported_role(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str]]:
+def _supported_role(m: Manifest, ctx: Context) -> Iterator[tuple[FieldPath, str]]:
     role = m.spec.get("role")
     if not isinstance(role, str) or role_id(role) is not None:
         return
@@ -285,7 +252,7 @@ def _supported_role(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str]]:
     yield ("spec", "role"), f"{role!r} is not one of them ({', '.join(BUILTIN_ROLES)})"
 
 
-def _privileged_role(m: Manifest) -> Iterator[tuple[Path_, str]]:
+def _privileged_role(m: Manifest) -> Iterator[tuple[FieldPath, str]]:
     role = m.spec.get("role")
     if isinstance(role, str) and is_privileged(role):
         yield ("spec", "role"), f"{role!r} is not allowed"
@@ -355,18 +322,18 @@ def _build_claims(manifests: list[Manifest]) -> _Claims:
     return claims
 
 
-def _where(m: Manifest, path: Path_) -> str:
+def _where(m: Manifest, path: FieldPath) -> str:
     pos = m.locate(path)
     return f"{pos.file}:{pos.line}"
 
 
-def _resource_group_owner(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str]]:
+def _resource_group_owner(m: Manifest, ctx: Context) -> Iterator[tuple[FieldPath, str]]:
     key = _group_key(m)
     first = None if key is None else ctx.claims.groups.get(key)
     # Two Workspaces of one name are ref.duplicate's finding, not this one.
     if first is None or first is m or first.name == m.name:
         return
-    path: Path_ = ("spec", "resourceGroup")
+    path: FieldPath = ("spec", "resourceGroup")
     yield (
         path,
         f"Workspace {first.name!r} ({_where(first, path)}) already creates resource group "
@@ -374,7 +341,7 @@ def _resource_group_owner(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, st
     )
 
 
-def _duplicate_grant(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str]]:
+def _duplicate_grant(m: Manifest, ctx: Context) -> Iterator[tuple[FieldPath, str]]:
     key = _grant_key(m)
     first = None if key is None else ctx.claims.grants.get(key)
     if first is None or first is m or first.key == m.key:
@@ -386,12 +353,12 @@ def _duplicate_grant(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str]]:
     )
 
 
-def _cluster_resource_name(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, str]]:
+def _cluster_resource_name(m: Manifest, ctx: Context) -> Iterator[tuple[FieldPath, str]]:
     key = _cluster_key(m)
     first = None if key is None else ctx.claims.clusters.get(key)
     if first is None or first is m or first.key == m.key:
         return
-    path: Path_ = ("metadata", "name")
+    path: FieldPath = ("metadata", "name")
     yield (
         path,
         f"{m.workspace}/{m.name} and {first.workspace}/{first.name} ({_where(first, path)}) "
@@ -399,7 +366,7 @@ def _cluster_resource_name(m: Manifest, ctx: Context) -> Iterator[tuple[Path_, s
     )
 
 
-def _plaintext_secrets(m: Manifest) -> Iterator[tuple[Path_, str]]:
+def _plaintext_secrets(m: Manifest) -> Iterator[tuple[FieldPath, str]]:
     # The reason names the field and why it looks secret, never the value: findings end up in
     # the same PR comments and logs the secret must stay out of.
     for hit in find_secrets(m.body):
@@ -408,8 +375,8 @@ def _plaintext_secrets(m: Manifest) -> Iterator[tuple[Path_, str]]:
 
 BUILTIN_CHECKS: dict[str, Check] = {
     "compute-min-max": lambda m, ctx: _min_max(m),
-    "endpoint-traffic": lambda m, ctx: _traffic(m),
-    "endpoint-mirror": lambda m, ctx: _mirror(m),
+    "endpoint-traffic": lambda m, ctx: _traffic(m, "traffic"),
+    "endpoint-mirror": lambda m, ctx: _traffic(m, "mirror_traffic"),
     "pinned-environments": _pinned_environments,
     "supported-role": _supported_role,
     "privileged-role": lambda m, ctx: _privileged_role(m),

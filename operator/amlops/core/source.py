@@ -29,7 +29,8 @@ try:  # the C parser is an optional part of PyYAML; fall back to the pure-Python
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
-Path_ = tuple[str | int, ...]
+# A field inside a document or object: keys and list indexes from its root.
+FieldPath = tuple[str | int, ...]
 _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
 
@@ -70,7 +71,7 @@ class YamlLimitError(YamlSyntaxError):
 
 @dataclass
 class DuplicateKey:
-    path: Path_
+    path: FieldPath
     key: str
     position: Position
     first_line: int
@@ -89,7 +90,7 @@ class Document:
     # must stay inside. None for a document with no file behind it (a custom resource).
     root: Path | None = None
 
-    def locate(self, path: Path_) -> Position:
+    def locate(self, path: FieldPath) -> Position:
         """The position of ``path`` or, when it does not exist, of its deepest existing parent."""
         node, key_node = _walk(self.node, path)
         # A block mapping or list starts on the line after its key; the key is what users see.
@@ -98,20 +99,8 @@ class Document:
         mark = node.start_mark
         return Position(self.file, mark.line + 1, mark.column + 1)
 
-    def key_position(self, path: Path_) -> Position:
-        """The position of the key naming ``path`` (better than the value for block values)."""
-        if not path:
-            return self.locate(path)
-        parent, _ = _walk(self.node, path[:-1])
-        if isinstance(parent, yaml.MappingNode):
-            for key_node, _ in parent.value:
-                if key_node.value == path[-1]:
-                    mark = key_node.start_mark
-                    return Position(self.file, mark.line + 1, mark.column + 1)
-        return self.locate(path)
 
-
-def _walk(node: yaml.Node, path: Path_) -> tuple[yaml.Node, yaml.Node | None]:
+def _walk(node: yaml.Node, path: FieldPath) -> tuple[yaml.Node, yaml.Node | None]:
     """The node at ``path`` (or its deepest existing parent) and the key node that names it."""
     key: yaml.Node | None = None
     for part in path:
@@ -197,7 +186,7 @@ class _Builder:
         return found
 
 
-def _path_to(node: yaml.Node, target: yaml.Node, path: Path_ = ()) -> Path_ | None:
+def _path_to(node: yaml.Node, target: yaml.Node, path: FieldPath = ()) -> FieldPath | None:
     if node is target:
         return path
     if isinstance(node, yaml.MappingNode):

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from amlops.backends.base import Backend, BackendError, ModelRef, ModelVersion
-from amlops.backends.digest import tree_digest
-from amlops.backends.pipeline_job import computes, model_inputs
+from amlops.core.digest import tree_digest
+from amlops.kinds.pipeline import JobGraph
 from amlops.reconcile import endpoint as endpoint_kind
 from amlops.reconcile import model as model_kind
 from amlops.reconcile import pipeline as pipeline_kind
@@ -80,14 +80,16 @@ def observe_model(backend: Backend, desired: model_kind.ModelDesired) -> model_k
 def observe_pipeline(
     backend: Backend, desired: pipeline_kind.PipelineDesired
 ) -> pipeline_kind.PipelineObserved:
+    # A job that cannot run needs nothing observed: the reconciler stalls on it first.
+    graph = desired.graph if isinstance(desired.graph, JobGraph) else None
     return pipeline_kind.PipelineObserved(
         computes={
             name: backend.get_compute(desired.workspace, name)
-            for name in sorted(computes(desired.job))
+            for name in sorted(graph.computes if graph else ())
         },
         models={
             name: _model(backend, desired.workspace, ref)
-            for name, ref in model_inputs(desired.job).items()
+            for name, ref in (graph.model_inputs if graph else {}).items()
         },
         local_digests={label: digest_or_none(path) for label, path in desired.local_paths.items()},
         latest_run=backend.latest_pipeline_run(desired.workspace, desired.name),

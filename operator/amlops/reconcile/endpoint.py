@@ -34,7 +34,9 @@ from amlops.backends.base import (
     ModelVersion,
     ProvisioningState,
 )
-from amlops.backends.pipeline_job import parse_model_ref
+from amlops.core.assets import parse_model_ref
+from amlops.core.source import FieldPath
+from amlops.kinds.endpoint import traffic_problems
 from amlops.reconcile.actions import (
     Action,
     CreateOrUpdateDeployment,
@@ -44,10 +46,9 @@ from amlops.reconcile.actions import (
     Result,
 )
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
-from amlops.reconcile.source import FieldPath, Source, digest_of
+from amlops.reconcile.inputs import Source, digest_of
 
 PROGRESS_REQUEUE_S = 0.5
-MAX_MIRROR_PERCENT = 50  # Azure ML's limit for mirrored traffic
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,12 @@ def desired_endpoint(
         model_value = body.get("model")
         model = parse_model_ref(model_value) if isinstance(model_value, str) else None
         problem = ""
+        # What the Backend protocol deploys (DeploymentSpec): a registered model version and
+        # a scoring script in a code folder.
         if model is None:
             problem = (
-                f"{source.field((*where, 'model'))}: the local backend serves registered "
-                "models only; write model: azureml:NAME:VERSION"
+                f"{source.field((*where, 'model'))}: a deployment serves a registered model; "
+                "write model: azureml:NAME:VERSION"
             )
         config = body.get("code_configuration") or {}
         code = config.get("code")
@@ -109,7 +112,7 @@ def desired_endpoint(
         elif not problem:
             problem = (
                 f"{source.field((*where, 'code_configuration'))}: set code_configuration.code "
-                "and scoring_script (the local backend runs a scoring script)"
+                "and scoring_script (the deployment runs a scoring script)"
             )
         env = body.get("environment_variables") or {}
         deployments.append(
@@ -165,26 +168,10 @@ def deployment_fingerprint(
 
 
 def _spec_problems(desired: EndpointDesired) -> list[str]:
-    names = {d.name for d in desired.deployments}
     problems = [d.problem for d in desired.deployments if d.problem]
-    for key, table in (("traffic", desired.traffic), ("mirror_traffic", desired.mirror_traffic)):
-        for name in sorted(set(table) - names):
-            problems.append(
-                f"{desired.source.field(('spec', 'endpoint', key, name))}: there is no "
-                f"deployment {name!r}; add it to spec.deployments or remove it here"
-            )
-    total = sum(desired.traffic.values())
-    if desired.traffic and total not in (0, 100):
-        problems.append(
-            f"{desired.source.field(('spec', 'endpoint', 'traffic'))}: the traffic adds up to "
-            f"{total}%; make it 100"
-        )
-    for name, pct in sorted(desired.mirror_traffic.items()):
-        if pct > MAX_MIRROR_PERCENT:
-            problems.append(
-                f"{desired.source.field(('spec', 'endpoint', 'mirror_traffic', name))}: "
-                f"{pct}% is above Azure ML's limit of {MAX_MIRROR_PERCENT}% for mirrored traffic"
-            )
+    names = {d.name for d in desired.deployments}
+    for problem in traffic_problems(desired.traffic, desired.mirror_traffic, names):
+        problems.append(f"{desired.source.field(problem.path)}: {problem.message}")
     return problems
 
 

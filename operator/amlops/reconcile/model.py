@@ -15,7 +15,7 @@ from typing import Any
 from amlops.backends.base import ModelVersion, ModelVersionSpec
 from amlops.reconcile.actions import Action, DeleteModelVersion, RegisterModel, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
-from amlops.reconcile.source import Source
+from amlops.reconcile.inputs import Source
 
 PATH_FIELD = ("spec", "model", "path")
 

@@ -2,9 +2,9 @@
 
 A run is identified by the job's fingerprint: the job as written plus the digests of the local
 files it points at (code folders, input data), so editing a training script or the data is a
-change too. Triggers, in order: a new request (``amlops run`` / an annotation), a changed
-fingerprint (``runOnChange``, default on), an interrupted run of the current fingerprint (its
-runner died), a due ``schedule``. Only one run at a time: a trigger that comes while a run is
+change too. Triggers, in order: a new request (a driver's: a CLI command, an annotation), a
+changed fingerprint (``runOnChange``, default on), an interrupted run of the current fingerprint
+(its runner died), a due ``schedule``. Only one run at a time: a trigger that comes while a run is
 active waits for it. A run starts only when every compute and every input model exists
 (DependencyNotReady until then). A failed run stalls the object until the spec changes or a
 run is requested.
@@ -29,19 +29,14 @@ from amlops.backends.base import (
     PipelineRun,
     PipelineRunSpec,
 )
-from amlops.backends.pipeline_job import (
-    JobSpecError,
-    computes,
-    model_inputs,
-    parse_job,
-)
+from amlops.core.assets import is_local
 from amlops.core.provenance import TAG_PIPELINE, TAG_TRIGGER
-from amlops.core.refs import is_local
+from amlops.core.source import FieldPath
+from amlops.kinds.pipeline import JOB, JobGraph, JobSpecError, parse_job
 from amlops.reconcile.actions import Action, CancelPipelineRun, Result, SubmitPipelineRun
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended, timestamp
-from amlops.reconcile.source import FieldPath, Source, digest_of
+from amlops.reconcile.inputs import Source, digest_of
 
-JOB: FieldPath = ("spec", "job")
 RUNNING_REQUEUE_S = 1.0
 
 
@@ -52,13 +47,14 @@ class PipelineDesired:
     generation: int
     job: Mapping[str, Any]  # local paths resolved to absolute ones
     job_as_written: Mapping[str, Any]
+    graph: JobGraph | JobSpecError  # the job parsed once, or why it cannot run
     local_paths: Mapping[str, Path]  # "spec.job.jobs.prep.code" -> folder, to digest
     source: Source
     cron: str | None = None
     time_zone: str = "UTC"
     run_on_change: bool = True
     suspend: bool = False
-    requested_at: str | None = None  # `amlops run` / the amlops.io/run-requested-at annotation
+    requested_at: str | None = None  # when a run was last requested (the drivers say how)
     # added to every run's tags (and to the models it registers): the Git commit and manifest
     # (amlops.core.provenance); not part of the fingerprint, so a new commit alone is no change
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -102,12 +98,18 @@ def desired_pipeline(
             if isinstance(value, dict):
                 resolve(("jobs", step_name, "inputs", input_name, "path"), value, "path")
     schedule = spec.get("schedule") if isinstance(spec.get("schedule"), Mapping) else None
+    graph: JobGraph | JobSpecError
+    try:
+        graph = parse_job(job)
+    except JobSpecError as exc:
+        graph = exc
     return PipelineDesired(
         workspace=workspace,
         name=name,
         generation=generation,
         job=job,
         job_as_written=written,
+        graph=graph,
         local_paths=local,
         source=source,
         cron=str(schedule["cron"]) if schedule and "cron" in schedule else None,
@@ -189,9 +191,8 @@ def reconcile_pipeline(
 
     if desired.suspend:
         return result(suspended())
-    try:
-        parse_job(desired.job)
-    except JobSpecError as exc:
+    if isinstance(desired.graph, JobSpecError):
+        exc = desired.graph
         return stalled("InvalidSpec", f"{desired.source.field((*JOB, *exc.field))}: {exc.message}")
     for label, digest in observed.local_digests.items():
         if digest is None:
@@ -236,7 +237,7 @@ def reconcile_pipeline(
         trigger = "schedule"
 
     if trigger is not None:
-        waiting = _missing_dependencies(desired, observed)
+        waiting = _missing_dependencies(desired.workspace, desired.graph, observed)
         if waiting:
             return result(
                 Outcome(
@@ -266,10 +267,11 @@ def reconcile_pipeline(
         )
 
     if run is None:
+        # How to request a run belongs to the driver (a CLI command, an annotation), not here.
         hint = (
             f"next scheduled run at {fields['nextScheduleTime']}"
             if desired.cron
-            else f"start one with `amlops run {desired.name}`"
+            else "request a run to start one"
         )
         return result(Outcome(Phase.READY, "NoRunYet", f"no run yet (runOnChange is off); {hint}"))
     if run.status is JobStatus.COMPLETED:
@@ -280,17 +282,17 @@ def reconcile_pipeline(
     return stalled(
         "RunFailed" if run.status is JobStatus.FAILED else "RunCanceled",
         f"run {run.run_id} {what}: {run.message or 'no message'}; fix the cause and change "
-        f"the spec, or run it again with `amlops run {desired.name}`",
+        "the spec, or request a run again",
     )
 
 
-def _missing_dependencies(desired: PipelineDesired, observed: PipelineObserved) -> list[str]:
+def _missing_dependencies(workspace: str, graph: JobGraph, observed: PipelineObserved) -> list[str]:
     waiting = [
-        f"ComputeCluster {name} in workspace {desired.workspace}"
-        for name in sorted(computes(desired.job))
+        f"ComputeCluster {name} in workspace {workspace}"
+        for name in sorted(graph.computes)
         if observed.computes.get(name) is None
     ]
-    for input_name, ref in sorted(model_inputs(desired.job).items()):
+    for input_name, ref in sorted(graph.model_inputs.items()):
         if observed.models.get(input_name) is None:
             waiting.append(f"model {ref} (input {input_name})")
     return waiting

@@ -1,4 +1,5 @@
-"""The sha256 of a file or a folder of files: what "the same artifacts" means for every backend.
+"""The sha256 of a file or a folder of files: what "the same artifacts" means for every backend
+and for the reconcilers, which fingerprint code folders with it (hence in the core).
 
 A folder's digest covers each file's relative path, executable bit and content, so renaming or
 editing a file changes it and touching a timestamp does not. Python byte-code caches and dot

@@ -1,8 +1,9 @@
-"""Azure ML CLI v2 pipeline jobs as a graph: steps, their bindings and the order they run in.
+"""Pipeline: an Azure ML CLI v2 pipeline job, as one typed graph of steps with field paths.
 
-Pure functions on the job YAML. The reconcile core uses them to check a spec (a cycle or a
-binding to a step that does not exist is a spec error naming the field) and to find what a
-pipeline depends on (computes, model inputs); the local runner uses them to run it.
+This is the one parser of pipeline jobs: the reference checks (``amlops validate``), the
+reconcilers and the local runner all read the job through it. ``parse_job`` is strict (the first
+problem is a JobSpecError naming the field: a job that cannot run); the reference checks are
+lenient and report every binding that names something missing.
 
 Binding expressions (``${{...}}``) supported, as Azure ML defines them:
 
@@ -16,19 +17,22 @@ Binding expressions (``${{...}}``) supported, as Azure ML defines them:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from amlops.backends.base import ModelRef
-from amlops.core.refs import compute_name, parse_asset_ref
+from amlops.core.assets import MODEL_TYPES, ModelRef, compute_name, parse_model_ref
+from amlops.core.source import FieldPath
+from amlops.kinds.base import Crd, Declared, Kind, Part, check_assets, check_workspace, mapping
+
+if TYPE_CHECKING:
+    from amlops.core.findings import Finding
+    from amlops.core.manifests import Manifest
 
 BINDING_RE = re.compile(r"\$\{\{\s*([^{}]*?)\s*\}\}")
 OPTIONAL_RE = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
-MODEL_TYPES = ("custom_model", "mlflow_model", "triton_model")
-PATH_TYPES = ("uri_folder", "uri_file", "mltable", *MODEL_TYPES)
-
-FieldPath = tuple[str | int, ...]
+_PARENT_RE = re.compile(r"parent\.(?P<what>inputs|outputs|jobs)\.(?P<rest>[\w.]+)")
+JOB: FieldPath = ("spec", "job")  # where a Pipeline manifest holds its job
 
 
 class JobSpecError(ValueError):
@@ -58,17 +62,13 @@ class JobGraph:
     steps: tuple[Step, ...]  # topological order, ties broken by the order written
     inputs: Mapping[str, Any]
     outputs: Mapping[str, Any]
+    # What the job needs before it can run, and what it registers when it completes.
+    computes: frozenset[str] = frozenset()
+    model_inputs: Mapping[str, ModelRef] = field(default_factory=dict)  # input -> model
+    registered_outputs: Mapping[str, ModelRef] = field(default_factory=dict)  # output -> model
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)
-
-
-def parse_model_ref(value: str) -> ModelRef | None:
-    """``azureml:name:version`` / ``azureml:name@latest`` -> ModelRef; None for anything else."""
-    ref = parse_asset_ref(value)
-    if ref is None or ref.label not in (None, "latest"):
-        return None
-    return ModelRef(ref.name, ref.version)
 
 
 def _mapping(value: Any, where: FieldPath) -> Mapping[str, Any]:
@@ -86,6 +86,12 @@ def bindings(value: Any) -> list[str]:
     if isinstance(value, Mapping):
         return [b for v in value.values() for b in bindings(v)]
     return []
+
+
+def parent_binding(expr: str) -> tuple[str, list[str]] | None:
+    """``parent.inputs.x`` -> ("inputs", ["x"]); None for anything but a ``parent.`` binding."""
+    match = _PARENT_RE.fullmatch(expr)
+    return (match["what"], match["rest"].split(".")) if match else None
 
 
 def parse_job(job: Mapping[str, Any]) -> JobGraph:
@@ -139,7 +145,14 @@ def parse_job(job: Mapping[str, Any]) -> JobGraph:
             environment_variables={str(k): str(v) for k, v in env.items()},
             timeout_s=float(timeout) if isinstance(timeout, int | float) else None,
         )
-    return JobGraph(tuple(_toposort(steps)), inputs, outputs)
+    return JobGraph(
+        tuple(_toposort(steps)),
+        inputs,
+        outputs,
+        computes=frozenset(s.compute for s in steps.values()),
+        model_inputs=_model_inputs(inputs),
+        registered_outputs=_registered_outputs(outputs),
+    )
 
 
 def _shown(expr: str) -> str:
@@ -154,25 +167,24 @@ def _check_parent_binding(
     jobs: Mapping[str, Any],
 ) -> str | None:
     """Validate one ``parent.*`` binding; return the step it depends on, if any."""
-    parts = expr.split(".")
-    if parts[:2] == ["parent", "inputs"] and len(parts) == 3:
-        if parts[2] not in inputs:
-            raise JobSpecError(where, f"{_shown(expr)}: the pipeline has no input {parts[2]!r}")
+    parsed = parent_binding(expr)
+    what, rest = parsed if parsed is not None else ("", [])
+    if what == "inputs" and len(rest) == 1:
+        if rest[0] not in inputs:
+            raise JobSpecError(where, f"{_shown(expr)}: the pipeline has no input {rest[0]!r}")
         return None
-    if parts[:2] == ["parent", "outputs"] and len(parts) == 3:
-        if parts[2] not in outputs:
-            raise JobSpecError(where, f"{_shown(expr)}: the pipeline has no output {parts[2]!r}")
+    if what == "outputs" and len(rest) == 1:
+        if rest[0] not in outputs:
+            raise JobSpecError(where, f"{_shown(expr)}: the pipeline has no output {rest[0]!r}")
         return None
-    if parts[:2] == ["parent", "jobs"] and len(parts) == 5 and parts[3] == "outputs":
-        other = jobs.get(parts[2])
+    if what == "jobs" and len(rest) == 3 and rest[1] == "outputs":
+        other = jobs.get(rest[0])
         if not isinstance(other, Mapping):
-            raise JobSpecError(where, f"{_shown(expr)}: there is no job {parts[2]!r}")
+            raise JobSpecError(where, f"{_shown(expr)}: there is no job {rest[0]!r}")
         other_outputs = other.get("outputs")
-        if not isinstance(other_outputs, Mapping) or parts[4] not in other_outputs:
-            raise JobSpecError(
-                where, f"{_shown(expr)}: job {parts[2]!r} has no output {parts[4]!r}"
-            )
-        return parts[2]
+        if not isinstance(other_outputs, Mapping) or rest[2] not in other_outputs:
+            raise JobSpecError(where, f"{_shown(expr)}: job {rest[0]!r} has no output {rest[2]!r}")
+        return rest[0]
     raise JobSpecError(
         where,
         f"{_shown(expr)} is not supported here; use ${{{{parent.inputs.X}}}}, "
@@ -225,25 +237,26 @@ def _find_cycle(steps: Mapping[str, Step], pending: list[str]) -> list[str]:
         path.append(nxt)
 
 
-def computes(job: Mapping[str, Any]) -> set[str]:
-    """Every compute the job would run on (without the ``azureml:`` prefix)."""
-    out: set[str] = set()
-    settings = job.get("settings") if isinstance(job.get("settings"), Mapping) else {}
-    default = (settings or {}).get("default_compute") or job.get("compute")
-    jobs = job.get("jobs") if isinstance(job.get("jobs"), Mapping) else {}
-    for body in (jobs or {}).values():
-        if isinstance(body, Mapping):
-            compute = body.get("compute") or default
-            if isinstance(compute, str):
-                out.add(compute_name(compute))
-    return out
+def _steps(job: Mapping[str, Any]) -> Mapping[str, Any]:
+    return mapping(job.get("jobs"))
 
 
-def model_inputs(job: Mapping[str, Any]) -> dict[str, ModelRef]:
+def compute_fields(job: Mapping[str, Any]) -> Iterator[tuple[FieldPath, str]]:
+    """Every compute the job names, with where (inside the job) it is written."""
+    default = mapping(job.get("settings")).get("default_compute")
+    if isinstance(default, str):
+        yield ("settings", "default_compute"), default
+    if isinstance(job.get("compute"), str):
+        yield ("compute",), job["compute"]
+    for step, body in _steps(job).items():
+        if isinstance(body, Mapping) and isinstance(body.get("compute"), str):
+            yield ("jobs", step, "compute"), body["compute"]
+
+
+def _model_inputs(inputs: Mapping[str, Any]) -> dict[str, ModelRef]:
     """The pipeline's inputs that are registered models: input name -> reference."""
-    inputs = job.get("inputs") if isinstance(job.get("inputs"), Mapping) else {}
     out: dict[str, ModelRef] = {}
-    for name, value in (inputs or {}).items():
+    for name, value in inputs.items():
         if isinstance(value, Mapping) and isinstance(value.get("path"), str):
             ref = parse_model_ref(value["path"])
             if ref is not None:
@@ -251,11 +264,10 @@ def model_inputs(job: Mapping[str, Any]) -> dict[str, ModelRef]:
     return out
 
 
-def registered_outputs(job: Mapping[str, Any]) -> dict[str, ModelRef]:
+def _registered_outputs(outputs: Mapping[str, Any]) -> dict[str, ModelRef]:
     """Pipeline outputs that register a model when the run completes: output -> name/version."""
-    outputs = job.get("outputs") if isinstance(job.get("outputs"), Mapping) else {}
     out: dict[str, ModelRef] = {}
-    for name, value in (outputs or {}).items():
+    for name, value in outputs.items():
         if isinstance(value, Mapping) and isinstance(value.get("name"), str):
             version = value.get("version")
             out[str(name)] = ModelRef(value["name"], str(version) if version is not None else None)
@@ -273,3 +285,115 @@ def literal(value: Any) -> str | None:
             if key in value:
                 return literal(value[key])
     return None
+
+
+# -- the kind: what a Pipeline manifest declares and references -------------------------------
+
+
+def _job(spec: Mapping[str, Any]) -> Mapping[str, Any]:
+    return mapping(spec.get("job"))
+
+
+def _declare(m: Manifest, declared: Declared) -> None:
+    """Outputs of a model type with a name register that model: deployments may name it."""
+    for out in mapping(_job(m.spec).get("outputs")).values():
+        if (
+            isinstance(out, Mapping)
+            and out.get("type") in MODEL_TYPES
+            and isinstance(out.get("name"), str)
+        ):
+            Declared.add(
+                declared.models, m.workspace or "", out["name"], str(out.get("version", ""))
+            )
+
+
+def _models(spec: Mapping[str, Any]) -> Iterator[tuple[FieldPath, Any]]:
+    for name, value in mapping(_job(spec).get("inputs")).items():
+        if (
+            isinstance(value, Mapping)
+            and value.get("type") in MODEL_TYPES
+            and isinstance(value.get("path"), str)
+        ):
+            yield (*JOB, "inputs", name, "path"), value["path"]
+
+
+def _environments(spec: Mapping[str, Any]) -> Iterator[tuple[FieldPath, Any]]:
+    for step, body in _steps(_job(spec)).items():
+        if isinstance(body, Mapping) and "environment" in body:
+            yield (*JOB, "jobs", step, "environment"), body["environment"]
+
+
+def _references(m: Manifest, declared: Declared) -> Iterator[Finding]:
+    yield from check_workspace(m, declared)
+    yield from check_assets(m, declared, KIND)
+    ws = m.workspace or ""
+    job = _job(m.spec)
+    for path, value in compute_fields(job):
+        name = compute_name(value)
+        if name != "serverless" and (ws, name) not in declared.computes:
+            yield m.finding(
+                (*JOB, *path),
+                "ref.compute",
+                f"compute {name!r} is not a ComputeCluster of workspace {ws!r}",
+            )
+    yield from _check_bindings(m, job)
+
+
+def _check_bindings(m: Manifest, job: Mapping[str, Any]) -> Iterator[Finding]:
+    """Every ``parent.`` binding in a step that names a missing input, output or step."""
+    if not isinstance(m.spec.get("job"), dict):
+        return
+    steps = _steps(job)
+    inputs, outputs = mapping(job.get("inputs")), mapping(job.get("outputs"))
+    for path, text in _strings((*JOB, "jobs"), steps):
+        for expr in BINDING_RE.findall(text):
+            parsed = parent_binding(expr)
+            if parsed is None:
+                continue
+            what, rest = parsed
+            if what == "inputs" and rest[0] not in inputs:
+                yield m.finding(path, "ref.binding", f"pipeline has no input {rest[0]!r}")
+            elif what == "outputs" and rest[0] not in outputs:
+                yield m.finding(path, "ref.binding", f"pipeline has no output {rest[0]!r}")
+            elif what == "jobs":
+                step = steps.get(rest[0])
+                if not isinstance(step, dict):
+                    yield m.finding(path, "ref.binding", f"pipeline has no step {rest[0]!r}")
+                elif (
+                    len(rest) >= 3
+                    and rest[1] == "outputs"
+                    and rest[2] not in mapping(step.get("outputs"))
+                ):
+                    yield m.finding(
+                        path, "ref.binding", f"step {rest[0]!r} has no output {rest[2]!r}"
+                    )
+
+
+def _strings(prefix: FieldPath, value: Any) -> Iterator[tuple[FieldPath, str]]:
+    if isinstance(value, str):
+        yield prefix, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings((*prefix, key), item)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings((*prefix, i), item)
+
+
+KIND = Kind(
+    name="Pipeline",
+    engine="operator",
+    crd=Crd(
+        plural="pipelines",
+        short_names=("amlpipeline", "amlpipe"),
+        columns=(
+            {"name": "Run", "type": "string", "jsonPath": ".status.runId"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        ),
+    ),
+    parts=(Part("job", "load_job", cli_type="pipeline_job"),),
+    declare=_declare,
+    references=_references,
+    models=_models,
+    environments=_environments,
+)

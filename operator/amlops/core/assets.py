@@ -1,0 +1,77 @@
+"""How manifests name Azure ML assets: ``azureml:`` references, registry and ARM IDs, local paths.
+
+Its own module, below both the manifest loader and the kinds, because every kind's reference
+checks and the pipeline job graph parse these and the loader recognises model types.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# The model asset types Azure ML registers; a pipeline input or output of one of these names
+# a model.
+MODEL_TYPES = ("custom_model", "mlflow_model", "triton_model")
+
+_ASSET_RE = re.compile(
+    r"^azureml:(?P<name>[A-Za-z0-9_.-]+)(?::(?P<version>[^:@]+)|@(?P<label>\w+))?$"
+)
+
+
+@dataclass(frozen=True)
+class AssetRef:
+    """An asset reference as written: ``azureml:NAME:VERSION``, ``azureml:NAME@LABEL`` or
+    ``azureml:NAME``."""
+
+    name: str
+    version: str | None
+    label: str | None
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model version a backend can resolve: ``version`` None means the latest version.
+
+    Distinct from AssetRef on purpose: it is what the Backend protocol takes, with the label
+    already narrowed to the one every backend understands (``@latest``)."""
+
+    name: str
+    version: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.version}" if self.version else f"{self.name}@latest"
+
+
+def parse_asset_ref(value: str) -> AssetRef | None:
+    """``azureml:name:1`` / ``azureml:name@latest``; None for external or non-asset values."""
+    match = _ASSET_RE.match(value)
+    if not match:
+        return None
+    return AssetRef(match["name"], match["version"], match["label"])
+
+
+def parse_model_ref(value: str) -> ModelRef | None:
+    """``azureml:name:version`` / ``azureml:name@latest`` -> ModelRef; None for anything else."""
+    ref = parse_asset_ref(value)
+    if ref is None or ref.label not in (None, "latest"):
+        return None
+    return ModelRef(ref.name, ref.version)
+
+
+def is_external(value: str) -> bool:
+    """Registry assets, ARM IDs and curated environments live outside the repository."""
+    return value.startswith(("azureml://", "azureml:/subscriptions/")) or value.startswith(
+        "azureml:AzureML-"
+    )
+
+
+def is_local(value: str) -> bool:
+    """A path on disk, relative to the file that names it (not an asset, URL or binding);
+    ``file:`` URIs, which Azure ML reads from the local disk too, count as paths."""
+    if value.startswith("file:"):
+        return True
+    return not (value.startswith(("azureml:", "${{")) or "://" in value)
+
+
+def compute_name(value: str) -> str:
+    return value.removeprefix("azureml:")
