@@ -86,13 +86,13 @@ def bench_reconcile(n: int, tmp: Path) -> tuple[float, int, float, int]:
     manifests = loaded.manifests
     with LocalBackend(tmp / "state") as backend:
         backend.start()
-        reconciler = TreeReconciler(backend, backend.catalog)
+        reconciler = TreeReconciler(backend, backend.objects)
         passes = []
         for _ in range(2):
-            writes = backend.catalog.writes
+            writes = backend.db.writes
             started = time.perf_counter()
             reports = reconciler.reconcile(manifests)
-            passes.append((time.perf_counter() - started, backend.catalog.writes - writes))
+            passes.append((time.perf_counter() - started, backend.db.writes - writes))
             not_ready = [r for r in reports if r.outcome.reason != "Registered"]
             assert not not_ready, not_ready[:3]
         assert backend.catalog.count_model_versions() == n

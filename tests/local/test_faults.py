@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from amlops.backends.local.backend import LocalBackend
-from amlops.backends.local.catalog import Catalog
+from amlops.backends.local.catalog import AssetCatalog
+from amlops.backends.local.db import Database
 from amlops.core.manifests import load_tree
 from amlops.reconcile.tree import TreeReconciler
 
@@ -159,7 +160,7 @@ def test_model_files_deleted_after_validation_stall_the_model(
     shutil.rmtree(platform / "assets" / "slm-base")
     with LocalBackend(tmp_path / "state") as backend:
         backend.start()
-        reports = TreeReconciler(backend, backend.catalog).reconcile(manifests)
+        reports = TreeReconciler(backend, backend.objects).reconcile(manifests)
     model = next(r for r in reports if r.kind == "Model")
     assert model.outcome.reason == "ArtifactsNotFound"
     assert "models/slm-base.yaml:" in model.outcome.message
@@ -233,12 +234,12 @@ def test_kill_9_mid_pipeline_then_up_converges_without_duplicates_or_leaks(
     assert not children & set(processes_under(state))
     assert processes_under(state) == []
     assert ready(obj(status_json(tmp_path, state), "Pipeline", "finetune-support-slm")) == "True"
-    catalog = Catalog(state / "catalog.sqlite")
+    catalog = AssetCatalog(Database(state / "catalog.sqlite"))
     try:
         runs = catalog.list_runs("mlw-platform-dev", "finetune-support-slm")
         versions = catalog.list_model_versions("mlw-platform-dev", "support-slm", state)
     finally:
-        catalog.close()
+        catalog.db.close()
     assert [(r.status, r.interrupted, r.trigger) for r in runs] == [
         ("Canceled", True, "change"),
         ("Completed", False, "retry"),

@@ -21,7 +21,8 @@ import pytest
 from amlops.backends.base import EndpointSpec
 from amlops.backends.local.backend import CATALOG_FILE, LocalBackend
 from amlops.backends.local.cas import ArtifactStore
-from amlops.backends.local.catalog import Catalog, StateError
+from amlops.backends.local.db import Database, StateError
+from amlops.backends.local.objects import ObjectStore
 
 from .conftest import WS, amlops
 
@@ -40,10 +41,10 @@ def _no_traceback(result: Any) -> None:
 
 def _catalog_with_rows(path: Path, rows: int = 300) -> None:
     """A valid catalog spanning many pages (so that one can be damaged in the middle)."""
-    catalog = Catalog(path)
+    db = Database(path)
     try:
         for i in range(rows):
-            catalog.put_object(
+            ObjectStore(db).put_object(
                 {
                     "kind": "Model",
                     "workspace": WS,
@@ -55,7 +56,7 @@ def _catalog_with_rows(path: Path, rows: int = 300) -> None:
                 }
             )
     finally:
-        catalog.close()  # the last connection checkpoints: everything is in the main file
+        db.close()  # the last connection checkpoints: everything is in the main file
 
 
 def _damage_a_middle_page(path: Path) -> None:
@@ -166,7 +167,7 @@ def test_a_damaged_page_is_found_when_the_catalog_is_opened(tmp_path: Path) -> N
     _damage_a_middle_page(path)
     for read_only in (False, True):
         with pytest.raises(StateError) as caught:
-            Catalog(path, read_only=read_only)
+            Database(path, read_only=read_only)
         assert str(path) in str(caught.value)
 
 
@@ -296,19 +297,19 @@ def test_a_read_only_catalog_creates_no_file_and_sees_what_a_writer_committed(
     path = tmp_path / CATALOG_FILE
     _catalog_with_rows(path, rows=2)
     before = sorted(os.listdir(tmp_path))
-    reader = Catalog(path, read_only=True)
-    assert len(reader.list_objects()) == 2
+    reader = Database(path, read_only=True)
+    assert len(ObjectStore(reader).list_objects()) == 2
     reader.close()
     assert sorted(os.listdir(tmp_path)) == before
 
-    writer = Catalog(path)  # a running `amlops up`: its changes sit in the WAL
+    writer = Database(path)  # a running `amlops up`: its changes sit in the WAL
     try:
-        writer.request("Pipeline", WS, "p", "now")
-        reader = Catalog(path, read_only=True)
+        ObjectStore(writer).request("Pipeline", WS, "p", "now")
+        reader = Database(path, read_only=True)
         try:
-            assert reader.get_request("Pipeline", WS, "p") == "now"
+            assert ObjectStore(reader).get_request("Pipeline", WS, "p") == "now"
             with pytest.raises(StateError):
-                reader.request("Pipeline", WS, "q", "now")  # never writes
+                ObjectStore(reader).request("Pipeline", WS, "q", "now")  # never writes
         finally:
             reader.close()
     finally:
@@ -323,7 +324,7 @@ def test_a_catalog_from_an_older_amlops_is_not_migrated_by_a_reader(tmp_path: Pa
     db.commit()
     db.close()
     with pytest.raises(StateError) as caught:
-        Catalog(path, read_only=True)
+        Database(path, read_only=True)
     assert "amlops up" in str(caught.value) and str(path) in str(caught.value)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from amlops.cli import up
+from amlops.cli import up, view
 from amlops.core.manifests import load_tree
 
 from .conftest import ROOT
@@ -26,14 +26,14 @@ def _render(renderable: object) -> str:
 
 def test_the_status_table_shows_condition_messages_verbatim() -> None:
     conditions = [{"type": "Stalled", "status": "True", "reason": "[r]", "message": USER_TEXT}]
-    row = up.Row("Pipeline", "[ws]", "[/p]", {"conditions": conditions})
-    text = _render(up.status_table([row], title="state in /tmp/[/x]"))
+    row = view.Row("Pipeline", "[ws]", "[/p]", {"conditions": conditions})
+    text = _render(view.status_table([row], title="state in /tmp/[/x]"))
     assert USER_TEXT in text
     assert "[ws]" in text and "[/p]" in text and "[r]" in text and "/tmp/[/x]" in text
 
 
 def test_printed_lines_take_their_parts_literally() -> None:
-    assert _render(up.line(("smoke e:", "red"), f" {USER_TEXT}")).strip() == (
+    assert _render(view.line(("smoke e:", "red"), f" {USER_TEXT}")).strip() == (
         f"smoke e: {USER_TEXT}"
     )
 
@@ -56,18 +56,18 @@ def test_the_hints_name_the_program_as_it_can_be_called_again(
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["venv/bin/amlops"])
-    assert up._prog() == "venv/bin/amlops"  # below the cwd: relative
+    assert view.prog() == "venv/bin/amlops"  # below the cwd: relative
 
     monkeypatch.chdir(elsewhere)
     monkeypatch.setattr(sys, "argv", [str(program)])
-    assert up._prog() == str(program)  # not below the cwd: absolute, never ../../
+    assert view.prog() == str(program)  # not below the cwd: absolute, never ../../
 
     monkeypatch.setenv("PATH", str(program.parent))
-    assert up._prog() == "amlops"  # PATH finds this very program
+    assert view.prog() == "amlops"  # PATH finds this very program
 
     other = _program(elsewhere)
     monkeypatch.setenv("PATH", str(other.parent))
-    assert up._prog() == str(program)  # PATH finds another amlops: not that one
+    assert view.prog() == str(program)  # PATH finds another amlops: not that one
 
 
 def test_the_hints_keep_a_state_dir_that_is_not_the_default(

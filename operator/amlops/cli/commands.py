@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from amlops.cli import apply, common, operator_cmd, plan, up, validate
+from amlops.cli import apply, common, local_cmds, operator_cmd, plan, up, validate
 
 REGISTRY: list[common.Register] = [
     validate.register,
     plan.register,
     up.register,
-    up.register_status,
-    up.register_invoke,
-    up.register_run,
+    local_cmds.register_status,
+    local_cmds.register_invoke,
+    local_cmds.register_run,
     apply.register,
     operator_cmd.register,
 ]

@@ -10,6 +10,7 @@ machine, not a bug of amlops (which exit 2, "internal error", would claim).
 
 from __future__ import annotations
 
+import argparse
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -17,12 +18,21 @@ from typing import ParamSpec
 
 from rich.text import Text
 
-from amlops.backends.local.backend import CATALOG_FILE, LocalBackend
-from amlops.backends.local.catalog import StateError
+from amlops.backends.local.backend import CATALOG_FILE, DEFAULT_STATE_DIR, LocalBackend
+from amlops.backends.local.db import StateError
 from amlops.cli import common
 from amlops.core import files
 
 P = ParamSpec("P")
+
+
+def add_state_dir_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--state-dir",
+        default=DEFAULT_STATE_DIR,
+        metavar="DIR",
+        help=f"where the local backend keeps its state (default: {DEFAULT_STATE_DIR})",
+    )
 
 
 def reports_state_errors(command: Callable[P, int]) -> Callable[P, int]:

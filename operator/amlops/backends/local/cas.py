@@ -20,8 +20,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from amlops.backends.digest import Entry, entries_digest, tree_entries
 from amlops.core import files
+from amlops.core.digest import Entry, entries_digest, tree_entries
 
 # an object is shared by hard links between trees, so it is never writable; executable ones
 # keep the owner's execute bit (set by ``materialize`` on the shared inode)
@@ -65,7 +65,7 @@ class ArtifactStore:
         return self._tree_file(digest).is_file()
 
     def put_tree(self, src: Path, *, root: Path | None = None) -> str:
-        """Store the file or folder ``src``; return its digest (see amlops.backends.digest).
+        """Store the file or folder ``src``; return its digest (see amlops.core.digest).
         With ``root`` (``src`` was named by a manifest), ``src`` and every link in it must stay
         inside ``root`` (the core's containment rule, checked again right before reading);
         raises ``amlops.core.files.PathRefusedError`` otherwise."""

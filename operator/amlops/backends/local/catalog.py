@@ -1,32 +1,21 @@
-"""The local backend's catalog: one SQLite file holding what Azure ML would hold.
+"""The local backend's asset catalog: what Azure ML would hold, in the state directory's SQLite
+file (``db.py``).
 
-Model versions, compute, pipeline runs with their steps, endpoints and deployments, plus the
-status the local driver reports per object. Every change runs in one ``BEGIN IMMEDIATE``
-transaction, so a crash leaves either all of a change or none of it (a model version is never
-half registered), and ``writes`` counts committed write transactions so a no-op reconcile pass
-can be shown to write nothing. WAL mode lets ``amlops status`` read while ``amlops up`` writes.
-
-What SQLite says about the file itself (not a database, a damaged page, a read-only folder)
-becomes a ``StateError`` naming the file and saying what to do; ``PRAGMA quick_check`` at open
-finds a damaged page before a reconcile pass trips over it. ``read_only=True`` (``amlops
-status``) never writes, not even the schema, and works in a folder nobody may write to.
+Model versions, compute, pipeline runs with their steps, endpoints and deployments. The object
+records the local driver keeps per manifest object are not assets: they live in the object
+store (``objects.py``), in the same file and behind the same connection.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sqlite3
-import threading
-import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from amlops.backends.base import (
-    BackendError,
     ComputeInfo,
     DeploymentState,
     JobStatus,
@@ -35,253 +24,26 @@ from amlops.backends.base import (
     ProvisioningState,
     StepRun,
 )
+from amlops.backends.local.db import Database, Transaction, dumps
 
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS model_versions (
-    workspace TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
-    digest TEXT NOT NULL, type TEXT NOT NULL, description TEXT NOT NULL,
-    tags TEXT NOT NULL, location TEXT NOT NULL, created_at TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    PRIMARY KEY (workspace, name, version));
-CREATE TABLE IF NOT EXISTS computes (
-    workspace TEXT NOT NULL, name TEXT NOT NULL, max_instances INTEGER NOT NULL,
-    vm_size TEXT NOT NULL, PRIMARY KEY (workspace, name));
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, workspace TEXT NOT NULL, pipeline TEXT NOT NULL,
-    fingerprint TEXT NOT NULL, trigger TEXT NOT NULL, status TEXT NOT NULL,
-    message TEXT NOT NULL, outputs TEXT NOT NULL, tags TEXT NOT NULL,
-    interrupted INTEGER NOT NULL, created_at TEXT NOT NULL, ended_at TEXT,
-    owner TEXT NOT NULL, seq INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (workspace, pipeline, seq);
-CREATE TABLE IF NOT EXISTS steps (
-    run_id TEXT NOT NULL, name TEXT NOT NULL, position INTEGER NOT NULL,
-    status TEXT NOT NULL, compute TEXT NOT NULL, exit_code INTEGER,
-    started_at TEXT, ended_at TEXT, log TEXT NOT NULL, message TEXT NOT NULL,
-    PRIMARY KEY (run_id, name));
-CREATE TABLE IF NOT EXISTS endpoints (
-    workspace TEXT NOT NULL, name TEXT NOT NULL, auth_mode TEXT NOT NULL,
-    port INTEGER NOT NULL, traffic TEXT NOT NULL, mirror_traffic TEXT NOT NULL,
-    description TEXT NOT NULL, message TEXT NOT NULL, tags TEXT NOT NULL DEFAULT '{}',
-    PRIMARY KEY (workspace, name));
-CREATE TABLE IF NOT EXISTS deployments (
-    workspace TEXT NOT NULL, endpoint TEXT NOT NULL, name TEXT NOT NULL,
-    model TEXT NOT NULL, fingerprint TEXT NOT NULL, state TEXT NOT NULL,
-    message TEXT NOT NULL, port INTEGER NOT NULL, log TEXT NOT NULL,
-    tags TEXT NOT NULL DEFAULT '{}',
-    PRIMARY KEY (workspace, endpoint, name));
-CREATE TABLE IF NOT EXISTS objects (
-    kind TEXT NOT NULL, workspace TEXT NOT NULL, name TEXT NOT NULL,
-    generation INTEGER NOT NULL, spec_hash TEXT NOT NULL, deletion_policy TEXT NOT NULL,
-    status TEXT NOT NULL, PRIMARY KEY (kind, workspace, name));
-CREATE TABLE IF NOT EXISTS requests (
-    kind TEXT NOT NULL, workspace TEXT NOT NULL, name TEXT NOT NULL,
-    requested_at TEXT NOT NULL, PRIMARY KEY (kind, workspace, name));
-"""
-
-# Columns added since schema 1: a state directory made by an older amlops gets them on open.
-_ADDED_COLUMNS = (
-    ("endpoints", "tags", "TEXT NOT NULL DEFAULT '{}'"),
-    ("deployments", "tags", "TEXT NOT NULL DEFAULT '{}'"),
+_UPDATE_STEP = (
+    "UPDATE steps SET status = ?, exit_code = ?, started_at = ?, ended_at = ?, "
+    "log = ?, message = ? WHERE run_id = ? AND name = ?"
 )
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+class AssetCatalog:
+    """Reads and writes of the assets; writes that must land with others (a run's end and the
+    model versions it registers) take the caller's transaction."""
 
-
-class StateError(BackendError):
-    """The state directory or a file in it cannot be used as it is. The message names the file
-    and says what to do; the command line shows it and exits 1 (it is not a bug of amlops)."""
-
-
-# SQLite's words for "the file is not what it should be"; anything else (a lock held too long,
-# a constraint) is not about the file and keeps its own exception
-_CORRUPT = ("not a database", "malformed", "corrupt")
-_READ_ONLY = ("readonly", "read-only")
-_CANNOT_OPEN = ("unable to open",)
-_DISK = ("disk i/o error", "database or disk is full")
-
-
-def state_error(path: Path, exc: sqlite3.Error) -> StateError | None:
-    """What ``exc``, raised using the catalog ``path``, means for the user; None when it is not
-    about the file (the caller re-raises it)."""
-    text = str(exc).lower()
-    folder = path.parent
-    if any(word in text for word in _CORRUPT):
-        return StateError(
-            f"the catalog {path} is not a SQLite database or is damaged ({exc}): move it "
-            "aside (amlops never deletes it) and run `amlops up` again, which rebuilds the "
-            "state from the manifests"
-        )
-    if any(word in text for word in _READ_ONLY):
-        return StateError(
-            f"cannot write the catalog {path} ({exc}): make {folder} and the files in it "
-            "writable, or use another --state-dir"
-        )
-    if any(word in text for word in _CANNOT_OPEN):
-        return StateError(
-            f"cannot open the catalog {path} ({exc}): check that {folder} is a folder you "
-            "may read and write, or use another --state-dir"
-        )
-    if any(word in text for word in _DISK):
-        return StateError(f"cannot use the catalog {path} ({exc}): check the disk it is on")
-    return None
-
-
-class Catalog:
-    """Thread-safe: one connection behind a lock, shared by runner threads and the loop."""
-
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
-        self.path = path
-        self.read_only = read_only
-        self.writes = 0
-        self._lock = threading.RLock()
-        with self._translated():
-            self._db = self._connect_read_only() if read_only else self._connect()
-        try:
-            self.check()
-            if read_only:
-                self._check_schema()
-            else:
-                self._create_schema()
-        except BaseException:
-            self._db.close()
-            raise
-        self.writes = 0  # creating the schema is not a write anyone asked for
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not self.path.exists():
-                # created owner-only before SQLite writes a byte (its -wal and -shm files copy
-                # the mode): the catalog names endpoints and runs, nobody else needs to read it
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-        except OSError as exc:
-            raise StateError(
-                f"cannot create the catalog {self.path} ({exc.strerror}): make "
-                f"{self.path.parent} a folder you may write to, or use another --state-dir"
-            ) from exc
-        # isolation_level=None: we issue BEGIN ourselves, so reads never hold a transaction open
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        db.row_factory = sqlite3.Row
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=ON")
-        except BaseException:
-            db.close()
-            raise
-        return db
-
-    def _connect_read_only(self) -> sqlite3.Connection:
-        """Opens without creating or writing anything, even SQLite's own ``-wal``/``-shm``.
-
-        A WAL file with content means a writer (a running ``amlops up``, or one killed before
-        it checkpointed) has changes the main file lacks: ``mode=ro`` reads them, sharing the
-        writer's index. With no WAL nobody is writing, and ``immutable=1`` reads the file as it
-        stands, which also works where nobody may write (``mode=ro`` would have to create the
-        index there, and fail)."""
-        if not self.path.is_file():
-            raise StateError(
-                f"there is no catalog at {self.path}: run `amlops up` first, or pass the "
-                "--state-dir it used"
-            )
-        wal = self.path.with_name(self.path.name + "-wal")
-        live = wal.exists() and wal.stat().st_size > 0
-        quoted = urllib.parse.quote(str(self.path))
-        uri = f"file:{quoted}?mode=ro" if live else f"file:{quoted}?immutable=1"
-        db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        return db
-
-    def _create_schema(self) -> None:
-        with self.transaction() as tx:
-            tx.executescript_no_commit(_SCHEMA)
-            for table, column, declaration in _ADDED_COLUMNS:
-                if column not in tx.columns(table):
-                    tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-            tx.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-
-    def _check_schema(self) -> None:
-        """A reader cannot migrate: refuse a catalog an older amlops wrote, or one that is not
-        ours, rather than fail on a missing column later."""
-        try:
-            found = self.get_meta("schema_version")
-        except sqlite3.Error:  # no meta table: not a catalog amlops wrote
-            found = None
-        if found != str(SCHEMA_VERSION):
-            raise StateError(
-                f"the catalog {self.path} has schema version {found or 'none'}, this amlops "
-                f"reads version {SCHEMA_VERSION}: run `amlops up` once to bring it up to date"
-            )
-
-    def check(self) -> None:
-        """SQLite's quick integrity check: a damaged page is found here, named, not in the
-        middle of a reconcile pass. Cheap next to a pass (milliseconds for a laptop's state)."""
-        with self._lock, self._translated():
-            rows = [str(r[0]) for r in self._db.execute("PRAGMA quick_check").fetchall()]
-        if rows != ["ok"]:
-            detail = rows[0].splitlines()[-1] if rows and rows[0].strip() else "failed"
-            raise StateError(
-                f"the catalog {self.path} is damaged (SQLite integrity check: {detail}): move "
-                "it aside (amlops never deletes it) and run `amlops up` again, which rebuilds "
-                "the state from the manifests"
-            )
-
-    @contextmanager
-    def _translated(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            error = state_error(self.path, exc)
-            if error is None:
-                raise
-            raise error from exc
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """One atomic write; counted in ``writes`` when it commits."""
-        with self._lock, self._translated():
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield Transaction(self._db)
-            except BaseException:
-                # a damaged file may refuse the rollback too: the first error is the one to show
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            self.writes += 1
-
-    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
-        with self._lock, self._translated():
-            row: sqlite3.Row | None = self._db.execute(sql, args).fetchone()
-            return row
-
-    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock, self._translated():
-            return list(self._db.execute(sql, args).fetchall())
-
-    # -- meta ------------------------------------------------------------------------------
-
-    def get_meta(self, key: str) -> str | None:
-        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
-        return str(row["value"]) if row else None
-
-    def set_meta(self, key: str, value: str) -> None:
-        if self.get_meta(key) == value:
-            return
-        with self.transaction() as tx:
-            tx.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        """One atomic write of the shared file (see ``Database.transaction``)."""
+        with self.db.transaction() as tx:
+            yield tx
 
     # -- models ----------------------------------------------------------------------------
 
@@ -303,26 +65,26 @@ class Catalog:
     def get_model_version(
         self, workspace: str, name: str, version: str, root: Path
     ) -> ModelVersion | None:
-        row = self._one(
+        row = self.db.fetch_one(
             "SELECT * FROM model_versions WHERE workspace = ? AND name = ? AND version = ?",
             (workspace, name, version),
         )
         return self._model(row, root) if row else None
 
     def list_model_versions(self, workspace: str, name: str, root: Path) -> list[ModelVersion]:
-        rows = self._all(
+        rows = self.db.fetch_all(
             "SELECT * FROM model_versions WHERE workspace = ? AND name = ? ORDER BY seq",
             (workspace, name),
         )
         return [self._model(r, root) for r in rows]
 
     def count_model_versions(self) -> int:
-        row = self._one("SELECT COUNT(*) AS n FROM model_versions")
+        row = self.db.fetch_one("SELECT COUNT(*) AS n FROM model_versions")
         return int(row["n"]) if row else 0
 
     def next_model_version(self, workspace: str, name: str) -> str:
         """Azure ML's auto-increment: one more than the highest integer version."""
-        rows = self._all(
+        rows = self.db.fetch_all(
             "SELECT version FROM model_versions WHERE workspace = ? AND name = ?", (workspace, name)
         )
         numbers = [int(r["version"]) for r in rows if str(r["version"]).isdigit()]
@@ -330,8 +92,34 @@ class Catalog:
 
     # -- compute ---------------------------------------------------------------------------
 
+    def insert_model_version(self, tx: Transaction, version: ModelVersion, location: str) -> None:
+        seq = tx.scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM model_versions")
+        tx.execute(
+            "INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                version.workspace,
+                version.name,
+                version.version,
+                version.digest,
+                version.type,
+                version.description,
+                dumps(dict(version.tags)),
+                location,
+                version.created_at,
+                seq,
+            ),
+        )
+
+    def delete_model_version(
+        self, tx: Transaction, workspace: str, name: str, version: str
+    ) -> None:
+        tx.execute(
+            "DELETE FROM model_versions WHERE workspace = ? AND name = ? AND version = ?",
+            (workspace, name, version),
+        )
+
     def get_compute(self, workspace: str, name: str) -> ComputeInfo | None:
-        row = self._one(
+        row = self.db.fetch_one(
             "SELECT * FROM computes WHERE workspace = ? AND name = ?", (workspace, name)
         )
         if row is None:
@@ -350,7 +138,7 @@ class Catalog:
     # -- runs ------------------------------------------------------------------------------
 
     def _run(self, row: sqlite3.Row) -> PipelineRun:
-        steps = self._all(
+        steps = self.db.fetch_all(
             "SELECT * FROM steps WHERE run_id = ? ORDER BY position", (row["run_id"],)
         )
         return PipelineRun(
@@ -382,29 +170,29 @@ class Catalog:
         )
 
     def get_run(self, run_id: str) -> PipelineRun | None:
-        row = self._one("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        row = self.db.fetch_one("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         return self._run(row) if row else None
 
     def latest_run(self, workspace: str, pipeline: str) -> PipelineRun | None:
-        row = self._one(
+        row = self.db.fetch_one(
             "SELECT * FROM runs WHERE workspace = ? AND pipeline = ? ORDER BY seq DESC LIMIT 1",
             (workspace, pipeline),
         )
         return self._run(row) if row else None
 
     def list_runs(self, workspace: str, pipeline: str) -> list[PipelineRun]:
-        rows = self._all(
+        rows = self.db.fetch_all(
             "SELECT * FROM runs WHERE workspace = ? AND pipeline = ? ORDER BY seq",
             (workspace, pipeline),
         )
         return [self._run(r) for r in rows]
 
     def run_owner(self, run_id: str) -> dict[str, Any]:
-        row = self._one("SELECT owner FROM runs WHERE run_id = ?", (run_id,))
+        row = self.db.fetch_one("SELECT owner FROM runs WHERE run_id = ?", (run_id,))
         return dict(json.loads(row["owner"])) if row else {}
 
     def active_runs(self) -> list[PipelineRun]:
-        rows = self._all(
+        rows = self.db.fetch_all(
             "SELECT * FROM runs WHERE status IN (?, ?, ?) ORDER BY seq",
             (JobStatus.NOT_STARTED, JobStatus.QUEUED, JobStatus.RUNNING),
         )
@@ -423,12 +211,12 @@ class Catalog:
                     run.trigger,
                     run.status,
                     run.message,
-                    _dumps(dict(run.outputs)),
-                    _dumps(dict(run.tags)),
+                    dumps(dict(run.outputs)),
+                    dumps(dict(run.tags)),
                     int(run.interrupted),
                     run.created_at,
                     run.ended_at,
-                    _dumps(dict(owner)),
+                    dumps(dict(owner)),
                     seq,
                 ),
             )
@@ -451,20 +239,7 @@ class Catalog:
 
     def update_step(self, run_id: str, step: StepRun) -> None:
         with self.transaction() as tx:
-            tx.execute(
-                "UPDATE steps SET status = ?, exit_code = ?, started_at = ?, ended_at = ?, "
-                "log = ?, message = ? WHERE run_id = ? AND name = ?",
-                (
-                    step.status,
-                    step.exit_code,
-                    step.started_at,
-                    step.ended_at,
-                    step.log,
-                    step.message,
-                    run_id,
-                    step.name,
-                ),
-            )
+            tx.execute(_UPDATE_STEP, _step_values(run_id, step))
 
     def set_run_status(self, run_id: str, status: JobStatus, message: str = "") -> None:
         with self.transaction() as tx:
@@ -486,31 +261,18 @@ class Catalog:
                 run.status,
                 run.message,
                 run.ended_at,
-                _dumps(dict(run.outputs)),
+                dumps(dict(run.outputs)),
                 int(run.interrupted),
                 run.run_id,
             ),
         )
         for step in run.steps:
-            tx.execute(
-                "UPDATE steps SET status = ?, exit_code = ?, started_at = ?, ended_at = ?, "
-                "log = ?, message = ? WHERE run_id = ? AND name = ?",
-                (
-                    step.status,
-                    step.exit_code,
-                    step.started_at,
-                    step.ended_at,
-                    step.log,
-                    step.message,
-                    run.run_id,
-                    step.name,
-                ),
-            )
+            tx.execute(_UPDATE_STEP, _step_values(run.run_id, step))
 
     # -- endpoints and deployments ---------------------------------------------------------
 
     def get_endpoint_row(self, workspace: str, name: str) -> dict[str, Any] | None:
-        row = self._one(
+        row = self.db.fetch_one(
             "SELECT * FROM endpoints WHERE workspace = ? AND name = ?", (workspace, name)
         )
         if row is None:
@@ -534,11 +296,11 @@ class Catalog:
                     row["name"],
                     row["auth_mode"],
                     row["port"],
-                    _dumps(row["traffic"]),
-                    _dumps(row["mirror_traffic"]),
+                    dumps(row["traffic"]),
+                    dumps(row["mirror_traffic"]),
                     row["description"],
                     row["message"],
-                    _dumps(dict(row.get("tags") or {})),
+                    dumps(dict(row.get("tags") or {})),
                 ),
             )
 
@@ -550,18 +312,18 @@ class Catalog:
             tx.execute("DELETE FROM endpoints WHERE workspace = ? AND name = ?", (workspace, name))
 
     def list_deployment_rows(self, workspace: str, endpoint: str) -> list[dict[str, Any]]:
-        rows = self._all(
+        rows = self.db.fetch_all(
             "SELECT * FROM deployments WHERE workspace = ? AND endpoint = ? ORDER BY name",
             (workspace, endpoint),
         )
         return [_deployment_row(r) for r in rows]
 
     def all_deployment_rows(self) -> list[dict[str, Any]]:
-        rows = self._all("SELECT * FROM deployments ORDER BY workspace, endpoint, name")
+        rows = self.db.fetch_all("SELECT * FROM deployments ORDER BY workspace, endpoint, name")
         return [_deployment_row(r) for r in rows]
 
     def put_deployment_row(self, row: Mapping[str, Any]) -> None:
-        current = self._one(
+        current = self.db.fetch_one(
             "SELECT * FROM deployments WHERE workspace = ? AND endpoint = ? AND name = ?",
             (row["workspace"], row["endpoint"], row["name"]),
         )
@@ -582,7 +344,7 @@ class Catalog:
                     row["message"],
                     row["port"],
                     row["log"],
-                    _dumps(dict(row.get("tags") or {})),
+                    dumps(dict(row.get("tags") or {})),
                 ),
             )
 
@@ -593,119 +355,19 @@ class Catalog:
                 (workspace, endpoint, name),
             )
 
-    # -- the local driver's object records (what Kubernetes would keep in .status) ---------
 
-    def get_object(self, kind: str, workspace: str, name: str) -> dict[str, Any] | None:
-        row = self._one(
-            "SELECT * FROM objects WHERE kind = ? AND workspace = ? AND name = ?",
-            (kind, workspace, name),
-        )
-        if row is None:
-            return None
-        data = dict(row)
-        data["status"] = json.loads(data["status"])
-        return data
-
-    def list_objects(self) -> list[dict[str, Any]]:
-        rows = self._all("SELECT * FROM objects ORDER BY kind, workspace, name")
-        out = []
-        for r in rows:
-            data = dict(r)
-            data["status"] = json.loads(data["status"])
-            out.append(data)
-        return out
-
-    def put_object(self, record: Mapping[str, Any]) -> bool:
-        """Store an object's record; False (and no write) when nothing changed."""
-        current = self.get_object(record["kind"], record["workspace"], record["name"])
-        if current is not None and current == dict(record):
-            return False
-        with self.transaction() as tx:
-            tx.execute(
-                "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record["kind"],
-                    record["workspace"],
-                    record["name"],
-                    record["generation"],
-                    record["spec_hash"],
-                    record["deletion_policy"],
-                    # keys keep their order (a run's steps read top to bottom); equality of
-                    # the decoded dicts, not of the text, decides whether to write
-                    json.dumps(record["status"], separators=(",", ":")),
-                ),
-            )
-        return True
-
-    def delete_object(self, kind: str, workspace: str, name: str) -> None:
-        with self.transaction() as tx:
-            tx.execute(
-                "DELETE FROM objects WHERE kind = ? AND workspace = ? AND name = ?",
-                (kind, workspace, name),
-            )
-            tx.execute(
-                "DELETE FROM requests WHERE kind = ? AND workspace = ? AND name = ?",
-                (kind, workspace, name),
-            )
-
-    def request(self, kind: str, workspace: str, name: str, at: str) -> None:
-        with self.transaction() as tx:
-            tx.execute(
-                "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?)", (kind, workspace, name, at)
-            )
-
-    def get_request(self, kind: str, workspace: str, name: str) -> str | None:
-        row = self._one(
-            "SELECT requested_at FROM requests WHERE kind = ? AND workspace = ? AND name = ?",
-            (kind, workspace, name),
-        )
-        return str(row["requested_at"]) if row else None
-
-
-class Transaction:
-    """The statements allowed inside ``Catalog.transaction()``."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> None:
-        self._db.execute(sql, args)
-
-    def scalar(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
-        return self._db.execute(sql, args).fetchone()[0]
-
-    def columns(self, table: str) -> set[str]:
-        return {str(r[1]) for r in self._db.execute(f"PRAGMA table_info({table})")}
-
-    def executescript_no_commit(self, script: str) -> None:
-        # executescript() would COMMIT first; run the DDL statement by statement instead
-        for statement in script.split(";"):
-            if statement.strip():
-                self._db.execute(statement)
-
-    def insert_model_version(self, version: ModelVersion, location: str) -> None:
-        seq = self.scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM model_versions")
-        self._db.execute(
-            "INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                version.workspace,
-                version.name,
-                version.version,
-                version.digest,
-                version.type,
-                version.description,
-                _dumps(dict(version.tags)),
-                location,
-                version.created_at,
-                seq,
-            ),
-        )
-
-    def delete_model_version(self, workspace: str, name: str, version: str) -> None:
-        self._db.execute(
-            "DELETE FROM model_versions WHERE workspace = ? AND name = ? AND version = ?",
-            (workspace, name, version),
-        )
+def _step_values(run_id: str, step: StepRun) -> tuple[Any, ...]:
+    """The parameters of ``_UPDATE_STEP``: a step's progress and, last, which step it is."""
+    return (
+        step.status,
+        step.exit_code,
+        step.started_at,
+        step.ended_at,
+        step.log,
+        step.message,
+        run_id,
+        step.name,
+    )
 
 
 def _deployment_row(row: sqlite3.Row) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from amlops.backends.base import BackendError, ModelVersion, ModelVersionSpec
 from amlops.backends.local.cas import ArtifactStore
-from amlops.backends.local.catalog import Catalog, Transaction
+from amlops.backends.local.catalog import AssetCatalog
+from amlops.backends.local.db import Transaction
 from amlops.core.files import PathRefusedError
 
 
@@ -37,7 +38,7 @@ def now_iso() -> str:
 
 
 class ModelRegistry:
-    def __init__(self, catalog: Catalog, store: ArtifactStore, root: Path) -> None:
+    def __init__(self, catalog: AssetCatalog, store: ArtifactStore, root: Path) -> None:
         self.catalog = catalog
         self.store = store
         self.root = root
@@ -107,7 +108,7 @@ class ModelRegistry:
 
     def commit(self, tx: Transaction, prepared: Prepared) -> None:
         if prepared.new:
-            tx.insert_model_version(prepared.version, prepared.location)
+            self.catalog.insert_model_version(tx, prepared.version, prepared.location)
 
     def register(
         self, workspace: str, spec: ModelVersionSpec, *, source_root: Path | None = None
@@ -126,7 +127,7 @@ class ModelRegistry:
         if self.get(workspace, name, version) is None:
             return
         with self.catalog.transaction() as tx:
-            tx.delete_model_version(workspace, name, version)
+            self.catalog.delete_model_version(tx, workspace, name, version)
 
 
 def _short(digest: str) -> str:

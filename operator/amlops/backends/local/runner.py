@@ -48,9 +48,14 @@ from amlops.backends.base import (
     StepRun,
 )
 from amlops.backends.local import procs
-from amlops.backends.local.catalog import Catalog, StateError
+from amlops.backends.local.catalog import AssetCatalog
+from amlops.backends.local.db import StateError
 from amlops.backends.local.models import ModelRegistry, Prepared
-from amlops.backends.pipeline_job import (
+from amlops.core import files
+from amlops.core.assets import parse_model_ref
+from amlops.core.files import ignored
+from amlops.core.provenance import TAG_RUN
+from amlops.kinds.pipeline import (
     BINDING_RE,
     OPTIONAL_RE,
     JobGraph,
@@ -58,12 +63,7 @@ from amlops.backends.pipeline_job import (
     Step,
     literal,
     parse_job,
-    parse_model_ref,
-    registered_outputs,
 )
-from amlops.core import files
-from amlops.core.files import ignored
-from amlops.core.provenance import TAG_RUN
 
 _POLL_S = 0.1
 _LOG_TAIL_BYTES = 4096
@@ -211,7 +211,7 @@ class _Active:
 class PipelineRunner:
     def __init__(
         self,
-        catalog: Catalog,
+        catalog: AssetCatalog,
         registry: ModelRegistry,
         root: Path,
         capacity: Callable[[str, str], int],
@@ -445,7 +445,7 @@ class PipelineRunner:
         with self.registry.lock:
             prepared: list[tuple[str, Prepared]] = []
             try:
-                for output, ref in registered_outputs({"outputs": graph.outputs}).items():
+                for output, ref in graph.registered_outputs.items():
                     path = Path(parent_outputs[output])
                     if not path.is_dir() or not any(path.iterdir()):
                         raise BackendError(
