@@ -10,8 +10,8 @@ import pulumi
 from pulumi_azure_native import authorization
 
 from infra import naming
-from infra.model import AssignmentSpec
 from infra.roles import role_definition_id
+from infra.specs import AssignmentSpec
 
 
 def declare_assignment(

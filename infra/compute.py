@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import machinelearningservices as ml
 
-from infra.model import ClusterSpec
+from infra.specs import ClusterSpec
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,6 @@ tests, the offline plan and the benchmark hand them a ``StackConfig`` built in c
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +14,17 @@ from typing import Any
 import pulumi
 import yaml
 
+from amlops.core.provenance import checkout_commit
+
 NAMESPACE = "amlops"
 # The operator's Kubernetes service account (operator/deploy/): the subject AKS workload
 # identity presents. Fixed, so the federated credential cannot drift from the Deployment.
 OPERATOR_NAMESPACE = "amlops-system"
 OPERATOR_SERVICE_ACCOUNT = "amlops-operator"
 OPERATOR_SUBJECT = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}"
-# CI systems that check out a commit without a usable .git directory say which one it was.
-COMMIT_ENV_VARS = ("AMLOPS_COMMIT", "GITHUB_SHA", "BUILD_SOURCEVERSION", "CI_COMMIT_SHA")
+# The amlops-commit tag when neither the stack, CI nor Git names a commit: a tag Azure keeps
+# rather than one left out, so the provenance policy still sees the key.
+UNKNOWN_COMMIT = "unknown"
 
 
 class ConfigError(pulumi.RunError):
@@ -124,28 +125,8 @@ def from_values(values: Mapping[str, Any], stack: str, project_dir: Path) -> Sta
         environment=str(environment),
         manifests=manifests,
         project_dir=project_dir,
-        commit=str(values.get("commit") or resolve_commit(project_dir)),
+        commit=str(values.get("commit") or checkout_commit(project_dir) or UNKNOWN_COMMIT),
         location=values.get("location"),
         tags={str(k): str(v) for k, v in _mapping(values, "tags", stack).items()},
         operator=operator,
     )
-
-
-def resolve_commit(project_dir: Path, env: Mapping[str, str] | None = None) -> str:
-    """The Git commit the manifests come from, for the ``amlops-commit`` tag."""
-    env = os.environ if env is None else env
-    for var in COMMIT_ENV_VARS:
-        if env.get(var):
-            return env[var]
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=project_dir,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"

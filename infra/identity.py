@@ -10,7 +10,7 @@ from pulumi_azure_native import managedidentity
 
 from infra.access import declare_assignment
 from infra.config import OPERATOR_SUBJECT
-from infra.model import AssignmentSpec
+from infra.specs import AssignmentSpec
 
 # The audience AKS workload identity requests tokens for (the Entra ID token exchange).
 AZURE_AD_AUDIENCE = "api://AzureADTokenExchange"

@@ -21,7 +21,7 @@ from pulumi.runtime import rpc
 
 from infra import program
 from infra.config import StackConfig
-from infra.model import Platform
+from infra.specs import Platform
 
 P = ParamSpec("P")
 PROJECT = "amlops"

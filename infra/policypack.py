@@ -21,7 +21,6 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-import yaml
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
@@ -36,9 +35,9 @@ from pulumi_policy.proxy import UnknownValueError
 
 from amlops import API_VERSION
 from amlops.core.findings import Finding
+from amlops.core.locator import ObjectLocator, located_document
 from amlops.core.manifests import Manifest, Segment
 from amlops.core.policy import Context, PolicySet, load_policies
-from amlops.core.source import load_documents
 from infra import naming
 from infra.roles import role_name_of
 
@@ -209,8 +208,9 @@ def assignment_body(name: str, props: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def as_manifest(body: dict[str, Any], where: str) -> Manifest:
-    """A body wrapped as a Manifest so the policy engine can evaluate and locate it."""
-    (doc,) = load_documents(where, yaml.safe_dump(body, sort_keys=False))
+    """A body wrapped as a Manifest so the policy engine can evaluate it. A declared resource
+    has no text behind it: findings name ``where`` (the resource) and the field, not a line."""
+    doc = located_document(body, ObjectLocator(where))
     return Manifest(
         str(body["kind"]), str(body["metadata"].get("name", "")), body, [Segment((), doc)]
     )

@@ -23,7 +23,7 @@ from infra.access import Access, AccessArgs
 from infra.compute import GpuCluster, GpuClusterArgs
 from infra.config import ConfigError, OperatorIdentityConfig, StackConfig
 from infra.identity import OperatorIdentity, OperatorIdentityArgs
-from infra.model import ManifestError, Platform, format_finding, translate
+from infra.specs import ManifestError, Platform, format_finding, translate
 from infra.workspace import MLWorkspace, MLWorkspaceArgs
 
 Warn = Callable[[str], None]

@@ -16,7 +16,7 @@ from pulumi_azure_native import (
 )
 
 from infra import naming
-from infra.model import WorkspaceSpec
+from infra.specs import WorkspaceSpec
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from amlops.core.manifests import load_tree
-from infra.model import Platform, seconds_to_iso8601, translate
+from infra.specs import Platform, seconds_to_iso8601, translate
 
 WORKSPACE = """
 apiVersion: amlops.io/v1alpha1

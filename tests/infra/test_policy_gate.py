@@ -17,8 +17,8 @@ from infra import offline
 offline.install("dev")
 
 from infra import program  # noqa: E402
-from infra.model import ManifestError, format_finding  # noqa: E402
 from infra.offline import RecordingMonitor, pulumi_test  # noqa: E402
+from infra.specs import ManifestError, format_finding  # noqa: E402
 from tests.infra.conftest import ISSUER, ROOT, stack_config  # noqa: E402
 
 

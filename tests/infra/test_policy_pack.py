@@ -23,8 +23,8 @@ from infra import offline
 offline.install("dev")
 
 from infra import policypack, program  # noqa: E402
-from infra.model import seconds_to_iso8601  # noqa: E402
 from infra.offline import DeclaredResource, OfflineRun, run_offline  # noqa: E402
+from infra.specs import seconds_to_iso8601  # noqa: E402
 from tests.infra.conftest import ROOT, stack_config  # noqa: E402
 
 OWNER = (

@@ -25,7 +25,7 @@ from infra import offline
 offline.install("dev")
 
 from infra import program  # noqa: E402
-from infra.model import ManifestError, format_finding  # noqa: E402
+from infra.specs import ManifestError, format_finding  # noqa: E402
 from tests.infra.conftest import ROOT, stack_config  # noqa: E402
 
 BROKEN = ROOT / "tests" / "fixtures" / "broken"

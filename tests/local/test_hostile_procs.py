@@ -101,7 +101,9 @@ def test_with_its_watchdog_killed_too_the_next_up_cleans_up_from_the_pid_files(
 
     result = amlops("up", str(platform), "--once", "--state-dir", str(state), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert processes_under(state) == []
+    # what this `up --once` started itself is stopped as it exits (SIGTERM, then SIGKILL
+    # after a grace period): poll, on a loaded machine that takes a moment
+    assert _gone_within(state, 10) == []
 
 
 def test_a_child_group_dies_with_the_process_that_spawned_it(tmp_path: Path) -> None:

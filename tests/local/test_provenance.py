@@ -101,17 +101,17 @@ def test_up_tags_every_asset_and_a_new_commit_alone_writes_nothing(repo: Path) -
     manifests = load_tree([repo / "manifests"]).manifests
     with LocalBackend(state) as backend:
         backend.start()
-        reconciler = TreeReconciler(backend, backend.catalog, backend.put_compute)
+        reconciler = TreeReconciler(backend, backend.objects, backend.seed_computes)
         versions = backend.catalog.count_model_versions()
         run_id = pipeline["status"]["runId"]
         for _ in range(120):
             if all(r.settled for r in reconciler.reconcile(manifests)):
                 break
             time.sleep(0.25)  # the scoring servers come up again
-        before = backend.catalog.writes
+        before = backend.db.writes
         reports = reconciler.reconcile(manifests)
         assert all(r.settled for r in reports)
-        assert backend.catalog.writes - before == 0
+        assert backend.db.writes - before == 0
 
         assert backend.catalog.count_model_versions() == versions
         run = backend.latest_pipeline_run(pipeline["workspace"], "finetune-support-slm")

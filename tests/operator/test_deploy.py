@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from amlops.handlers.config import Settings
+from amlops.handlers.options import Settings
 from tests.envtest.apiserver import Cluster
 from tests.operator.harness import DEPLOY, ROOT, deploy_documents, object_path
 

@@ -11,9 +11,9 @@ import kopf
 import pytest
 
 from amlops.handlers import flow
-from amlops.handlers.config import Settings
 from amlops.handlers.metrics import Metrics
 from amlops.handlers.objects import Resource, SpecError
+from amlops.handlers.options import Settings
 from amlops.handlers.runtime import Runtime
 from amlops.reconcile.actions import DeleteModelVersion, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status

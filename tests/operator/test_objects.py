@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from amlops.core.locator import NO_LINE
+from amlops.core.schemas import load_schemas
 from amlops.handlers.objects import Resource, SpecError, schema_problems, source_of
 
 
@@ -78,3 +80,22 @@ def test_schema_problems_name_the_field() -> None:
     assert any(
         p.startswith("spec.colour: unknown field") for p in schema_problems(resource(unknown))
     )
+
+
+def test_schema_findings_point_at_the_object_not_at_a_line_of_a_string() -> None:
+    bad = {"workspace": "ws", "model": {"name": "m", "version": "1"}}
+    (finding,) = load_schemas().check(resource(bad).manifest)
+    assert (finding.file, finding.line, finding.column) == ("Model team/m", NO_LINE, NO_LINE)
+    assert (finding.rule, finding.field) == ("schema", "spec.model")
+
+
+def test_the_workspace_of_an_object_is_the_cores_answer() -> None:
+    grant = Resource.of(
+        {
+            "kind": "RoleAssignment",
+            "metadata": {"name": "g", "namespace": "team"},
+            "spec": {"scope": {"workspace": "ws"}, "role": "AzureML Data Scientist"},
+        }
+    )
+    assert grant.workspace == grant.manifest.workspace == "ws"
+    assert resource(SPEC).workspace == "ws"

@@ -9,7 +9,7 @@ import sys
 import kopf
 import pytest
 
-from amlops.handlers.config import FINALIZER, Settings, SettingsError
+from amlops.handlers.options import FINALIZER, Settings, SettingsError
 from amlops.handlers.settings import configure_kopf
 
 

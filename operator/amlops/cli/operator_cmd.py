@@ -1,7 +1,7 @@
 """``amlops operator``: the Kopf operator, as ``kopf run -m amlops.handlers --all-namespaces``
 would run it, plus JSON logs, the liveness endpoint and the settings check up front.
 
-Configuration comes from ``AMLOPS_*`` environment variables (see ``amlops.handlers.config``);
+Configuration comes from ``AMLOPS_*`` environment variables (see ``amlops.handlers.options``);
 the kube context is the pod's ServiceAccount in a cluster, else the current kubeconfig.
 """
 
@@ -42,10 +42,10 @@ def run_operator(args: argparse.Namespace) -> int:
     import kopf
 
     from amlops.handlers import logs
-    from amlops.handlers.config import SettingsError
+    from amlops.handlers.options import SettingsError
 
     try:
-        from amlops.handlers.config import SETTINGS as settings
+        from amlops.handlers.options import SETTINGS as settings
 
         # Importing registers the handlers, as `kopf run -m amlops.handlers` does.
         importlib.import_module("amlops.handlers")

@@ -150,7 +150,7 @@ def run_offline_plan(project: Path, stack: str, manifests: Path, output: str) ->
 
     from infra import config as infra_config
     from infra import offline, program
-    from infra.model import ManifestError, format_finding
+    from infra.specs import ManifestError, format_finding
 
     try:
         values = infra_config.read_stack_file(project, stack)

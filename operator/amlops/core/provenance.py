@@ -9,12 +9,17 @@ deployments with them. Azure resource tag names cannot contain ``/``, so the key
 repository top. Git is asked once per repository (``rev-parse HEAD``, ``status``) and the
 answers are kept for the life of the object: a driver makes one per reconcile pass, so a new
 commit is seen on the next pass without asking Git again for every manifest of this one.
+
+A CI system that builds a commit without a usable ``.git`` (an exported tree, a container
+build context) names the commit in a variable instead (``COMMIT_ENV_VARS``): the Pulumi
+program reads it for its one stack-wide commit, ``Provenance`` for files outside a checkout.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +31,8 @@ TAG_TRIGGER = "amlops-trigger"
 TAG_RUN = "amlops-run"  # on a model version a pipeline run registered
 
 DIRTY_SUFFIX = "-dirty"
+# Checked in this order; AMLOPS_COMMIT first, so a user can always say which commit it was.
+COMMIT_ENV_VARS = ("AMLOPS_COMMIT", "GITHUB_SHA", "BUILD_SOURCEVERSION", "CI_COMMIT_SHA")
 _GIT_TIMEOUT_S = 10
 
 
@@ -50,20 +57,53 @@ class _Repo:
     changed: frozenset[str]  # paths relative to top with uncommitted changes (or untracked)
 
 
-class Provenance:
-    """Looks manifests up in their Git checkouts; caches per directory and per repository."""
+def commit_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    """The commit a CI system says it is building (``COMMIT_ENV_VARS``), if any."""
+    env = os.environ if env is None else env
+    return next((env[var] for var in COMMIT_ENV_VARS if env.get(var)), None)
 
-    def __init__(self) -> None:
+
+def checkout_commit(directory: Path, env: Mapping[str, str] | None = None) -> str | None:
+    """The one commit a whole checkout is built from: what CI says first (it also knows a
+    checkout without ``.git``), else ``git rev-parse HEAD``; None when neither knows."""
+    return commit_from_env(env) or _git(directory, "rev-parse", "HEAD")
+
+
+def origin_in(file: str | os.PathLike[str], top: Path | None, commit: str | None) -> Origin:
+    """``file`` as a driver that knows its tree and commit up front names it (the Pulumi
+    program: the project directory, the stack's commit): its path from ``top``, else as given."""
+    if top is None:
+        return Origin(str(file), commit)
+    path = _as_listed(file)
+    top = top.resolve()
+    if not path.is_relative_to(top):
+        return Origin(str(file), commit)
+    return Origin(path.relative_to(top).as_posix(), commit)
+
+
+def _as_listed(file: str | os.PathLike[str]) -> Path:
+    """The absolute path with its folder resolved (a symlinked /tmp), as Git reports a
+    checkout's top; the file itself not: a symlinked manifest is tagged with its own path."""
+    given = Path(os.path.abspath(file))
+    return given.parent.resolve() / given.name
+
+
+class Provenance:
+    """Looks manifests up in their Git checkouts; caches per directory and per repository.
+
+    A file outside any checkout gets the commit CI names (``commit_from_env``), if any.
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
         self._tops: dict[Path, Path | None] = {}
         self._repos: dict[Path, _Repo] = {}
+        self._ci_commit = commit_from_env(env)
 
     def origin(self, file: str | os.PathLike[str]) -> Origin:
-        given = Path(os.path.abspath(file))
-        # the folder resolved (a symlinked /tmp), as Git reports the top; the file itself not
-        path = given.parent.resolve() / given.name
+        path = _as_listed(file)
         repo = self._repo(path.parent)
         if repo is None or not path.is_relative_to(repo.top):
-            return Origin(str(file))
+            return Origin(str(file), self._ci_commit)
         relative = path.relative_to(repo.top).as_posix()
         commit = repo.head
         if commit and relative in repo.changed:

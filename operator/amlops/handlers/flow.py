@@ -19,10 +19,12 @@ from typing import Any, Generic, TypeVar, cast
 
 import kopf
 
+from amlops import API_GROUP
 from amlops.backends.base import Backend
+from amlops.crds import VERSION
 from amlops.handlers import runtime
-from amlops.handlers.config import KOPF_STATUS_KEY
 from amlops.handlers.objects import Resource, SpecError, schema_problems, source_of
+from amlops.handlers.options import KOPF_STATUS_KEY, SETTINGS
 from amlops.handlers.runtime import Runtime
 from amlops.handlers.status import (
     event_type,
@@ -32,10 +34,11 @@ from amlops.handlers.status import (
     redact_status,
     result_label,
 )
+from amlops.kinds import KINDS
 from amlops.reconcile import driver
 from amlops.reconcile.actions import Action, Result
 from amlops.reconcile.conditions import READY, Outcome, Phase, build_status, find, suspended
-from amlops.reconcile.source import Source
+from amlops.reconcile.inputs import Source
 
 D = TypeVar("D")
 
@@ -237,3 +240,43 @@ def finalize(
     kopf.event(body, type="Normal", reason=reason, message=message)
     logger.info(f"{reason}: {message}")
     rt.forget(obj.uid)
+
+
+def register(kind: Kind[D]) -> None:
+    """Kopf's handlers for ``kind``: reconcile on resume / create / update, the drift timer
+    (for a Pipeline it also starts scheduled runs), and delete behind the finalizer. The ids
+    are the names Kopf records its progress under in status, so they must never change."""
+    crd = KINDS[kind.name].crd
+    assert crd is not None, f"{kind.name} has no custom resource"
+    resource = (API_GROUP, VERSION, crd.plural)
+    name = kind.name.lower()
+
+    def on_change(
+        body: kopf.Body,
+        patch: kopf.Patch,
+        memo: kopf.Memo,
+        retry: int,
+        logger: kopf.Logger,
+        **_: Any,
+    ) -> None:
+        reconcile(kind, body, patch, memo, retry, logger)
+
+    def on_timer(
+        body: kopf.Body,
+        patch: kopf.Patch,
+        memo: kopf.Memo,
+        logger: kopf.Logger,
+        retry: int = 0,  # Kopf passes it; TimerFn does not declare it
+        **_: Any,
+    ) -> None:
+        drift(kind, body, patch, memo, retry, logger)
+
+    def on_delete(
+        body: kopf.Body, memo: kopf.Memo, retry: int, logger: kopf.Logger, **_: Any
+    ) -> None:
+        finalize(kind, body, memo, retry, logger)
+
+    for event in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        event(*resource, id=f"reconcile_{name}")(on_change)
+    kopf.timer(*resource, id=f"check_{name}_drift", **SETTINGS.timer_options())(on_timer)
+    kopf.on.delete(*resource, id=f"delete_{name}")(on_delete)

@@ -12,9 +12,9 @@ custom resource must not make the operator read, and register, files of its own 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -22,11 +22,12 @@ from amlops import API_GROUP, API_VERSION
 from amlops.core.files import PathRefusedError, admit, local_target
 from amlops.core.findings import format_path
 from amlops.core.limits import Limits
+from amlops.core.locator import ObjectLocator, located_document
 from amlops.core.manifests import Manifest, Segment
 from amlops.core.provenance import TAG_COMMIT, TAG_MANIFEST, TAG_OBJECT
 from amlops.core.schemas import SchemaSet, load_schemas
-from amlops.core.source import load_documents
-from amlops.reconcile.source import FieldPath, Source
+from amlops.core.source import FieldPath
+from amlops.reconcile.inputs import Source
 
 ANNOTATION_SOURCE_FILE = f"{API_GROUP}/source-file"
 ANNOTATION_GIT_COMMIT = f"{API_GROUP}/git-commit"
@@ -67,9 +68,23 @@ class Resource:
     def ref(self) -> str:
         return f"{self.kind} {self.namespace}/{self.name}"
 
+    @cached_property
+    def manifest(self) -> Manifest:
+        """The object as the core sees a manifest, so the core's answers (its workspace, its
+        schema findings) are the operator's too. No text behind it: a finding names the
+        object and the field, not a line."""
+        body: dict[str, Any] = {
+            "apiVersion": API_VERSION,
+            "kind": self.kind,
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "spec": dict(self.spec),
+        }
+        doc = located_document(body, ObjectLocator(self.ref))
+        return Manifest(self.kind, self.name, body, [Segment((), doc)])
+
     @property
     def workspace(self) -> str:
-        return str(self.spec.get("workspace", ""))
+        return self.manifest.workspace or ""
 
     @property
     def suspended(self) -> bool:
@@ -122,16 +137,5 @@ def schema_problems(obj: Resource, schemas: SchemaSet | None = None) -> list[str
     everything (``oneOf``, ``additionalProperties: false`` inside embedded parts), so a spec
     the API server let through can still be invalid. Each problem names its field."""
     checks = schemas or load_schemas()
-    body: dict[str, Any] = {
-        "apiVersion": API_VERSION,
-        "kind": obj.kind,
-        "metadata": {"name": obj.name, "namespace": obj.namespace},
-        "spec": dict(obj.spec),
-    }
-    fast = checks.fast.get(obj.kind)
-    if fast is not None and fast.is_valid(body):
-        return []
-    # Only an invalid object pays for a positioned document, to name fields in findings.
-    doc = next(load_documents(obj.ref, json.dumps(body)))
-    manifest = Manifest(obj.kind, obj.name, body, [Segment((), doc)])
-    return [f"{f.field}: {f.message}" if f.field else f.message for f in checks.check(manifest)]
+    findings = checks.check(obj.manifest)
+    return [f"{f.field}: {f.message}" if f.field else f.message for f in findings]

@@ -9,7 +9,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import kopf
@@ -17,11 +16,11 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
-from amlops.backends.base import Backend, ComputeInfo
+from amlops.backends.base import Backend
 from amlops.backends.local.backend import LocalBackend
 from amlops.core.manifests import load_tree
-from amlops.handlers.config import Settings
 from amlops.handlers.metrics import Metrics
+from amlops.handlers.options import Settings
 
 log = logging.getLogger(__name__)
 
@@ -87,27 +86,13 @@ def kube_client() -> Any:
     return k8s.ApiClient(configuration)
 
 
-def declared_computes(root: Path) -> list[ComputeInfo]:
-    """The ComputeCluster manifests of the checkout: for the local backend, compute is what
-    the manifests declare (Pulumi provisions it in Azure)."""
-    loaded = load_tree([root], root=root) if root.is_dir() else None
-    return [
-        ComputeInfo(
-            m.workspace,
-            m.name,
-            int(m.spec.get("maxInstances", 1)),
-            str(m.spec.get("vmSize", "")),
-        )
-        for m in (loaded.manifests if loaded else [])
-        if m.kind == "ComputeCluster" and m.workspace
-    ]
-
-
 def start(settings: Settings) -> Runtime:
     backend = LocalBackend(settings.state_dir)
     backend.start()  # takes the state directory; adopts what a killed operator left running
-    for compute in declared_computes(settings.source_root):
-        backend.put_compute(compute)
+    root = settings.source_root
+    # The local backend's compute is what the checkout declares (Pulumi provisions it in Azure).
+    if root.is_dir():
+        backend.seed_computes(load_tree([root], root=root).manifests)
     metrics = Metrics()
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)

@@ -11,7 +11,7 @@ from typing import Any
 import kopf
 
 from amlops.handlers import logs, runtime
-from amlops.handlers.config import (
+from amlops.handlers.options import (
     FINALIZER,
     KOPF_STATUS_KEY,
     PROGRESS_FIELD,

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from amlops.handlers.config import KOPF_STATUS_KEY
+from amlops.handlers.options import KOPF_STATUS_KEY
 from amlops.reconcile.conditions import READY, Outcome, Phase, find, phase_of
 
 REDACTED = "***"

@@ -21,18 +21,17 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from amlops.backends.base import Backend, ComputeInfo
+from amlops.backends.base import Backend
 from amlops.core.manifests import Manifest
 from amlops.core.provenance import Provenance
+from amlops.kinds import ORDER
 from amlops.reconcile import driver
 from amlops.reconcile import endpoint as endpoint_kind
 from amlops.reconcile import model as model_kind
 from amlops.reconcile import pipeline as pipeline_kind
 from amlops.reconcile.actions import Action, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status
-from amlops.reconcile.source import Source, digest_of
-
-ORDER = ("Model", "Pipeline", "Endpoint")
+from amlops.reconcile.inputs import Source, digest_of
 
 
 class StatusStore(Protocol):
@@ -69,11 +68,12 @@ class TreeReconciler:
         self,
         backend: Backend,
         store: StatusStore,
-        put_compute: Callable[[ComputeInfo], None] | None = None,
+        seed_computes: Callable[[Sequence[Manifest]], None] | None = None,
     ) -> None:
         self.backend = backend
         self.store = store
-        self._put_compute = put_compute
+        # a backend that stands in for Pulumi learns compute from the manifests themselves
+        self._seed_computes = seed_computes
 
     def reconcile(
         self,
@@ -83,17 +83,8 @@ class TreeReconciler:
     ) -> list[ObjectReport]:
         """One pass over ``manifests``; only objects of ``kinds`` are reconciled or finalized."""
         when = now or datetime.now(UTC)
-        if self._put_compute is not None:
-            for m in manifests:
-                if m.kind == "ComputeCluster" and m.workspace:
-                    self._put_compute(
-                        ComputeInfo(
-                            m.workspace,
-                            m.name,
-                            int(m.spec.get("maxInstances", 1)),
-                            str(m.spec.get("vmSize", "")),
-                        )
-                    )
+        if self._seed_computes is not None:
+            self._seed_computes(manifests)
         reports: list[ObjectReport] = []
         seen: set[tuple[str, str, str]] = set()
         provenance = Provenance()

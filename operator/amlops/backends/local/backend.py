@@ -2,7 +2,8 @@
 
 ```
 .amlops/
-  catalog.sqlite         models, computes, runs + steps, endpoints, deployments, object status
+  catalog.sqlite         the asset catalog (models, computes, runs + steps, endpoints,
+                         deployments) and the object store (object records, run requests)
   artifacts/             content-addressed files (objects/) and trees (trees/)
   models/<ws>/<name>/<version>/<digest>/   a version's folder (AZUREML_MODEL_DIR)
   runs/<run id>/<step>/  code snapshot, outputs/, user_logs/std_log.txt, pid
@@ -42,6 +43,7 @@ import os
 import secrets
 import shutil
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
@@ -61,11 +63,14 @@ from amlops.backends.base import (
     ProvisioningState,
 )
 from amlops.backends.local.cas import ArtifactStore, make_folders
-from amlops.backends.local.catalog import Catalog, StateError
+from amlops.backends.local.catalog import AssetCatalog
+from amlops.backends.local.db import Database, StateError
 from amlops.backends.local.models import ModelRegistry
+from amlops.backends.local.objects import ObjectStore
 from amlops.backends.local.router import DEPLOYMENT_HEADER, Router
 from amlops.backends.local.runner import PipelineRunner, job_graph_or_error
 from amlops.backends.local.scoring import ScoringServers
+from amlops.core.manifests import Manifest
 
 DEFAULT_STATE_DIR = ".amlops"
 CATALOG_FILE = "catalog.sqlite"
@@ -106,7 +111,9 @@ class LocalBackend:
                 raise StateError(_not_a_folder(self.root))
         else:
             self.notes.extend(prepare_state_dir(self.root))
-        self.catalog = Catalog(self.root / CATALOG_FILE, read_only=self.read_only)
+        self.db = Database(self.root / CATALOG_FILE, read_only=self.read_only)
+        self.catalog = AssetCatalog(self.db)
+        self.objects = ObjectStore(self.db)
         self._catalog_inode = (self.root / CATALOG_FILE).stat().st_ino
         self.store = ArtifactStore(self.root / "artifacts")
         self.models = ModelRegistry(self.catalog, self.store, self.root)
@@ -141,12 +148,12 @@ class LocalBackend:
             self._routers.clear()
             self._lock_file.close()
             self._lock_file = None
-        self.catalog.close()
+        self.db.close()
 
     def check_state(self) -> None:
         """Raise StateError when the catalog is damaged (after an unexplained failure: a
         damaged file does not heal, so retrying would only repeat the failure)."""
-        self.catalog.check()
+        self.db.check()
 
     def __enter__(self) -> LocalBackend:
         return self
@@ -169,7 +176,7 @@ class LocalBackend:
         for router in self._routers.values():
             router.stop()
         self._routers.clear()
-        self.catalog.close()
+        self.db.close()
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -181,6 +188,20 @@ class LocalBackend:
     def put_compute(self, info: ComputeInfo) -> None:
         """Stand in for Pulumi: the local backend's compute is whatever the manifests declare."""
         self.catalog.put_compute(info)
+
+    def seed_computes(self, manifests: Iterable[Manifest]) -> None:
+        """``put_compute`` for each ComputeCluster of ``manifests``: the one place a manifest
+        becomes local compute, whichever driver (``amlops up``, the operator pod) read it."""
+        for m in manifests:
+            if m.kind == "ComputeCluster" and m.workspace:
+                self.put_compute(
+                    ComputeInfo(
+                        m.workspace,
+                        m.name,
+                        int(m.spec.get("maxInstances", 1)),
+                        str(m.spec.get("vmSize", "")),
+                    )
+                )
 
     def get_compute(self, workspace: str, name: str) -> ComputeInfo | None:
         return self.catalog.get_compute(workspace, name)
@@ -212,10 +233,6 @@ class LocalBackend:
 
     def latest_pipeline_run(self, workspace: str, pipeline: str) -> PipelineRun | None:
         return self.catalog.latest_run(workspace, pipeline)
-
-    def get_pipeline_run(self, workspace: str, run_id: str) -> PipelineRun | None:
-        run = self.catalog.get_run(run_id)
-        return run if run is not None and run.workspace == workspace else None
 
     def submit_pipeline_run(self, spec: PipelineRunSpec) -> PipelineRun:
         self._require_started()
@@ -402,11 +419,25 @@ class LocalBackend:
         finally:
             conn.close()
 
+    def deployment_tags(self, workspace: str, endpoint: str) -> dict[str, dict[str, str]]:
+        """The tags of each of an endpoint's deployments, by deployment name, as recorded
+        (read-only: unlike ``list_deployments`` it neither checks nor routes the servers)."""
+        rows = self.catalog.list_deployment_rows(workspace, endpoint)
+        return {row["name"]: dict(row["tags"]) for row in rows}
+
     # -- the local driver's records --------------------------------------------------------
 
     def request_run(self, workspace: str, pipeline: str, at: str) -> None:
         """``amlops run``: ask for a run of ``pipeline``; the reconcile loop starts it."""
-        self.catalog.request("Pipeline", workspace, pipeline, at)
+        self.objects.request("Pipeline", workspace, pipeline, at)
+
+    def record_manifests_path(self, path: Path) -> None:
+        """Remember what ``amlops up`` runs, for an ``amlops run`` given no --path."""
+        self.db.set_meta("manifests", str(path.resolve()))
+
+    def last_manifests_path(self) -> str | None:
+        """The manifests the last ``amlops up`` ran (absolute), or None before any."""
+        return self.db.get_meta("manifests")
 
     def _require_started(self) -> None:
         if self._lock_file is None:

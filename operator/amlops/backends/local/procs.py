@@ -111,6 +111,24 @@ def read_pid_file(path: Path) -> PidRecord | None:
         return None
 
 
+def leaders_with_arguments(*args: str) -> list[PidRecord]:
+    """Session leaders (what ``spawn`` starts) whose command line holds ``args`` in a row: a
+    child an ``amlops`` started and died before recording, found by its unique arguments."""
+    needle = b"\0" + b"\0".join(os.fsencode(a) for a in args) + b"\0"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            if os.getsid(pid) != pid or needle not in (entry / "cmdline").read_bytes():
+                continue
+        except OSError:  # gone, or not ours to look at
+            continue
+        found.append(PidRecord(pid, process_start(pid)))
+    return found
+
+
 def spawn(
     argv: list[str], *, cwd: Path, env: dict[str, str], log: Path
 ) -> tuple[subprocess.Popen[bytes], PidRecord]:

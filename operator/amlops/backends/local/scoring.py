@@ -40,7 +40,7 @@ from amlops.backends.base import (
 )
 from amlops.backends.local import procs
 from amlops.backends.local.cas import ArtifactStore
-from amlops.backends.local.catalog import Catalog, deployment_state
+from amlops.backends.local.catalog import AssetCatalog, deployment_state
 
 STARTUP_TIMEOUT_S = 60.0
 _HEALTH_TIMEOUT_S = 0.5
@@ -138,7 +138,7 @@ def failure_reason(log: Path) -> str:
 class ScoringServers:
     def __init__(
         self,
-        catalog: Catalog,
+        catalog: AssetCatalog,
         store: ArtifactStore,
         root: Path,
         model: Callable[[str, DeploymentSpec], ModelVersion | None],
@@ -403,6 +403,14 @@ class ScoringServers:
                 (self._dir(key) / "server.pid").unlink(missing_ok=True)
             if row["state"] != ProvisioningState.FAILED:
                 self._put(key, state=ProvisioningState.STOPPED, message="not running")
+        # a server whose amlops died between starting it and recording it (no pid file, or no
+        # row yet) is found by its socket, which names its deployment: nothing serves through it
+        for folder in (self.root / "deployments").glob("*/*/*"):
+            key = (folder.parent.parent.name, folder.parent.name, folder.name)
+            adopted = self._servers.get(key)
+            for record in procs.leaders_with_arguments("--socket", str(self.socket_path(key))):
+                if adopted is None or adopted.record.pid != record.pid:
+                    procs.stop_group(record)
 
 
 def _private_dir(path: Path) -> None:

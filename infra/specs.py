@@ -19,6 +19,7 @@ import pulumi
 from amlops.core.azure import role_id
 from amlops.core.findings import Finding, sort_findings
 from amlops.core.manifests import Manifest
+from amlops.core.provenance import origin_in
 from infra import naming
 
 ISOLATED_MODES = ("AllowInternetOutbound", "AllowOnlyApprovedOutbound")
@@ -168,12 +169,7 @@ class _Translator:
 
     def source_path(self, m: Manifest) -> str:
         """The manifest's path relative to the project, whatever directory the run started in."""
-        if self.root is None:
-            return m.file
-        try:
-            return Path(m.file).resolve().relative_to(self.root.resolve()).as_posix()
-        except ValueError:
-            return m.file
+        return origin_in(m.file, self.root, self.commit).manifest
 
     def system_tags(self, m: Manifest, workspace: str, environment: str) -> dict[str, str]:
         return {

@@ -1,6 +1,6 @@
-"""The operator's configuration: environment variables -> one frozen ``Settings``.
+"""The operator's options: ``AMLOPS_*`` environment variables -> one frozen ``Settings``.
 
-``amlops.handlers.settings`` turns it into Kopf's settings in the one startup hook.
+``amlops.handlers.settings`` (every Kopf setting, in the one startup hook) applies them to Kopf.
 
 Environment (all optional; the Deployment in operator/deploy/ sets them):
 

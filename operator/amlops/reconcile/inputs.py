@@ -1,5 +1,6 @@
-"""Where an object was written, for the pure reconcilers: field paths -> "file:line", and
-relative paths -> absolute ones (Azure ML resolves ``path:``/``code:`` against the YAML file).
+"""What a pure reconciler takes besides the spec: where the object was written (field paths ->
+"file:line") and the files it names (relative paths -> absolute ones: Azure ML resolves
+``path:``/``code:`` against the YAML file); and the digest its fingerprints are made of.
 
 ``resolve`` is where a reconciler learns which files to read, so it applies the containment
 rule (``amlops.core.files.admit``): a path outside the source root, a special file or a
@@ -16,12 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from amlops.core import files
 from amlops.core.findings import format_path
 from amlops.core.limits import Limits
 from amlops.core.manifests import Manifest
-
-FieldPath = tuple[str | int, ...]
+from amlops.core.source import FieldPath
 
 
 @dataclass(frozen=True)
@@ -46,17 +45,6 @@ class Source:
             return manifest.contained_path(path, value, limits)
 
         return cls(locate, resolve)
-
-    @classmethod
-    def rooted(cls, base: Path, limits: Limits | None = None) -> Source:
-        """For objects with no file behind them (a custom resource): paths resolve below
-        ``base``, must stay inside it, and fields are named without a line."""
-
-        def resolve(path: FieldPath, value: str) -> Path:
-            target = base / files.local_target(value)
-            return files.admit(base, target, limits, what=f"{format_path(path)}: {value}")
-
-        return cls(lambda _path: "", resolve)
 
 
 def digest_of(value: Any) -> str:
