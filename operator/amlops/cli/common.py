@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from rich.console import Console
@@ -30,6 +30,17 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 class UsageError(Exception):
     """Bad arguments or an environment the command cannot work in (exit 2)."""
+
+
+def is_terminal() -> bool:
+    """Whether a person is reading stdout. Not rich's ``Console.is_terminal``: that is also
+    true under FORCE_COLOR, which CI systems set to get colours in logs that are not terminals."""
+    return sys.stdout.isatty()
+
+
+def print_lines(lines: Iterable[str]) -> None:
+    """Plain lines, never through rich: no markup is read, no line is folded to a width."""
+    sys.stdout.writelines(line + "\n" for line in lines)
 
 
 def print_json(data: Any) -> None:

@@ -13,8 +13,9 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from amlops.cli import common, plan_infra
-from amlops.cli.validate import findings_table, printable
+from amlops.cli import common, formats, plan_infra
+from amlops.cli.formats import printable
+from amlops.cli.validate import findings_table
 from amlops.core.findings import Finding
 from amlops.core.limits import LimitsError
 from amlops.core.plan import (
@@ -131,8 +132,10 @@ def _text(changes: list[Change], head: Report, base: str, ref_head: str) -> None
             table.add_row(SYMBOL[c.action], *(Text(printable(x)) for x in cells), Text(detail))
         out.print(table)
     findings = head.findings
-    if findings:
+    if findings and common.is_terminal():
         out.print(findings_table(findings, title="findings in the change"))
+    elif findings:  # a CI log: one greppable, unfolded line each, as `amlops validate` prints
+        common.print_lines(map(formats.finding_line, findings))
     out.print(
         f"{len(head.errors)} errors, {len(head.warnings)} warnings"
         + (" — [red]the change cannot be applied[/]" if head.errors else "")

@@ -11,14 +11,20 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from amlops import __name__ as package_name
-from amlops.cli import common
+from amlops.cli import common, formats, targets
+from amlops.cli.formats import printable
 from amlops.core.findings import Finding
 from amlops.core.limits import LimitsError
 from amlops.core.policy import PolicyError, load_policies
 from amlops.core.validate import Report, validate_paths
 
-OUTPUTS = ("text", "json", "sarif", "github")
+OUTPUTS = ("text", "table", "json", "sarif", "github", "gitlab")
+OUTPUT_HELP = (
+    "text: one finding per line, path:line:col: severity rule message (as ruff, mypy and eslint "
+    "print them); table: a table for people; json: counts and findings; sarif: SARIF 2.1.0 for "
+    "code scanning; github: workflow-command annotations; gitlab: GitLab Code Quality JSON. "
+    "Default: table on a terminal, text otherwise (pipes, CI logs)"
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,8 +33,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="check manifests against schemas, Azure ML, references and policies",
         description="Exit 0: clean (warnings allowed); 1: errors or unparsable input; 2: usage.",
     )
-    p.add_argument("paths", nargs="*", default=["manifests"], metavar="PATH")
-    p.add_argument("--output", "-o", choices=OUTPUTS, default="text")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="folders to validate (default: the repository); files alone are validated with the "
+        "whole repository around them and only their findings are reported",
+    )
+    p.add_argument("--output", "-o", choices=OUTPUTS, default=None, help=OUTPUT_HELP)
     p.add_argument(
         "--no-sdk",
         action="store_true",
@@ -49,25 +61,34 @@ def run(args: argparse.Namespace) -> int:
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         raise common.UsageError(f"no such file or directory: {', '.join(missing)}")
+    scope = targets.targets(args.paths)
     try:
-        report = validate_paths(args.paths, sdk=not args.no_sdk)
+        report = scope.report(validate_paths(scope.read, sdk=not args.no_sdk))
     except (PolicyError, LimitsError) as exc:
         raise common.UsageError(str(exc)) from exc
-    render(report, args.output)
+    render(report, args.output, formats.source_root(scope.read))
     return common.EXIT_OK if report.ok else common.EXIT_FINDINGS
 
 
-def render(report: Report, output: str) -> None:
+def render(report: Report, output: str | None, root: Path) -> None:
+    """``output`` None picks ``table`` on a terminal, ``text`` elsewhere; ``root`` is what
+    SARIF and GitLab paths are relative to (the repository)."""
     findings = report.findings  # secret values already masked by the core
+    if output is None:
+        output = "table" if common.is_terminal() else "text"
     if output == "json":
         common.print_json(to_json(report, findings))
     elif output == "sarif":
-        common.print_json(to_sarif(findings))
+        common.print_json(formats.to_sarif(findings, root))
+    elif output == "gitlab":
+        common.print_json(formats.to_gitlab(findings, root))
     elif output == "github":
-        for line in github_annotations(findings):
-            print(line)
+        common.print_lines(formats.github_annotations(findings, root))
+    elif output == "text":
+        summary = formats.summary_line(len(report.errors), len(report.warnings))
+        common.print_lines([*map(formats.finding_line, findings), f"{summary} ({_counts(report)})"])
     else:
-        _text(report, findings)
+        _table(report, findings)
 
 
 def to_json(report: Report, findings: Sequence[Finding]) -> dict[str, Any]:
@@ -77,85 +98,6 @@ def to_json(report: Report, findings: Sequence[Finding]) -> dict[str, Any]:
         "errors": [f.to_json() for f in findings if f.is_error],
         "warnings": [f.to_json() for f in findings if not f.is_error],
     }
-
-
-def _escape(value: str, *, prop: bool = False) -> str:
-    # GitHub workflow commands: https://docs.github.com/actions/reference/workflow-commands
-    out = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    out = printable(out)  # the Actions log renders ANSI escape sequences
-    if prop:
-        out = out.replace(":", "%3A").replace(",", "%2C")
-    return out
-
-
-def github_annotations(findings: Sequence[Finding]) -> list[str]:
-    lines = []
-    for f in findings:
-        level = "error" if f.is_error else "warning"
-        title = _escape(f"{f.rule} {f.kind or ''}/{f.name or ''}".strip(), prop=True)
-        lines.append(
-            f"::{level} file={_escape(f.file, prop=True)},line={f.line},col={f.column},"
-            f"title={title}::{_escape(f.message)}"
-        )
-    return lines
-
-
-def to_sarif(findings: Sequence[Finding]) -> dict[str, Any]:
-    policies = load_policies()
-    rule_ids = sorted({f.rule for f in findings})
-    rules = []
-    for rule_id in rule_ids:
-        policy = policies.get(rule_id)
-        rule: dict[str, Any] = {"id": rule_id}
-        if policy is not None:
-            rule["shortDescription"] = {"text": policy.title}
-            rule["fullDescription"] = {"text": policy.description}
-        rules.append(rule)
-    results = [
-        {
-            "ruleId": f.rule,
-            "ruleIndex": rule_ids.index(f.rule),
-            "level": "error" if f.is_error else "warning",
-            "message": {"text": f.message},
-            "locations": [
-                {
-                    "physicalLocation": {
-                        "artifactLocation": {"uri": f.file},
-                        "region": {"startLine": f.line, "startColumn": f.column},
-                    },
-                    "logicalLocations": [
-                        {"name": f.name or "", "kind": f.kind or "", "fullyQualifiedName": f.field}
-                    ],
-                }
-            ],
-        }
-        for f in findings
-    ]
-    return {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [
-            {
-                "tool": {
-                    "driver": {
-                        "name": package_name,
-                        "informationUri": "https://amlops.io",
-                        "rules": rules,
-                    }
-                },
-                "results": results,
-            }
-        ],
-    }
-
-
-def printable(text: str) -> str:
-    """User text made safe for a terminal or log: control characters (escape sequences that
-    recolour or rewrite the screen, carriage returns that overprint a line, newlines that fake
-    a line of output) and invisible Unicode (bidi overrides) are shown as escapes."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
 
 
 def findings_table(findings: Sequence[Finding], title: str | None = None) -> Table:
@@ -184,10 +126,14 @@ def findings_table(findings: Sequence[Finding], title: str | None = None) -> Tab
     return table
 
 
-def _text(report: Report, findings: Sequence[Finding]) -> None:
-    out = common.stdout
+def _counts(report: Report) -> str:
     kinds = ", ".join(f"{n} {k}" for k, n in report.kinds().items()) or "none"
-    out.print(f"{len(report.manifests)} manifests in {report.files} files ({kinds})")
+    return f"{len(report.manifests)} manifests in {report.files} files: {kinds}"
+
+
+def _table(report: Report, findings: Sequence[Finding]) -> None:
+    out = common.stdout
+    out.print(Text(_counts(report)))
     if findings:
         out.print(findings_table(findings))
     verdict = "[red]failed[/]" if report.errors else "[green]passed[/]"
