@@ -16,6 +16,7 @@ from amlops.backends.base import (
     PipelineRun,
     ProvisioningState,
 )
+from amlops.core.source import FieldPath, Position
 from amlops.reconcile import endpoint, model, pipeline
 from amlops.reconcile.actions import (
     CreateOrUpdateDeployment,
@@ -24,10 +25,19 @@ from amlops.reconcile.actions import (
     SubmitPipelineRun,
 )
 from amlops.reconcile.conditions import Phase
-from amlops.reconcile.inputs import Source
+from amlops.reconcile.inputs import Inputs, Source
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
-SOURCE = Source(lambda path: "m.yaml:7", lambda path, value: Path("/repo") / value)
+
+
+class _Line7:
+    """Every field written on line 7 of m.yaml."""
+
+    def locate(self, path: FieldPath, /) -> Position:
+        return Position("m.yaml", 7, 1)
+
+
+SOURCE = Source(_Line7(), lambda path, value: Path("/repo") / value)
 
 
 def _version(name: str, version: str, digest: str = "sha256:aa") -> ModelVersion:
@@ -43,7 +53,7 @@ def _model(version: str | None = "1") -> model.ModelDesired:
     spec: dict[str, Any] = {"model": {"name": "m", "path": "assets/m"}}
     if version:
         spec["model"]["version"] = version
-    return model.desired_model("ws", "m", spec, 1, SOURCE)
+    return model.desired(Inputs("ws", "m", spec, 1, SOURCE))
 
 
 def test_model_missing_files_stall_naming_the_field() -> None:
@@ -82,9 +92,8 @@ def _pipeline(**spec: Any) -> pipeline.PipelineDesired:
         "inputs": {"base": {"type": "custom_model", "path": "azureml:base:1"}},
         "jobs": {"train": {"command": "python t.py", "code": "src", "compute": "azureml:gpu"}},
     }
-    return pipeline.desired_pipeline(
-        "ws", "p", {"job": job, **spec}, 1, SOURCE, spec.pop("requested", None)
-    )
+    requested = spec.pop("requested", None)
+    return pipeline.desired(Inputs("ws", "p", {"job": job, **spec}, 1, SOURCE, {}, requested))
 
 
 def _observed(
@@ -184,7 +193,7 @@ def _endpoint(traffic: dict[str, int] | None = None) -> endpoint.EndpointDesired
         "endpoint": {"name": "e", "auth_mode": "key", "traffic": traffic or {"a": 90, "b": 10}},
         "deployments": [{"name": "a", **deployment}, {"name": "b", **deployment}],
     }
-    return endpoint.desired_endpoint("ws", "e", spec, 1, SOURCE)
+    return endpoint.desired(Inputs("ws", "e", spec, 1, SOURCE))
 
 
 def _deployed(

@@ -10,13 +10,16 @@ from typing import Any
 import kopf
 import pytest
 
+from amlops import handlers
 from amlops.handlers import flow
 from amlops.handlers.metrics import Metrics
 from amlops.handlers.objects import Resource, SpecError
 from amlops.handlers.options import Settings
 from amlops.handlers.runtime import Runtime
+from amlops.kinds import ORDER
 from amlops.reconcile.actions import DeleteModelVersion, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status
+from amlops.reconcile.registry import RECONCILERS
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 SPEC = {"workspace": "ws", "model": {"name": "m", "version": "1", "path": "models/m"}}
@@ -207,3 +210,9 @@ def test_a_failed_cleanup_keeps_the_finalizer_and_retries(
     assert "password=***" in str(err.value) and "p4ssw0rd" not in str(err.value)
     assert err.value.delay == 10  # the core's 5 s error retry, doubled once
     assert events == []  # no "Deleted" before it is
+
+
+def test_every_operator_kind_is_handled_through_its_registry_entry() -> None:
+    # the handlers and `amlops up` reconcile a kind through the same entry points
+    assert tuple(handlers.KINDS) == ORDER == tuple(RECONCILERS)
+    assert set(handlers.AFTER) <= set(RECONCILERS)

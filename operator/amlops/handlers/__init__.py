@@ -1,10 +1,21 @@
 """The Kopf operator: ``kopf run -m amlops.handlers`` (or ``amlops operator``).
 
-Importing the package registers every handler: the settings/startup hook and one module per
-kind (Model, Pipeline, Endpoint). Each handler is a few lines over ``amlops.handlers.flow``,
-which drives the same reconcile core and backend ``amlops up`` uses.
+Importing the package registers every handler: the settings/startup hook and, for each kind in
+``amlops.reconcile.registry``, its handlers over ``amlops.handlers.flow``, which drives the same
+reconcile entry points ``amlops up`` uses. ``AFTER`` holds what the operator adds to a kind's
+reconcile (an Endpoint's keys Secret); a kind not in it needs nothing here.
 """
 
-from amlops.handlers import endpoint, model, pipeline, settings
+from typing import Any
 
-__all__ = ["endpoint", "model", "pipeline", "settings"]
+from amlops.handlers import endpoint, flow, settings
+from amlops.reconcile.registry import RECONCILERS
+
+AFTER: dict[str, flow.After[Any]] = {"Endpoint": endpoint.publish_keys}
+KINDS: dict[str, flow.Kind[Any]] = {
+    name: flow.kind_of(reconciler, AFTER.get(name)) for name, reconciler in RECONCILERS.items()
+}
+for _kind in KINDS.values():
+    flow.register(_kind)
+
+__all__ = ["AFTER", "KINDS", "settings"]

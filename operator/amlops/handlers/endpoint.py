@@ -1,36 +1,20 @@
-"""Endpoint custom resources: an online endpoint, its deployments and the traffic split.
+"""Endpoint custom resources: what the operator adds to an endpoint's reconcile.
 
 An Endpoint waits for the models it serves (DependencyNotReady, retried with backoff); its
-keys go to a Secret it owns (``amlops.handlers.keys``).
+keys go to a Secret it owns (``amlops.handlers.keys``), which only the operator can write.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from amlops.backends.base import Backend
-from amlops.handlers import flow, keys
+from amlops.handlers import keys
 from amlops.handlers.objects import Resource
 from amlops.handlers.runtime import Runtime
-from amlops.reconcile import driver
-from amlops.reconcile import endpoint as core
-from amlops.reconcile.actions import Action, Result
-from amlops.reconcile.inputs import Source
+from amlops.reconcile.actions import Result
+from amlops.reconcile.endpoint import EndpointDesired
 
 
-def desired(obj: Resource, source: Source) -> core.EndpointDesired:
-    wanted = core.desired_endpoint(obj.workspace, obj.name, obj.spec, obj.generation, source)
-    return replace(wanted, tags=obj.tags())
-
-
-def reconcile(rt: Runtime, backend: Backend, obj: Resource, want: core.EndpointDesired) -> Result:
-    result = driver.reconcile_endpoint(backend, want, obj.status)
+def publish_keys(
+    rt: Runtime, backend: Backend, obj: Resource, want: EndpointDesired, result: Result
+) -> Result:
     return keys.publish(rt.kube, backend, obj, want.workspace, want.name, want.auth_mode, result)
-
-
-def finalize(_rt: Runtime, obj: Resource) -> tuple[Action, ...]:
-    return core.finalize_endpoint(obj.workspace, obj.status or {}, obj.deletion_policy)
-
-
-KIND = flow.Kind("Endpoint", desired, reconcile, finalize)
-flow.register(KIND)

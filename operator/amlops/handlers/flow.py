@@ -39,6 +39,7 @@ from amlops.reconcile import driver
 from amlops.reconcile.actions import Action, Result
 from amlops.reconcile.conditions import READY, Outcome, Phase, build_status, find, suspended
 from amlops.reconcile.inputs import Source
+from amlops.reconcile.registry import Reconciler
 
 D = TypeVar("D")
 
@@ -63,6 +64,26 @@ class Kind(Generic[D]):
     desired: Callable[[Resource, Source], D]  # pure: the spec read, paths resolved
     reconcile: Callable[[Runtime, Backend, Resource, D], Result]
     finalize: Callable[[Runtime, Resource], tuple[Action, ...]]
+
+
+# What the operator does after a reconcile besides writing status (an Endpoint's keys Secret).
+After = Callable[[Runtime, Backend, Resource, D, Result], Result]
+
+
+def kind_of(reconciler: Reconciler[D], after: After[D] | None = None) -> Kind[D]:
+    """``reconciler``'s entry points (the ones ``amlops up`` uses) for custom resources."""
+
+    def desired(obj: Resource, source: Source) -> D:
+        return reconciler.desired(obj.inputs(source))
+
+    def reconcile(rt: Runtime, backend: Backend, obj: Resource, want: D) -> Result:
+        result = reconciler.reconcile(backend, want, obj.status, None)
+        return after(rt, backend, obj, want, result) if after is not None else result
+
+    def finalize(rt: Runtime, obj: Resource) -> tuple[Action, ...]:
+        return reconciler.finalize(rt.backend, obj.gone())
+
+    return Kind(reconciler.kind, desired, reconcile, finalize)
 
 
 class _Recorder:

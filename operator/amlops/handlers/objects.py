@@ -27,15 +27,13 @@ from amlops.core.manifests import Manifest, Segment
 from amlops.core.provenance import TAG_COMMIT, TAG_MANIFEST, TAG_OBJECT
 from amlops.core.schemas import SchemaSet, load_schemas
 from amlops.core.source import FieldPath
-from amlops.reconcile.inputs import Source
+from amlops.reconcile.inputs import Inputs, Source
+from amlops.reconcile.inputs import SpecError as SpecError  # raised by source_of's resolve
+from amlops.reconcile.registry import Gone
 
 ANNOTATION_SOURCE_FILE = f"{API_GROUP}/source-file"
 ANNOTATION_GIT_COMMIT = f"{API_GROUP}/git-commit"
 ANNOTATION_RUN_REQUESTED = f"{API_GROUP}/run-requested-at"
-
-
-class SpecError(ValueError):
-    """A spec the reconcile core cannot use; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +96,17 @@ class Resource:
     def source_file(self) -> str | None:
         return self.annotations.get(ANNOTATION_SOURCE_FILE) or None
 
+    def inputs(self, source: Source) -> Inputs:
+        """What the reconcile core reads of the object (``amlops.reconcile.registry``)."""
+        requested = self.annotations.get(ANNOTATION_RUN_REQUESTED)
+        return Inputs(
+            self.workspace, self.name, self.spec, self.generation, source, self.tags(), requested
+        )
+
+    def gone(self) -> Gone:
+        """The object as its finalizer sees it: the status its last reconcile wrote."""
+        return Gone(self.workspace, self.name, self.status or {}, self.deletion_policy)
+
     def tags(self) -> dict[str, str]:
         """What every asset made for this object is tagged with (DESIGN: the Git commit and
         manifest path that made it), under the keys ``amlops up`` and the Pulumi program use."""
@@ -119,9 +128,6 @@ def source_of(obj: Resource, root: Path, limits: Limits | None = None) -> Source
     file = obj.source_file
     base = top / PurePosixPath(file).parent if file else top
 
-    def locate(_path: FieldPath) -> str:
-        return file or ""
-
     def resolve(path: FieldPath, value: str) -> Path:
         target = base / local_target(value)
         try:
@@ -129,7 +135,8 @@ def source_of(obj: Resource, root: Path, limits: Limits | None = None) -> Source
         except PathRefusedError as exc:
             raise SpecError(str(exc)) from exc
 
-    return Source(locate, resolve)
+    # no line to point at: a message names the manifest's file (when known) and the field
+    return Source(ObjectLocator(file or ""), resolve)
 
 
 def schema_problems(obj: Resource, schemas: SchemaSet | None = None) -> list[str]:

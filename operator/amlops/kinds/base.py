@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from amlops.core.assets import is_external, parse_asset_ref
+from amlops.core.findings import Finding, format_path
+from amlops.core.locator import Locator
 from amlops.core.source import FieldPath
 
 if TYPE_CHECKING:
-    from amlops.core.findings import Finding
     from amlops.core.manifests import Manifest
 
 WORKSPACE_FIELD: FieldPath = ("spec", "workspace")
@@ -108,6 +109,30 @@ class Kind:
         for key in self.workspace_path:
             value = value.get(key) if isinstance(value, Mapping) else None
         return value if isinstance(value, str) else None
+
+
+RULE_SPEC = "spec.invalid"  # a spec the reconcilers cannot read (a kind's ``parse``)
+
+
+def spec_finding(locator: Locator, kind: str, path: FieldPath, message: str) -> Finding:
+    """A ``parse`` finding at ``path``, positioned by the driver's locator."""
+    pos = locator.locate(path)
+    return Finding(
+        pos.file, pos.line, pos.column, RULE_SPEC, message, kind=kind, field=format_path(path)
+    )
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """What every operator kind's spec says besides its asset: whether to reconcile it now,
+    and what deleting it does."""
+
+    suspend: bool = False
+    deletion_policy: str = "Delete"  # or "Retain"
+
+    @classmethod
+    def of(cls, spec: Mapping[str, Any]) -> Lifecycle:
+        return cls(bool(spec.get("suspend", False)), str(spec.get("deletionPolicy", "Delete")))
 
 
 def items(value: Any) -> list[Any]:

@@ -1,21 +1,33 @@
 """Endpoint: an Azure ML online endpoint, its deployments, and the traffic split between them.
 
 Azure ML's traffic rules live here once: the policy engine reports them on a pull request
-(``endpoint.traffic`` / ``endpoint.mirror``) and the endpoint reconciler refuses a spec that
-breaks them, both with these messages.
+(``endpoint.traffic`` / ``endpoint.mirror``) and ``parse`` reports them to the endpoint
+reconciler, which refuses a spec that breaks them, both with these messages.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from amlops.core.assets import ModelRef, parse_model_ref
+from amlops.core.findings import Finding
+from amlops.core.locator import Locator
 from amlops.core.source import FieldPath
-from amlops.kinds.base import Crd, Declared, Kind, Part, check_assets, check_workspace, items
+from amlops.kinds.base import (
+    Crd,
+    Declared,
+    Kind,
+    Lifecycle,
+    Part,
+    check_assets,
+    check_workspace,
+    items,
+    spec_finding,
+)
 
 if TYPE_CHECKING:
-    from amlops.core.findings import Finding
     from amlops.core.manifests import Manifest
 
 MAX_MIRROR_PERCENT = 50  # Azure ML's limit for mirrored (shadow) traffic
@@ -97,6 +109,136 @@ def spec_traffic_problems(spec: Mapping[str, Any]) -> Iterator[TrafficProblem]:
         mirror if isinstance(mirror, Mapping) else {},
         names,
     )
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One of ``spec.deployments``: what the Backend protocol deploys, a registered model
+    version and a scoring script in a code folder."""
+
+    name: str
+    written: Mapping[str, Any]  # the CLI v2 deployment YAML as written (its fingerprint)
+    model: ModelRef | None  # None: not a registered model (a finding says so)
+    code: str | None  # as written: relative to the manifest's file
+    scoring_script: str = "score.py"
+    environment_variables: Mapping[str, str] = field(default_factory=dict)
+    instance_count: int = 1
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An Endpoint spec as the reconcilers read it."""
+
+    name: str | None  # ``spec.endpoint.name``; None: the object's name
+    auth_mode: str
+    traffic: Mapping[str, int]
+    mirror_traffic: Mapping[str, int]
+    description: str
+    deployments: tuple[Deployment, ...]
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+
+
+def _percentages(
+    value: Any, where: FieldPath, locator: Locator, findings: list[Finding]
+) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name, percent in (value if isinstance(value, Mapping) else {}).items():
+        try:
+            out[str(name)] = int(percent)
+        except (TypeError, ValueError):
+            findings.append(
+                spec_finding(locator, "Endpoint", (*where, name), "write a whole percentage")
+            )
+    return out
+
+
+def _deployment(
+    body: Any, where: FieldPath, locator: Locator, fatal: list[Finding], unusable: list[Finding]
+) -> Deployment | None:
+    if not isinstance(body, Mapping) or body.get("name") is None:
+        fatal.append(spec_finding(locator, "Endpoint", where, "a deployment needs a name"))
+        return None
+    model_value = body.get("model")
+    model = parse_model_ref(model_value) if isinstance(model_value, str) else None
+    config = body.get("code_configuration")
+    config = config if isinstance(config, Mapping) else {}
+    code = config.get("code")
+    # one finding per deployment: the first thing that keeps it from being deployed
+    if model is None:
+        unusable.append(
+            spec_finding(
+                locator,
+                "Endpoint",
+                (*where, "model"),
+                "a deployment serves a registered model; write model: azureml:NAME:VERSION",
+            )
+        )
+    elif not isinstance(code, str):
+        unusable.append(
+            spec_finding(
+                locator,
+                "Endpoint",
+                (*where, "code_configuration"),
+                "set code_configuration.code and scoring_script (the deployment runs a "
+                "scoring script)",
+            )
+        )
+    env = body.get("environment_variables")
+    try:
+        instances = int(body.get("instance_count", 1))
+    except (TypeError, ValueError):
+        fatal.append(
+            spec_finding(locator, "Endpoint", (*where, "instance_count"), "write a number")
+        )
+        return None
+    return Deployment(
+        name=str(body["name"]),
+        written=body,
+        model=model,
+        code=code if isinstance(code, str) else None,
+        scoring_script=str(config.get("scoring_script", "score.py")),
+        environment_variables={str(k): str(v) for k, v in env.items()}
+        if isinstance(env, Mapping)
+        else {},
+        instance_count=instances,
+    )
+
+
+def parse(spec: Mapping[str, Any], locator: Locator) -> tuple[Endpoint | None, list[Finding]]:
+    """Read an Endpoint spec once. A spec that cannot be read is None with its findings; one
+    that reads but cannot be served as written (a deployment with no registered model or code,
+    broken traffic rules) comes with its findings, so the endpoint still reports its status."""
+    endpoint = spec.get("endpoint")
+    if not isinstance(endpoint, Mapping):
+        return None, [spec_finding(locator, "Endpoint", _ENDPOINT, "write the endpoint here")]
+    fatal: list[Finding] = []
+    unusable: list[Finding] = []
+    deployments = []
+    for i, body in enumerate(items(spec.get("deployments"))):
+        dep = _deployment(body, ("spec", "deployments", i), locator, fatal, unusable)
+        if dep is not None:
+            deployments.append(dep)
+    traffic = _percentages(endpoint.get("traffic"), (*_ENDPOINT, "traffic"), locator, fatal)
+    mirror = _percentages(
+        endpoint.get("mirror_traffic"), (*_ENDPOINT, "mirror_traffic"), locator, fatal
+    )
+    if fatal:
+        return None, fatal
+    names = {d.name for d in deployments}
+    unusable += [
+        spec_finding(locator, "Endpoint", problem.path, problem.message)
+        for problem in traffic_problems(traffic, mirror, names)
+    ]
+    name = endpoint.get("name")
+    return Endpoint(
+        name=str(name) if name is not None else None,
+        auth_mode=str(endpoint.get("auth_mode", "key")),
+        traffic=traffic,
+        mirror_traffic=mirror,
+        description=str(endpoint.get("description", "")),
+        deployments=tuple(deployments),
+        lifecycle=Lifecycle.of(spec),
+    ), unusable
 
 
 def _models(spec: Mapping[str, Any]) -> Iterator[tuple[FieldPath, Any]]:

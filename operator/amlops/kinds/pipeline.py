@@ -21,12 +21,23 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from amlops.core.assets import MODEL_TYPES, ModelRef, compute_name, parse_model_ref
+from amlops.core.assets import MODEL_TYPES, ModelRef, compute_name, is_local, parse_model_ref
+from amlops.core.findings import Finding
+from amlops.core.locator import Locator
 from amlops.core.source import FieldPath
-from amlops.kinds.base import Crd, Declared, Kind, Part, check_assets, check_workspace, mapping
+from amlops.kinds.base import (
+    Crd,
+    Declared,
+    Kind,
+    Lifecycle,
+    Part,
+    check_assets,
+    check_workspace,
+    mapping,
+    spec_finding,
+)
 
 if TYPE_CHECKING:
-    from amlops.core.findings import Finding
     from amlops.core.manifests import Manifest
 
 BINDING_RE = re.compile(r"\$\{\{\s*([^{}]*?)\s*\}\}")
@@ -285,6 +296,65 @@ def literal(value: Any) -> str | None:
             if key in value:
                 return literal(value[key])
     return None
+
+
+# -- the spec: what the reconcilers read -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """A Pipeline spec as the reconcilers read it."""
+
+    job: Mapping[str, Any]  # as written
+    graph: JobGraph | None  # None: the job cannot run (a finding says why)
+    # the local files the job names (code folders, input data), by their path inside the job,
+    # as written: relative to the manifest's file
+    local_files: tuple[tuple[FieldPath, str], ...] = ()
+    cron: str | None = None
+    time_zone: str = "UTC"
+    run_on_change: bool = True
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+
+
+def _local_files(job: Mapping[str, Any]) -> Iterator[tuple[FieldPath, str]]:
+    def local(where: FieldPath, value: Any) -> Iterator[tuple[FieldPath, str]]:
+        if isinstance(value, str) and is_local(value) and "${{" not in value:
+            yield where, value
+
+    for input_name, value in mapping(job.get("inputs")).items():
+        yield from local(("inputs", input_name, "path"), mapping(value).get("path"))
+    for step_name, step in _steps(job).items():
+        if not isinstance(step, Mapping):
+            continue
+        yield from local(("jobs", step_name, "code"), step.get("code"))
+        for input_name, value in mapping(step.get("inputs")).items():
+            yield from local(
+                ("jobs", step_name, "inputs", input_name, "path"), mapping(value).get("path")
+            )
+
+
+def parse(spec: Mapping[str, Any], locator: Locator) -> tuple[PipelineSpec | None, list[Finding]]:
+    """Read a Pipeline spec once. Without a job it is None; a job that cannot run comes with
+    its finding (and no graph), so the pipeline still reports its runs."""
+    job = spec.get("job")
+    if not isinstance(job, Mapping):
+        return None, [spec_finding(locator, "Pipeline", JOB, "write the pipeline job here")]
+    findings: list[Finding] = []
+    graph: JobGraph | None = None
+    try:
+        graph = parse_job(job)
+    except JobSpecError as exc:
+        findings.append(spec_finding(locator, "Pipeline", (*JOB, *exc.field), exc.message))
+    schedule = mapping(spec.get("schedule"))
+    return PipelineSpec(
+        job=job,
+        graph=graph,
+        local_files=tuple(_local_files(job)),
+        cron=str(schedule["cron"]) if "cron" in schedule else None,
+        time_zone=str(schedule.get("timeZone", "UTC")),
+        run_on_change=bool(spec.get("runOnChange", True)),
+        lifecycle=Lifecycle.of(spec),
+    ), findings
 
 
 # -- the kind: what a Pipeline manifest declares and references -------------------------------

@@ -1,10 +1,10 @@
 """Observe, decide, act: runs the pure reconcilers against a Backend.
 
 The one module of the reconcile package that does I/O, and only through the ``Backend``
-protocol (plus digesting the local files a spec points at). Both drivers use it: ``amlops up``
-through ``amlops.reconcile.tree`` and, later, the Kopf handlers, which call
-``reconcile_model`` / ``reconcile_pipeline`` / ``reconcile_endpoint`` here with the object's
-desired state and previous status and write the returned status.
+protocol (plus digesting the local files a spec points at). Both drivers use it through
+``amlops.reconcile.registry``: ``amlops up`` (``amlops.reconcile.tree``) and the Kopf handlers
+call ``reconcile_model`` / ``reconcile_pipeline`` / ``reconcile_endpoint`` here with the
+object's desired state and previous status and write the returned status.
 
 A backend error never escapes as a traceback: it becomes the object's condition message
 (Stalled when the backend refused the request, Reconciling with a retry for anything else).
@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 from amlops.backends.base import Backend, BackendError, ModelRef, ModelVersion
 from amlops.core.digest import tree_digest
-from amlops.kinds.pipeline import JobGraph
 from amlops.reconcile import endpoint as endpoint_kind
 from amlops.reconcile import model as model_kind
 from amlops.reconcile import pipeline as pipeline_kind
@@ -81,7 +80,7 @@ def observe_pipeline(
     backend: Backend, desired: pipeline_kind.PipelineDesired
 ) -> pipeline_kind.PipelineObserved:
     # A job that cannot run needs nothing observed: the reconciler stalls on it first.
-    graph = desired.graph if isinstance(desired.graph, JobGraph) else None
+    graph = desired.graph
     return pipeline_kind.PipelineObserved(
         computes={
             name: backend.get_compute(desired.workspace, name)

@@ -19,7 +19,7 @@ fingerprint, kept when a stopped deployment is started again unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,9 +34,8 @@ from amlops.backends.base import (
     ModelVersion,
     ProvisioningState,
 )
-from amlops.core.assets import parse_model_ref
-from amlops.core.source import FieldPath
-from amlops.kinds.endpoint import traffic_problems
+from amlops.core.findings import Finding
+from amlops.kinds.endpoint import Endpoint, parse
 from amlops.reconcile.actions import (
     Action,
     CreateOrUpdateDeployment,
@@ -46,7 +45,7 @@ from amlops.reconcile.actions import (
     Result,
 )
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
-from amlops.reconcile.inputs import Source, digest_of
+from amlops.reconcile.inputs import Inputs, accepted, describe, digest_of
 
 PROGRESS_REQUEUE_S = 0.5
 
@@ -60,7 +59,6 @@ class DeploymentDesired:
     scoring_script: str
     environment_variables: Mapping[str, str]
     instance_count: int
-    problem: str = ""  # a spec error, naming the field
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ class EndpointDesired:
     mirror_traffic: Mapping[str, int]
     description: str
     deployments: tuple[DeploymentDesired, ...]
-    source: Source
+    problems: tuple[str, ...] = ()  # why the spec cannot be served as written, naming fields
     suspend: bool = False
     deletion_policy: str = "Delete"
     tags: Mapping[str, str] = field(default_factory=dict)  # provenance, for new assets
@@ -88,58 +86,47 @@ class EndpointObserved:
 
 
 def desired_endpoint(
-    workspace: str, name: str, spec: Mapping[str, Any], generation: int, source: Source
+    inputs: Inputs, endpoint: Endpoint, findings: Sequence[Finding] = ()
 ) -> EndpointDesired:
-    endpoint = spec["endpoint"]
-    deployments = []
-    for i, body in enumerate(spec.get("deployments") or []):
-        where: FieldPath = ("spec", "deployments", i)
-        model_value = body.get("model")
-        model = parse_model_ref(model_value) if isinstance(model_value, str) else None
-        problem = ""
-        # What the Backend protocol deploys (DeploymentSpec): a registered model version and
-        # a scoring script in a code folder.
-        if model is None:
-            problem = (
-                f"{source.field((*where, 'model'))}: a deployment serves a registered model; "
-                "write model: azureml:NAME:VERSION"
-            )
-        config = body.get("code_configuration") or {}
-        code = config.get("code")
-        code_dir = None
-        if isinstance(code, str):
-            code_dir = source.resolve((*where, "code_configuration", "code"), code)
-        elif not problem:
-            problem = (
-                f"{source.field((*where, 'code_configuration'))}: set code_configuration.code "
-                "and scoring_script (the deployment runs a scoring script)"
-            )
-        env = body.get("environment_variables") or {}
-        deployments.append(
-            DeploymentDesired(
-                name=str(body["name"]),
-                written=body,
-                model=model,
-                code_dir=code_dir,
-                scoring_script=str(config.get("scoring_script", "score.py")),
-                environment_variables={str(k): str(v) for k, v in env.items()},
-                instance_count=int(body.get("instance_count", 1)),
-                problem=problem,
-            )
+    """``findings``: why the spec cannot be served as written (``amlops.kinds.endpoint.parse``)."""
+    deployments = tuple(
+        DeploymentDesired(
+            name=dep.name,
+            written=dep.written,
+            model=dep.model,
+            code_dir=(
+                inputs.source.resolve(
+                    ("spec", "deployments", i, "code_configuration", "code"), dep.code
+                )
+                if dep.code is not None
+                else None
+            ),
+            scoring_script=dep.scoring_script,
+            environment_variables=dep.environment_variables,
+            instance_count=dep.instance_count,
         )
-    return EndpointDesired(
-        workspace=workspace,
-        name=str(endpoint.get("name", name)),
-        generation=generation,
-        auth_mode=str(endpoint.get("auth_mode", "key")),
-        traffic={str(k): int(v) for k, v in (endpoint.get("traffic") or {}).items()},
-        mirror_traffic={str(k): int(v) for k, v in (endpoint.get("mirror_traffic") or {}).items()},
-        description=str(endpoint.get("description", "")),
-        deployments=tuple(deployments),
-        source=source,
-        suspend=bool(spec.get("suspend", False)),
-        deletion_policy=str(spec.get("deletionPolicy", "Delete")),
+        for i, dep in enumerate(endpoint.deployments)
     )
+    return EndpointDesired(
+        workspace=inputs.workspace,
+        name=endpoint.name or inputs.name,
+        generation=inputs.generation,
+        auth_mode=endpoint.auth_mode,
+        traffic=endpoint.traffic,
+        mirror_traffic=endpoint.mirror_traffic,
+        description=endpoint.description,
+        deployments=deployments,
+        problems=tuple(describe(f) for f in findings),
+        suspend=endpoint.lifecycle.suspend,
+        deletion_policy=endpoint.lifecycle.deletion_policy,
+        tags=inputs.tags,
+    )
+
+
+def desired(inputs: Inputs) -> EndpointDesired:
+    """The spec parsed once (``amlops.kinds.endpoint``); SpecError when it cannot be read."""
+    endpoint, findings = parse(inputs.spec, inputs.source.locator)
+    return desired_endpoint(inputs, accepted((endpoint, findings)), findings)
 
 
 def renormalize(weights: Mapping[str, int]) -> dict[str, int]:
@@ -167,14 +154,6 @@ def deployment_fingerprint(
     )
 
 
-def _spec_problems(desired: EndpointDesired) -> list[str]:
-    problems = [d.problem for d in desired.deployments if d.problem]
-    names = {d.name for d in desired.deployments}
-    for problem in traffic_problems(desired.traffic, desired.mirror_traffic, names):
-        problems.append(f"{desired.source.field(problem.path)}: {problem.message}")
-    return problems
-
-
 def reconcile_endpoint(
     desired: EndpointDesired,
     observed: EndpointObserved,
@@ -189,9 +168,8 @@ def reconcile_endpoint(
 
     if desired.suspend:
         return result(suspended(), [])
-    problems = _spec_problems(desired)
-    if problems:
-        return result(Outcome(Phase.STALLED, "InvalidSpec", "; ".join(problems)), [])
+    if desired.problems:
+        return result(Outcome(Phase.STALLED, "InvalidSpec", "; ".join(desired.problems)), [])
 
     actions: list[Action] = []
     waiting: list[str] = []
@@ -225,7 +203,7 @@ def reconcile_endpoint(
         elif phase in (ProvisioningState.CREATING, ProvisioningState.UPDATING):
             progressing.append(f"deployment {dep.name}: {message or 'starting'}")
         else:
-            assert dep.code_dir is not None  # checked by _spec_problems
+            assert dep.code_dir is not None  # a finding of parse otherwise
             actions.append(
                 CreateOrUpdateDeployment(
                     DeploymentSpec(

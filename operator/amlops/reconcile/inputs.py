@@ -1,6 +1,7 @@
-"""What a pure reconciler takes besides the spec: where the object was written (field paths ->
-"file:line") and the files it names (relative paths -> absolute ones: Azure ML resolves
-``path:``/``code:`` against the YAML file); and the digest its fingerprints are made of.
+"""What a pure reconciler takes besides the spec: where the object was written (a locator:
+field paths -> positions) and the files it names (relative paths -> absolute ones: Azure ML
+resolves ``path:``/``code:`` against the YAML file); what every driver knows of one object
+(``Inputs``); and the digest its fingerprints are made of.
 
 ``resolve`` is where a reconciler learns which files to read, so it applies the containment
 rule (``amlops.core.files.admit``): a path outside the source root, a special file or a
@@ -12,39 +13,76 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from amlops.core.findings import format_path
+from amlops.core.findings import Finding, format_path
 from amlops.core.limits import Limits
+from amlops.core.locator import NO_LINE, Locator
 from amlops.core.manifests import Manifest
 from amlops.core.source import FieldPath
+
+T = TypeVar("T")
+
+
+class SpecError(ValueError):
+    """A spec the reconcile core cannot use; the message names the field."""
+
+
+def _where(file: str, line: int, field_name: str) -> str:
+    """``manifests/x.yaml:12 spec.model.path``; without a line (an object with no text behind
+    it) the file alone, or just the field."""
+    at = f"{file}:{line}" if line != NO_LINE else file
+    return f"{at} {field_name}" if at else field_name
+
+
+def describe(finding: Finding) -> str:
+    """A finding as a condition message: where, then what."""
+    return f"{_where(finding.file, finding.line, finding.field)}: {finding.message}"
+
+
+def accepted(parsed: tuple[T | None, list[Finding]]) -> T:
+    """The typed spec of a kind's ``parse``, or SpecError naming every finding."""
+    spec, findings = parsed
+    if spec is None:
+        raise SpecError("; ".join(describe(f) for f in findings))
+    return spec
 
 
 @dataclass(frozen=True)
 class Source:
-    locate: Callable[[FieldPath], str]  # "file:line" of a field of the object
+    locator: Locator  # where each field of the object was written
     resolve: Callable[[FieldPath, str], Path]  # a path written at a field -> absolute path
 
     def field(self, path: FieldPath) -> str:
         """``manifests/x.yaml:12 spec.model.path``: where to look, for messages."""
-        where = self.locate(path)
-        return f"{where} {format_path(path)}" if where else format_path(path)
+        pos = self.locator.locate(path)
+        return _where(pos.file, pos.line, format_path(path))
 
     @classmethod
     def of(cls, manifest: Manifest, limits: Limits | None = None) -> Source:
         """Paths resolve against the manifest's file and stay inside its source root."""
 
-        def locate(path: FieldPath) -> str:
-            pos = manifest.locate(path)
-            return f"{pos.file}:{pos.line}"
-
         def resolve(path: FieldPath, value: str) -> Path:
             return manifest.contained_path(path, value, limits)
 
-        return cls(locate, resolve)
+        return cls(manifest, resolve)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What every driver knows of one object when it reconciles it: ``amlops up`` from a
+    manifest and its status store, the operator from a custom resource."""
+
+    workspace: str
+    name: str
+    spec: Mapping[str, Any]  # as written; each kind's ``parse`` reads it
+    generation: int
+    source: Source
+    tags: Mapping[str, str] = field(default_factory=dict)  # provenance (amlops.core.provenance)
+    requested_at: str | None = None  # when a run was last requested (Pipeline)
 
 
 def digest_of(value: Any) -> str:

@@ -13,11 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from amlops.backends.base import ModelVersion, ModelVersionSpec
+from amlops.kinds.model import PATH_FIELD, ModelSpec, parse
 from amlops.reconcile.actions import Action, DeleteModelVersion, RegisterModel, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
-from amlops.reconcile.inputs import Source
-
-PATH_FIELD = ("spec", "model", "path")
+from amlops.reconcile.inputs import Inputs, accepted
 
 
 @dataclass(frozen=True)
@@ -37,28 +36,29 @@ class ModelObserved:
     registered: ModelVersion | None  # the pinned version, or the latest when unpinned
 
 
-def desired_model(
-    workspace: str, name: str, spec: Mapping[str, Any], generation: int, source: Source
-) -> ModelDesired:
-    model = spec["model"]
-    version = model.get("version")
-    tags = model.get("tags") if isinstance(model.get("tags"), Mapping) else {}
+def desired_model(inputs: Inputs, model: ModelSpec) -> ModelDesired:
     return ModelDesired(
-        workspace=workspace,
-        name=name,
-        generation=generation,
+        workspace=inputs.workspace,
+        name=inputs.name,
+        generation=inputs.generation,
         spec=ModelVersionSpec(
-            name=str(model["name"]),
-            version=str(version) if version is not None else None,
-            path=source.resolve(PATH_FIELD, str(model["path"])),
-            type=str(model.get("type", "custom_model")),
-            description=str(model.get("description", "")),
-            tags={str(k): str(v) for k, v in (tags or {}).items()},
+            name=model.name,
+            version=model.version,
+            path=inputs.source.resolve(PATH_FIELD, model.path),
+            type=model.type,
+            description=model.description,
+            # provenance last: a model's own tags cannot claim another commit
+            tags={**model.tags, **inputs.tags},
         ),
-        path_field=source.field(PATH_FIELD),
-        suspend=bool(spec.get("suspend", False)),
-        deletion_policy=str(spec.get("deletionPolicy", "Delete")),
+        path_field=inputs.source.field(PATH_FIELD),
+        suspend=model.lifecycle.suspend,
+        deletion_policy=model.lifecycle.deletion_policy,
     )
+
+
+def desired(inputs: Inputs) -> ModelDesired:
+    """The spec parsed once (``amlops.kinds.model``); SpecError when it cannot be read."""
+    return desired_model(inputs, accepted(parse(inputs.spec, inputs.source.locator)))
 
 
 def _short(digest: str) -> str:

@@ -13,7 +13,7 @@ run is requested.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,13 +29,13 @@ from amlops.backends.base import (
     PipelineRun,
     PipelineRunSpec,
 )
-from amlops.core.assets import is_local
+from amlops.core.findings import Finding
 from amlops.core.provenance import TAG_PIPELINE, TAG_TRIGGER
 from amlops.core.source import FieldPath
-from amlops.kinds.pipeline import JOB, JobGraph, JobSpecError, parse_job
+from amlops.kinds.pipeline import JOB, JobGraph, PipelineSpec, parse
 from amlops.reconcile.actions import Action, CancelPipelineRun, Result, SubmitPipelineRun
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended, timestamp
-from amlops.reconcile.inputs import Source, digest_of
+from amlops.reconcile.inputs import Inputs, Source, accepted, describe, digest_of
 
 RUNNING_REQUEUE_S = 1.0
 
@@ -47,7 +47,8 @@ class PipelineDesired:
     generation: int
     job: Mapping[str, Any]  # local paths resolved to absolute ones
     job_as_written: Mapping[str, Any]
-    graph: JobGraph | JobSpecError  # the job parsed once, or why it cannot run
+    graph: JobGraph | None  # the job parsed once; None: it cannot run (see problems)
+    problems: tuple[str, ...]  # why the job cannot run as written, naming fields
     local_paths: Mapping[str, Path]  # "spec.job.jobs.prep.code" -> folder, to digest
     source: Source
     cron: str | None = None
@@ -68,56 +69,47 @@ class PipelineObserved:
     latest_run: PipelineRun | None = None
 
 
+def _put(job: dict[str, Any], where: FieldPath, value: str) -> None:
+    *parents, key = where
+    container: Any = job
+    for part in parents:
+        container = container[part]
+    container[key] = value
+
+
 def desired_pipeline(
-    workspace: str,
-    name: str,
-    spec: Mapping[str, Any],
-    generation: int,
-    source: Source,
-    requested_at: str | None = None,
+    inputs: Inputs, pipeline: PipelineSpec, findings: Sequence[Finding] = ()
 ) -> PipelineDesired:
-    written = spec["job"]
-    job = copy.deepcopy(dict(written))
+    """``findings``: why the job cannot run as written (``amlops.kinds.pipeline.parse``)."""
+    job = copy.deepcopy(dict(pipeline.job))
     local: dict[str, Path] = {}
-
-    def resolve(where: FieldPath, container: dict[str, Any], key: str) -> None:
-        value = container.get(key)
-        if isinstance(value, str) and is_local(value) and "${{" not in value:
-            path = source.resolve((*JOB, *where), value)
-            container[key] = str(path)
-            local[".".join(map(str, (*JOB, *where)))] = path
-
-    for input_name, value in (job.get("inputs") or {}).items():
-        if isinstance(value, dict):
-            resolve(("inputs", input_name, "path"), value, "path")
-    for step_name, step in (job.get("jobs") or {}).items():
-        if not isinstance(step, dict):
-            continue
-        resolve(("jobs", step_name, "code"), step, "code")
-        for input_name, value in (step.get("inputs") or {}).items():
-            if isinstance(value, dict):
-                resolve(("jobs", step_name, "inputs", input_name, "path"), value, "path")
-    schedule = spec.get("schedule") if isinstance(spec.get("schedule"), Mapping) else None
-    graph: JobGraph | JobSpecError
-    try:
-        graph = parse_job(job)
-    except JobSpecError as exc:
-        graph = exc
+    for where, value in pipeline.local_files:
+        path = inputs.source.resolve((*JOB, *where), value)
+        _put(job, where, str(path))
+        local[".".join(map(str, (*JOB, *where)))] = path
     return PipelineDesired(
-        workspace=workspace,
-        name=name,
-        generation=generation,
+        workspace=inputs.workspace,
+        name=inputs.name,
+        generation=inputs.generation,
         job=job,
-        job_as_written=written,
-        graph=graph,
+        job_as_written=pipeline.job,
+        graph=pipeline.graph,
+        problems=tuple(describe(f) for f in findings),
         local_paths=local,
-        source=source,
-        cron=str(schedule["cron"]) if schedule and "cron" in schedule else None,
-        time_zone=str(schedule.get("timeZone", "UTC")) if schedule else "UTC",
-        run_on_change=bool(spec.get("runOnChange", True)),
-        suspend=bool(spec.get("suspend", False)),
-        requested_at=requested_at,
+        source=inputs.source,
+        cron=pipeline.cron,
+        time_zone=pipeline.time_zone,
+        run_on_change=pipeline.run_on_change,
+        suspend=pipeline.lifecycle.suspend,
+        requested_at=inputs.requested_at,
+        tags=inputs.tags,
     )
+
+
+def desired(inputs: Inputs) -> PipelineDesired:
+    """The spec parsed once (``amlops.kinds.pipeline``); SpecError when it cannot be read."""
+    pipeline, findings = parse(inputs.spec, inputs.source.locator)
+    return desired_pipeline(inputs, accepted((pipeline, findings)), findings)
 
 
 def fingerprint(desired: PipelineDesired, observed: PipelineObserved) -> str:
@@ -191,9 +183,8 @@ def reconcile_pipeline(
 
     if desired.suspend:
         return result(suspended())
-    if isinstance(desired.graph, JobSpecError):
-        exc = desired.graph
-        return stalled("InvalidSpec", f"{desired.source.field((*JOB, *exc.field))}: {exc.message}")
+    if desired.graph is None or desired.problems:
+        return stalled("InvalidSpec", "; ".join(desired.problems))
     for label, digest in observed.local_digests.items():
         if digest is None:
             return stalled(

@@ -17,7 +17,7 @@ had uncommitted changes then).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -26,12 +26,10 @@ from amlops.core.manifests import Manifest
 from amlops.core.provenance import Provenance
 from amlops.kinds import ORDER
 from amlops.reconcile import driver
-from amlops.reconcile import endpoint as endpoint_kind
-from amlops.reconcile import model as model_kind
-from amlops.reconcile import pipeline as pipeline_kind
-from amlops.reconcile.actions import Action, Result
+from amlops.reconcile.actions import Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status
-from amlops.reconcile.inputs import Source, digest_of
+from amlops.reconcile.inputs import Inputs, Source, SpecError, digest_of
+from amlops.reconcile.registry import RECONCILERS, Gone
 
 
 class StatusStore(Protocol):
@@ -61,6 +59,13 @@ class ObjectReport:
     def settled(self) -> bool:
         """Ready or Stalled: nothing more will happen without a change."""
         return self.outcome.phase in (Phase.READY, Phase.STALLED, Phase.SUSPENDED)
+
+
+def _stalled(
+    message: str, generation: int, previous: Mapping[str, Any] | None, now: datetime
+) -> Result:
+    outcome = Outcome(Phase.STALLED, "InvalidSpec", message)
+    return Result((), build_status(outcome, generation, previous, now), outcome)
 
 
 class TreeReconciler:
@@ -107,31 +112,23 @@ class TreeReconciler:
         if record is not None:
             generation = int(record["generation"]) + (record["spec_hash"] != spec_hash)
         previous = record["status"] if record is not None else None
-        source = Source.of(m)
-        tags = provenance.tags(m.file)
+        inputs = Inputs(
+            workspace,
+            m.name,
+            m.spec,
+            generation,
+            Source.of(m),
+            provenance.tags(m.file),
+            self.store.get_request(m.kind, workspace, m.name),
+        )
+        reconciler = RECONCILERS[m.kind]
         result: Result
         try:
-            if m.kind == "Model":
-                desired_m = model_kind.desired_model(workspace, m.name, m.spec, generation, source)
-                model_tags = {**desired_m.spec.tags, **tags}
-                desired_m = replace(desired_m, spec=replace(desired_m.spec, tags=model_tags))
-                result = driver.reconcile_model(self.backend, desired_m, previous, now)
-            elif m.kind == "Pipeline":
-                requested = self.store.get_request("Pipeline", workspace, m.name)
-                desired_p = pipeline_kind.desired_pipeline(
-                    workspace, m.name, m.spec, generation, source, requested
-                )
-                desired_p = replace(desired_p, tags=tags)
-                result = driver.reconcile_pipeline(self.backend, desired_p, previous, now)
-            else:
-                desired_e = endpoint_kind.desired_endpoint(
-                    workspace, m.name, m.spec, generation, source
-                )
-                desired_e = replace(desired_e, tags=tags)
-                result = driver.reconcile_endpoint(self.backend, desired_e, previous, now)
+            result = reconciler.reconcile(self.backend, reconciler.desired(inputs), previous, now)
+        except SpecError as exc:
+            result = _stalled(str(exc), generation, previous, now)
         except (KeyError, TypeError, ValueError) as exc:  # a spec the schema let through
-            outcome = Outcome(Phase.STALLED, "InvalidSpec", f"{m.file}: cannot read spec: {exc}")
-            result = Result((), build_status(outcome, generation, previous, now), outcome)
+            result = _stalled(f"{m.file}: cannot read spec: {exc}", generation, previous, now)
         self.store.put_object(
             {
                 "kind": m.kind,
@@ -157,13 +154,7 @@ class TreeReconciler:
     def _finalize(self, record: Mapping[str, Any]) -> None:
         kind, workspace, name = record["kind"], record["workspace"], record["name"]
         status, policy = record["status"], record["deletion_policy"]
-        actions: tuple[Action, ...] = ()
-        if kind == "Model":
-            actions = model_kind.finalize_model(workspace, status, policy)
-        elif kind == "Pipeline":
-            run = self.backend.latest_pipeline_run(workspace, name)
-            actions = pipeline_kind.finalize_pipeline(workspace, run)
-        elif kind == "Endpoint":
-            actions = endpoint_kind.finalize_endpoint(workspace, status, policy)
+        gone = Gone(workspace, name, status, policy)
+        actions = RECONCILERS[kind].finalize(self.backend, gone)
         if driver.finalize(self.backend, actions) is None:
             self.store.delete_object(kind, workspace, name)
