@@ -18,14 +18,11 @@ from amlops.backends.base import (
 )
 from amlops.core.source import FieldPath, Position
 from amlops.reconcile import endpoint, model, pipeline
-from amlops.reconcile.actions import (
-    CreateOrUpdateDeployment,
-    CreateOrUpdateEndpoint,
-    RegisterModel,
-    SubmitPipelineRun,
-)
 from amlops.reconcile.conditions import Phase
+from amlops.reconcile.endpoint import CreateOrUpdateDeployment, CreateOrUpdateEndpoint
 from amlops.reconcile.inputs import Inputs, Source
+from amlops.reconcile.model import RegisterModel
+from amlops.reconcile.pipeline import SubmitPipelineRun
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
 
@@ -125,7 +122,7 @@ def test_pipeline_runs_when_new_and_not_again() -> None:
     desired = _pipeline()
     first = pipeline.reconcile_pipeline(desired, _observed(), None, NOW)
     assert [type(a) for a in first.actions] == [SubmitPipelineRun]
-    assert first.actions[0].spec.job["jobs"]["train"]["code"] == "/repo/src"  # type: ignore[union-attr]
+    assert first.actions[0].spec.job["jobs"]["train"]["code"] == "/repo/src"  # type: ignore[attr-defined]
     done = pipeline.reconcile_pipeline(
         desired, _observed(_run(desired, JobStatus.COMPLETED)), first.status, NOW
     )
@@ -136,7 +133,7 @@ def test_pipeline_runs_again_when_code_changes() -> None:
     desired = _pipeline()
     old = _run(desired, JobStatus.COMPLETED, fp="sha256:old")
     result = pipeline.reconcile_pipeline(desired, _observed(old), None, NOW)
-    assert result.actions[0].spec.trigger == "change"  # type: ignore[union-attr]
+    assert result.actions[0].spec.trigger == "change"  # type: ignore[attr-defined]
 
 
 def test_a_failed_run_stalls_until_asked_again() -> None:
@@ -148,7 +145,7 @@ def test_a_failed_run_stalls_until_asked_again() -> None:
     assert result.actions == ()
     asked = _pipeline(requested="2026-03-02T12:00:00")
     again = pipeline.reconcile_pipeline(asked, _observed(failed), result.status, NOW)
-    assert again.actions[0].spec.trigger == "manual"  # type: ignore[union-attr]
+    assert again.actions[0].spec.trigger == "manual"  # type: ignore[attr-defined]
     handled = pipeline.reconcile_pipeline(
         asked, _observed(_run(asked, JobStatus.COMPLETED)), again.status, NOW
     )
@@ -159,7 +156,7 @@ def test_an_interrupted_run_is_retried() -> None:
     desired = _pipeline()
     interrupted = _run(desired, JobStatus.CANCELED, interrupted=True)
     result = pipeline.reconcile_pipeline(desired, _observed(interrupted), None, NOW)
-    assert result.actions[0].spec.trigger == "retry"  # type: ignore[union-attr]
+    assert result.actions[0].spec.trigger == "retry"  # type: ignore[attr-defined]
 
 
 def test_the_schedule_fires_when_due() -> None:
@@ -170,7 +167,7 @@ def test_the_schedule_fires_when_due() -> None:
     assert first.status["nextScheduleTime"] == "2026-03-09T03:00:00Z"
     later = NOW + timedelta(days=7)
     due = pipeline.reconcile_pipeline(desired, _observed(done), first.status, later)
-    assert due.actions[0].spec.trigger == "schedule"  # type: ignore[union-attr]
+    assert due.actions[0].spec.trigger == "schedule"  # type: ignore[attr-defined]
     assert due.status["nextScheduleTime"] == "2026-03-16T03:00:00Z"
 
 

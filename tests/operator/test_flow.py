@@ -5,20 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import kopf
 import pytest
 
 from amlops import handlers
+from amlops.backends.base import ModelVersionSpec
 from amlops.handlers import flow
 from amlops.handlers.metrics import Metrics
 from amlops.handlers.objects import Resource, SpecError
 from amlops.handlers.options import Settings
 from amlops.handlers.runtime import Runtime
 from amlops.kinds import ORDER
-from amlops.reconcile.actions import DeleteModelVersion, Result
+from amlops.reconcile.actions import Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status
+from amlops.reconcile.model import DeleteModelVersion, RegisterModel
 from amlops.reconcile.registry import RECONCILERS
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -181,13 +184,24 @@ def test_drift_check_skips_objects_a_change_handler_owns(
 
 
 def test_drift_check_reports_a_correction(memo: kopf.Memo, events: list[Any]) -> None:
+    # a kind's reconcile returns the actions it carried out (amlops.reconcile.driver.run)
+    register = RegisterModel("ws", ModelVersionSpec("m", "1", Path("models/m")))
+
     def fixing(_rt: Runtime, backend: Any, obj: Resource, _d: str) -> Result:
-        backend.create_or_update_model_version("ws", "spec")
-        return Result((), build_status(READY, 1, obj.status, NOW), READY)
+        register.execute(backend)
+        return Result((register,), build_status(READY, 1, obj.status, NOW), READY)
 
     fixer = flow.Kind("Model", lambda _o, _s: "d", fixing, kind(READY).finalize)
     flow.drift(fixer, body(), kopf.Patch(), memo, 0, LOG)
     assert ("Normal", "DriftCorrected") in [e[:2] for e in events]
+
+
+def test_drift_check_that_changed_nothing_reports_no_correction(
+    memo: kopf.Memo, backend: Backend, events: list[Any]
+) -> None:
+    flow.drift(kind(READY), body(), kopf.Patch(), memo, 0, LOG)
+    assert backend.calls == ["observe"]
+    assert "DriftCorrected" not in [e[1] for e in events]
 
 
 def test_finalize_deletes_retains_or_leaves_a_suspended_object_alone(

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 import kopf
 
@@ -42,18 +42,7 @@ from amlops.reconcile.inputs import Source
 from amlops.reconcile.registry import Reconciler
 
 D = TypeVar("D")
-
-# Backend calls that change something: the drift timer reports them as a correction.
-_MUTATING = (
-    "create_or_update_model_version",
-    "delete_model_version",
-    "submit_pipeline_run",
-    "cancel_pipeline_run",
-    "create_or_update_endpoint",
-    "delete_endpoint",
-    "create_or_update_deployment",
-    "delete_deployment",
-)
+R = TypeVar("R", bound=driver.Desired)  # a registered kind's desired state
 
 
 @dataclass(frozen=True)
@@ -70,13 +59,13 @@ class Kind(Generic[D]):
 After = Callable[[Runtime, Backend, Resource, D, Result], Result]
 
 
-def kind_of(reconciler: Reconciler[D], after: After[D] | None = None) -> Kind[D]:
+def kind_of(reconciler: Reconciler[R, Any], after: After[R] | None = None) -> Kind[R]:
     """``reconciler``'s entry points (the ones ``amlops up`` uses) for custom resources."""
 
-    def desired(obj: Resource, source: Source) -> D:
+    def desired(obj: Resource, source: Source) -> R:
         return reconciler.desired(obj.inputs(source))
 
-    def reconcile(rt: Runtime, backend: Backend, obj: Resource, want: D) -> Result:
+    def reconcile(rt: Runtime, backend: Backend, obj: Resource, want: R) -> Result:
         result = reconciler.reconcile(backend, want, obj.status, None)
         return after(rt, backend, obj, want, result) if after is not None else result
 
@@ -84,25 +73,6 @@ def kind_of(reconciler: Reconciler[D], after: After[D] | None = None) -> Kind[D]
         return reconciler.finalize(rt.backend, obj.gone())
 
     return Kind(reconciler.kind, desired, reconcile, finalize)
-
-
-class _Recorder:
-    """The backend, noting which changing calls a reconcile made (drift corrections)."""
-
-    def __init__(self, backend: Backend) -> None:
-        self._backend = backend
-        self.calls: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._backend, name)
-        if name not in _MUTATING:
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls.append(name)
-            return attr(*args, **kwargs)
-
-        return call
 
 
 def _kept(previous: Any) -> dict[str, Any]:
@@ -119,8 +89,9 @@ def _status_only(obj: Resource, outcome: Outcome) -> Result:
     return Result((), status, outcome)
 
 
-def evaluate(kind: Kind[D], rt: Runtime, obj: Resource, backend: Backend | None = None) -> Result:
-    """One reconcile of ``obj``; never raises: every failure becomes a condition."""
+def evaluate(kind: Kind[D], rt: Runtime, obj: Resource) -> Result:
+    """One reconcile of ``obj``; never raises: every failure becomes a condition. The Result's
+    actions are the ones the reconcile carried out."""
     if obj.suspended:  # says so in Ready and touches nothing, the backend included
         return _status_only(obj, suspended())
     problems = schema_problems(obj)
@@ -132,7 +103,7 @@ def evaluate(kind: Kind[D], rt: Runtime, obj: Resource, backend: Backend | None 
         detail = str(exc) if isinstance(exc, SpecError) else f"cannot read spec: {exc!r}"
         return _status_only(obj, Outcome(Phase.STALLED, "InvalidSpec", detail))
     try:
-        return kind.reconcile(rt, backend or rt.backend, obj, desired)
+        return kind.reconcile(rt, rt.backend, obj, desired)
     except Exception as exc:  # our own API calls (the keys Secret): retried like the backend's
         message = f"{type(exc).__name__}: {exc}; retrying"
         return replace(
@@ -223,11 +194,12 @@ def drift(
     with rt.try_exclusive(obj.uid) as mine:
         if not mine:
             return
-        recorder = _Recorder(rt.backend)
-        result = evaluate(kind, rt, obj, cast(Backend, recorder))
+        result = evaluate(kind, rt, obj)
     message = settle(kind, rt, body, obj, result, patch, logger, time.monotonic() - started)
-    if recorder.calls:
-        what = ", ".join(sorted(set(recorder.calls)))
+    # Every action is a change to the backend, so one the timer's reconcile carried out put
+    # back something that had drifted from Git (or was never there).
+    if result.actions:
+        what = "; ".join(dict.fromkeys(a.describe() for a in result.actions))
         kopf.event(body, type="Normal", reason="DriftCorrected", message=f"{what}: {message}")
         logger.info(f"drift corrected ({what}): {message}")
     if result.requeue_after is not None:  # Kopf re-runs a timer after the error's delay

@@ -27,9 +27,8 @@ from amlops.core.manifests import Manifest, Segment
 from amlops.core.provenance import TAG_COMMIT, TAG_MANIFEST, TAG_OBJECT
 from amlops.core.schemas import SchemaSet, load_schemas
 from amlops.core.source import FieldPath
-from amlops.reconcile.inputs import Inputs, Source
+from amlops.reconcile.inputs import Gone, Inputs, Source
 from amlops.reconcile.inputs import SpecError as SpecError  # raised by source_of's resolve
-from amlops.reconcile.registry import Gone
 
 ANNOTATION_SOURCE_FILE = f"{API_GROUP}/source-file"
 ANNOTATION_GIT_COMMIT = f"{API_GROUP}/git-commit"

@@ -1,12 +1,12 @@
 """The reconcile core: pure functions from (desired, observed) to (actions, status), per kind.
 
-Entry points, one module per kind, each reading the spec its ``amlops.kinds`` module parsed:
+One module per kind, each reading the spec its ``amlops.kinds`` module parsed and holding the
+kind's steps: ``desired`` (the spec, paths resolved), ``observe`` (what it reads from the
+backend, through ``observe``'s helpers), the pure ``reconcile_<kind>``, ``finalize`` (what
+deleting the object does), and its actions: frozen dataclasses, each with the ``execute`` that
+carries it out.
 
-* ``model.desired`` / ``model.reconcile_model`` / ``model.finalize_model``
-* ``pipeline.desired`` / ``pipeline.reconcile_pipeline`` / ``pipeline.finalize_pipeline``
-* ``endpoint.desired`` / ``endpoint.reconcile_endpoint`` / ``endpoint.finalize_endpoint``
-
-``driver`` is the one module here that talks to a backend: it observes, calls the pure
-function and carries out the actions. ``registry`` holds each kind's entry points for the
-drivers; ``tree`` reconciles a whole manifest tree (``amlops up``).
+``registry`` holds each kind's steps for the drivers; ``driver`` runs them, knowing no kind
+(observe, decide, execute the actions, report); ``tree`` reconciles a whole manifest tree
+(``amlops up``).
 """

@@ -1,106 +1,38 @@
 """What a reconciler asks a backend to do, and what one reconcile returns.
 
-Actions are plain data, so the reconcile functions stay pure and tests can compare them;
-``amlops.reconcile.driver`` carries them out against any ``Backend``.
+Each kind's actions live in its reconcile module, next to the reconciler that makes them: frozen
+dataclasses, so the reconcile functions stay pure and tests can compare them, each with the one
+``execute`` that carries it out against any ``Backend``. The reconcilers only build actions;
+``amlops.reconcile.driver`` is what calls ``execute``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from amlops.backends.base import DeploymentSpec, EndpointSpec, ModelVersionSpec, PipelineRunSpec
+from amlops.backends.base import Backend
 from amlops.reconcile.conditions import Outcome
 
 
-@dataclass(frozen=True)
-class RegisterModel:
-    workspace: str
-    spec: ModelVersionSpec
+class Action(Protocol):
+    """One change to a backend; every action is a change, so one that ran is a correction."""
 
     def describe(self) -> str:
-        return f"register model {self.spec.name}:{self.spec.version or 'next'}"
+        """What the action does, for condition messages and Events."""
+        ...
 
-
-@dataclass(frozen=True)
-class DeleteModelVersion:
-    workspace: str
-    name: str
-    version: str
-
-    def describe(self) -> str:
-        return f"delete model {self.name}:{self.version}"
-
-
-@dataclass(frozen=True)
-class SubmitPipelineRun:
-    spec: PipelineRunSpec
-
-    def describe(self) -> str:
-        return f"start a run of {self.spec.pipeline} ({self.spec.trigger})"
-
-
-@dataclass(frozen=True)
-class CancelPipelineRun:
-    workspace: str
-    run_id: str
-
-    def describe(self) -> str:
-        return f"cancel run {self.run_id}"
-
-
-@dataclass(frozen=True)
-class CreateOrUpdateEndpoint:
-    spec: EndpointSpec
-
-    def describe(self) -> str:
-        split = ", ".join(f"{k} {v}%" for k, v in sorted(self.spec.traffic.items()))
-        return f"apply endpoint {self.spec.name} ({split or 'no traffic'})"
-
-
-@dataclass(frozen=True)
-class DeleteEndpoint:
-    workspace: str
-    name: str
-
-    def describe(self) -> str:
-        return f"delete endpoint {self.name}"
-
-
-@dataclass(frozen=True)
-class CreateOrUpdateDeployment:
-    spec: DeploymentSpec
-
-    def describe(self) -> str:
-        return f"deploy {self.spec.endpoint}/{self.spec.name} ({self.spec.model})"
-
-
-@dataclass(frozen=True)
-class DeleteDeployment:
-    workspace: str
-    endpoint: str
-    name: str
-
-    def describe(self) -> str:
-        return f"delete deployment {self.endpoint}/{self.name}"
-
-
-Action = (
-    RegisterModel
-    | DeleteModelVersion
-    | SubmitPipelineRun
-    | CancelPipelineRun
-    | CreateOrUpdateEndpoint
-    | DeleteEndpoint
-    | CreateOrUpdateDeployment
-    | DeleteDeployment
-)
+    def execute(self, backend: Backend) -> None:
+        """Carry it out; raises BackendError (or anything the backend raises)."""
+        ...
 
 
 @dataclass(frozen=True)
 class Result:
     """One reconcile: the actions to take now and the status to report.
 
+    From a pure reconciler ``actions`` are what to do; from ``amlops.reconcile.driver`` they are
+    what it did to reach ``status`` (every round), which the drift timer reports as corrections.
     ``requeue_after`` (seconds) asks to be called again that soon even if nothing changes, while
     something the backend does is in progress; None means "on the next change or timer".
     """

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from amlops.backends.base import (
+    Backend,
     DeploymentSpec,
     DeploymentState,
     EndpointSpec,
@@ -36,16 +37,10 @@ from amlops.backends.base import (
 )
 from amlops.core.findings import Finding
 from amlops.kinds.endpoint import Endpoint, parse
-from amlops.reconcile.actions import (
-    Action,
-    CreateOrUpdateDeployment,
-    CreateOrUpdateEndpoint,
-    DeleteDeployment,
-    DeleteEndpoint,
-    Result,
-)
+from amlops.reconcile.actions import Action, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
-from amlops.reconcile.inputs import Inputs, accepted, describe, digest_of
+from amlops.reconcile.inputs import Gone, Inputs, accepted, describe, digest_of
+from amlops.reconcile.observe import digest_or_none, model_version
 
 PROGRESS_REQUEUE_S = 0.5
 
@@ -83,6 +78,54 @@ class EndpointObserved:
     deployments: Mapping[str, DeploymentState]
     models: Mapping[str, ModelVersion | None]  # deployment name -> its model version
     code_digests: Mapping[str, str | None]  # deployment name -> digest; None: folder missing
+
+
+@dataclass(frozen=True)
+class CreateOrUpdateEndpoint:
+    spec: EndpointSpec
+
+    def describe(self) -> str:
+        split = ", ".join(f"{k} {v}%" for k, v in sorted(self.spec.traffic.items()))
+        return f"apply endpoint {self.spec.name} ({split or 'no traffic'})"
+
+    def execute(self, backend: Backend) -> None:
+        backend.create_or_update_endpoint(self.spec)
+
+
+@dataclass(frozen=True)
+class DeleteEndpoint:
+    workspace: str
+    name: str
+
+    def describe(self) -> str:
+        return f"delete endpoint {self.name}"
+
+    def execute(self, backend: Backend) -> None:
+        backend.delete_endpoint(self.workspace, self.name)
+
+
+@dataclass(frozen=True)
+class CreateOrUpdateDeployment:
+    spec: DeploymentSpec
+
+    def describe(self) -> str:
+        return f"deploy {self.spec.endpoint}/{self.spec.name} ({self.spec.model})"
+
+    def execute(self, backend: Backend) -> None:
+        backend.create_or_update_deployment(self.spec)
+
+
+@dataclass(frozen=True)
+class DeleteDeployment:
+    workspace: str
+    endpoint: str
+    name: str
+
+    def describe(self) -> str:
+        return f"delete deployment {self.endpoint}/{self.name}"
+
+    def execute(self, backend: Backend) -> None:
+        backend.delete_deployment(self.workspace, self.endpoint, self.name)
 
 
 def desired_endpoint(
@@ -127,6 +170,27 @@ def desired(inputs: Inputs) -> EndpointDesired:
     """The spec parsed once (``amlops.kinds.endpoint``); SpecError when it cannot be read."""
     endpoint, findings = parse(inputs.spec, inputs.source.locator)
     return desired_endpoint(inputs, accepted((endpoint, findings)), findings)
+
+
+def observe(backend: Backend, desired: EndpointDesired) -> EndpointObserved:
+    endpoint = backend.get_endpoint(desired.workspace, desired.name)
+    deployments = (
+        {d.name: d for d in backend.list_deployments(desired.workspace, desired.name)}
+        if endpoint is not None
+        else {}
+    )
+    return EndpointObserved(
+        endpoint=endpoint,
+        deployments=deployments,
+        models={
+            d.name: model_version(backend, desired.workspace, d.model)
+            for d in desired.deployments
+            if d.model is not None
+        },
+        code_digests={
+            d.name: digest_or_none(d.code_dir) for d in desired.deployments if d.code_dir
+        },
+    )
 
 
 def renormalize(weights: Mapping[str, int]) -> dict[str, int]:
@@ -281,11 +345,9 @@ def reconcile_endpoint(
     return result(Outcome(Phase.READY, "Serving", message), actions, **fields)
 
 
-def finalize_endpoint(
-    workspace: str, status: Mapping[str, Any], deletion_policy: str
-) -> tuple[Action, ...]:
+def finalize(_backend: Backend, gone: Gone) -> tuple[Action, ...]:
     """The object is gone: delete the endpoint and its deployments, unless told to retain it."""
-    name = status.get("endpointName")
-    if deletion_policy == "Retain" or not isinstance(name, str):
+    name = gone.status.get("endpointName")
+    if gone.deletion_policy == "Retain" or not isinstance(name, str):
         return ()
-    return (DeleteEndpoint(workspace, name),)
+    return (DeleteEndpoint(gone.workspace, name),)

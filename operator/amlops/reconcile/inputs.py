@@ -1,7 +1,7 @@
 """What a pure reconciler takes besides the spec: where the object was written (a locator:
 field paths -> positions) and the files it names (relative paths -> absolute ones: Azure ML
 resolves ``path:``/``code:`` against the YAML file); what every driver knows of one object
-(``Inputs``); and the digest its fingerprints are made of.
+(``Inputs``) and of one it deletes (``Gone``); and the digest its fingerprints are made of.
 
 ``resolve`` is where a reconciler learns which files to read, so it applies the containment
 rule (``amlops.core.files.admit``): a path outside the source root, a special file or a
@@ -83,6 +83,17 @@ class Inputs:
     source: Source
     tags: Mapping[str, str] = field(default_factory=dict)  # provenance (amlops.core.provenance)
     requested_at: str | None = None  # when a run was last requested (Pipeline)
+
+
+@dataclass(frozen=True)
+class Gone:
+    """An object whose manifest or custom resource was deleted, as its last status left it:
+    what every driver knows of an object when it finalizes it."""
+
+    workspace: str
+    name: str
+    status: Mapping[str, Any]
+    deletion_policy: str
 
 
 def digest_of(value: Any) -> str:

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from amlops.backends.base import ModelVersion, ModelVersionSpec
+from amlops.backends.base import Backend, ModelRef, ModelVersion, ModelVersionSpec
 from amlops.kinds.model import PATH_FIELD, ModelSpec, parse
-from amlops.reconcile.actions import Action, DeleteModelVersion, RegisterModel, Result
+from amlops.reconcile.actions import Action, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
-from amlops.reconcile.inputs import Inputs, accepted
+from amlops.reconcile.inputs import Gone, Inputs, accepted
+from amlops.reconcile.observe import digest_or_none, model_version
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,31 @@ class ModelDesired:
 class ModelObserved:
     local_digest: str | None  # digest of the files at spec.path; None when they are missing
     registered: ModelVersion | None  # the pinned version, or the latest when unpinned
+
+
+@dataclass(frozen=True)
+class RegisterModel:
+    workspace: str
+    spec: ModelVersionSpec
+
+    def describe(self) -> str:
+        return f"register model {self.spec.name}:{self.spec.version or 'next'}"
+
+    def execute(self, backend: Backend) -> None:
+        backend.create_or_update_model_version(self.workspace, self.spec)
+
+
+@dataclass(frozen=True)
+class DeleteModelVersion:
+    workspace: str
+    name: str
+    version: str
+
+    def describe(self) -> str:
+        return f"delete model {self.name}:{self.version}"
+
+    def execute(self, backend: Backend) -> None:
+        backend.delete_model_version(self.workspace, self.name, self.version)
 
 
 def desired_model(inputs: Inputs, model: ModelSpec) -> ModelDesired:
@@ -59,6 +85,12 @@ def desired_model(inputs: Inputs, model: ModelSpec) -> ModelDesired:
 def desired(inputs: Inputs) -> ModelDesired:
     """The spec parsed once (``amlops.kinds.model``); SpecError when it cannot be read."""
     return desired_model(inputs, accepted(parse(inputs.spec, inputs.source.locator)))
+
+
+def observe(backend: Backend, desired: ModelDesired) -> ModelObserved:
+    spec = desired.spec
+    registered = model_version(backend, desired.workspace, ModelRef(spec.name, spec.version))
+    return ModelObserved(digest_or_none(spec.path), registered)
 
 
 def _short(digest: str) -> str:
@@ -132,11 +164,13 @@ def reconcile_model(
     )
 
 
-def finalize_model(
-    workspace: str, status: Mapping[str, Any], deletion_policy: str
-) -> tuple[Action, ...]:
+def finalize(_backend: Backend, gone: Gone) -> tuple[Action, ...]:
     """The object is gone: delete the version it registered, unless told to retain it."""
-    name, version = status.get("modelName"), status.get("version")
-    if deletion_policy == "Retain" or not isinstance(name, str) or not isinstance(version, str):
+    name, version = gone.status.get("modelName"), gone.status.get("version")
+    if (
+        gone.deletion_policy == "Retain"
+        or not isinstance(name, str)
+        or not isinstance(version, str)
+    ):
         return ()
-    return (DeleteModelVersion(workspace, name, version),)
+    return (DeleteModelVersion(gone.workspace, name, version),)

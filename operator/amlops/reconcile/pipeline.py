@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from amlops.backends.base import (
+    Backend,
     ComputeInfo,
     JobStatus,
     ModelVersion,
@@ -33,9 +34,10 @@ from amlops.core.findings import Finding
 from amlops.core.provenance import TAG_PIPELINE, TAG_TRIGGER
 from amlops.core.source import FieldPath
 from amlops.kinds.pipeline import JOB, JobGraph, PipelineSpec, parse
-from amlops.reconcile.actions import Action, CancelPipelineRun, Result, SubmitPipelineRun
+from amlops.reconcile.actions import Action, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended, timestamp
-from amlops.reconcile.inputs import Inputs, Source, accepted, describe, digest_of
+from amlops.reconcile.inputs import Gone, Inputs, Source, accepted, describe, digest_of
+from amlops.reconcile.observe import digest_or_none, model_version
 
 RUNNING_REQUEUE_S = 1.0
 
@@ -67,6 +69,29 @@ class PipelineObserved:
     models: Mapping[str, ModelVersion | None]  # model input name -> registered version
     local_digests: Mapping[str, str | None]  # same keys as local_paths; None: missing
     latest_run: PipelineRun | None = None
+
+
+@dataclass(frozen=True)
+class SubmitPipelineRun:
+    spec: PipelineRunSpec
+
+    def describe(self) -> str:
+        return f"start a run of {self.spec.pipeline} ({self.spec.trigger})"
+
+    def execute(self, backend: Backend) -> None:
+        backend.submit_pipeline_run(self.spec)
+
+
+@dataclass(frozen=True)
+class CancelPipelineRun:
+    workspace: str
+    run_id: str
+
+    def describe(self) -> str:
+        return f"cancel run {self.run_id}"
+
+    def execute(self, backend: Backend) -> None:
+        backend.cancel_pipeline_run(self.workspace, self.run_id)
 
 
 def _put(job: dict[str, Any], where: FieldPath, value: str) -> None:
@@ -110,6 +135,23 @@ def desired(inputs: Inputs) -> PipelineDesired:
     """The spec parsed once (``amlops.kinds.pipeline``); SpecError when it cannot be read."""
     pipeline, findings = parse(inputs.spec, inputs.source.locator)
     return desired_pipeline(inputs, accepted((pipeline, findings)), findings)
+
+
+def observe(backend: Backend, desired: PipelineDesired) -> PipelineObserved:
+    # A job that cannot run needs nothing observed: the reconciler stalls on it first.
+    graph = desired.graph
+    return PipelineObserved(
+        computes={
+            name: backend.get_compute(desired.workspace, name)
+            for name in sorted(graph.computes if graph else ())
+        },
+        models={
+            name: model_version(backend, desired.workspace, ref)
+            for name, ref in (graph.model_inputs if graph else {}).items()
+        },
+        local_digests={label: digest_or_none(path) for label, path in desired.local_paths.items()},
+        latest_run=backend.latest_pipeline_run(desired.workspace, desired.name),
+    )
 
 
 def fingerprint(desired: PipelineDesired, observed: PipelineObserved) -> str:
@@ -289,8 +331,9 @@ def _missing_dependencies(workspace: str, graph: JobGraph, observed: PipelineObs
     return waiting
 
 
-def finalize_pipeline(workspace: str, run: PipelineRun | None) -> tuple[Action, ...]:
+def finalize(backend: Backend, gone: Gone) -> tuple[Action, ...]:
     """The object is gone: stop its active run. Finished runs are history and stay."""
+    run = backend.latest_pipeline_run(gone.workspace, gone.name)
     if run is not None and not run.status.terminal:
-        return (CancelPipelineRun(workspace, run.run_id),)
+        return (CancelPipelineRun(gone.workspace, run.run_id),)
     return ()

@@ -28,8 +28,8 @@ from amlops.kinds import ORDER
 from amlops.reconcile import driver
 from amlops.reconcile.actions import Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status
-from amlops.reconcile.inputs import Inputs, Source, SpecError, digest_of
-from amlops.reconcile.registry import RECONCILERS, Gone
+from amlops.reconcile.inputs import Gone, Inputs, Source, SpecError, digest_of
+from amlops.reconcile.registry import RECONCILERS
 
 
 class StatusStore(Protocol):
