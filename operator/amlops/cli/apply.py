@@ -24,7 +24,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from amlops import API_GROUP, API_VERSION
 from amlops.cli import common
 from amlops.cli.validate import findings_table
 from amlops.core.limits import LimitsError
-from amlops.core.manifests import Manifest
+from amlops.core.manifests import DNS_LABEL, Manifest, kubernetes_name
 from amlops.core.provenance import Origin, Provenance
 from amlops.core.schemas import read_schemas
 from amlops.core.validate import validate_paths
@@ -53,7 +52,6 @@ GIT_COMMIT = f"{API_GROUP}/git-commit"
 APPLIED_DIGEST = f"{API_GROUP}/applied-digest"
 _RETRY_STATUS = (409, 429, 500, 502, 503, 504)
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0)
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,7 +92,8 @@ def namespace_of(m: Manifest, forced: str | None) -> str:
     if forced:
         return forced
     declared = m.metadata.get("namespace")
-    return str(declared) if declared else str(m.workspace or "default")
+    # a workspace named by a plain Azure ML file (MLW_Team) is folded like object names
+    return str(declared) if declared else kubernetes_name(m.workspace or "default")
 
 
 def build_object(m: Manifest, namespace: str, origin_of: OriginOf, instance: str) -> dict[str, Any]:
@@ -107,7 +106,9 @@ def build_object(m: Manifest, namespace: str, origin_of: OriginOf, instance: str
         "apiVersion": API_VERSION,
         "kind": m.kind,
         "metadata": {
-            "name": m.name,
+            # A plain Azure ML file's name (SKLearnEnv) may be no DNS-1123 label; the Azure ML
+            # name stays in the spec's part, which is what the reconcilers send to Azure.
+            "name": kubernetes_name(m.name),
             "namespace": namespace,
             "labels": labels,
             "annotations": annotations,
@@ -261,15 +262,15 @@ def desired_objects(
             if m.kind != kind:
                 continue
             ns = namespace_of(m, namespace)
-            if not _DNS_LABEL.match(ns):
+            if not DNS_LABEL.match(ns):
                 raise common.UsageError(
                     f"{m.file}: namespace {ns!r} (from the workspace) is not a DNS label; "
                     "set metadata.namespace or --namespace"
                 )
-            key = (kind, ns, m.name)
+            key = (kind, ns, kubernetes_name(m.name))
             if key in seen:
                 raise common.UsageError(
-                    f"{m.file}: {kind} {ns}/{m.name} is also defined in {seen[key]}; give "
+                    f"{m.file}: {kind} {ns}/{key[2]} is also defined in {seen[key]}; give "
                     "them different namespaces (or leave --namespace out)"
                 )
             seen[key] = m.file

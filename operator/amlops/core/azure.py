@@ -1,4 +1,4 @@
-"""What amlops knows about Azure itself: built-in roles, VM size families, derived names.
+"""What amlops knows about Azure itself: built-in roles, VM sizes, Azure ML names, derived names.
 
 One table each, shared by the checks ``amlops validate`` runs (policies/rules/, core/policy.py)
 and by the Pulumi program in infra/, which resolves names with them. Pure data: no I/O, no
@@ -75,7 +75,8 @@ class VmFamily:
 
 
 def _family(name: str, pattern: str, accelerator: str | None) -> VmFamily:
-    return VmFamily(name, re.compile(pattern), accelerator)
+    # Azure matches VM sizes case-insensitively (its own compute samples write STANDARD_DS3_v2).
+    return VmFamily(name, re.compile(pattern, re.IGNORECASE), accelerator)
 
 
 # The sizes Azure ML offers for AmlCompute clusters, by family. Which of them a team may *use*
@@ -101,6 +102,95 @@ VM_FAMILIES: tuple[VmFamily, ...] = (
 
 def family_of(vm_size: str) -> VmFamily | None:
     return next((f for f in VM_FAMILIES if f.pattern.match(vm_size)), None)
+
+
+_SERIES = re.compile(r"^([A-Za-z]+)(.*)$")
+_VERSION = re.compile(r"^v\d+$", re.IGNORECASE)
+
+
+def canonical_vm_size(vm_size: str) -> str:
+    """``vm_size`` as Azure lists it (``STANDARD_nc24ADS_a100_V4`` -> ``Standard_NC24ads_A100_v4``).
+
+    Azure compares sizes case-insensitively, so every spelling names one size; policies compare
+    this form, and exact lists (compute.gpu-vm-allowlist) stay readable. Azure's spelling: the
+    series letters upper-case, the feature letters after the vCPU count lower-case, ``vN``
+    lower-case, every other part (the accelerator: ``A100``, ``T4``) upper-case.
+    """
+    prefix, _, rest = vm_size.partition("_")
+    if prefix.casefold() != "standard" or not rest:
+        return vm_size
+    series, *others = rest.split("_")
+    head = _SERIES.match(series)
+    parts = [f"{head.group(1).upper()}{head.group(2).lower()}" if head else series]
+    parts += [p.lower() if _VERSION.match(p) else p.upper() for p in others]
+    return "_".join(["Standard", *parts])
+
+
+# -- Azure ML names ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NameRule:
+    """What Azure ML accepts as the name of one sort of object, and where that rule comes from."""
+
+    what: str
+    pattern: re.Pattern[str]
+    min_length: int
+    max_length: int
+    says: str  # the rule in words, for the finding
+
+    def problem(self, name: str, *, length: bool = True) -> str | None:
+        """Why Azure ML refuses ``name``, or None. ``length=False``: another rule says it."""
+        if length and not self.min_length <= len(name) <= self.max_length:
+            return f"{self.what} name {name!r} has {len(name)} characters; {self.says}"
+        if not self.pattern.match(name):
+            return f"{self.what} name {name!r} is not accepted by Azure ML; {self.says}"
+        return None
+
+
+# Azure ML's own rules, not DNS-1123 (which only our Kubernetes object names need: see
+# amlops.core.manifests.kubernetes_name). Sources: endpoints and deployments, the azure-ai-ml
+# SDK (constants/_endpoint.py EndpointConfigurations, entities/_endpoint/_endpoint_helpers.py);
+# the others are checked by the service, not the SDK, and follow the Azure ML documentation:
+# asset names (models, environments, components, data), compute names (cluster 2-16 in older
+# API versions, 3-24 now: the union, so no name Azure accepts is refused), workspace names
+# (also in policies/rules/workspace-name-length.yaml, which reports the length).
+ASSET_NAME = NameRule(
+    "asset",
+    re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-_.]*$"),
+    1,
+    255,
+    "use 1 to 255 letters, digits, '-', '_' or '.', starting with a letter or digit",
+)
+ENDPOINT_NAME = NameRule(
+    "endpoint",
+    re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$"),
+    3,
+    32,
+    "use 3 to 32 letters, digits or '-', starting with a letter and not ending with '-'",
+)
+DEPLOYMENT_NAME = NameRule("deployment", ENDPOINT_NAME.pattern, 3, 32, ENDPOINT_NAME.says)
+COMPUTE_NAME = NameRule(
+    "compute",
+    re.compile(r"^[a-zA-Z][a-zA-Z0-9-]*$"),
+    2,
+    24,
+    "use 2 to 24 letters, digits or '-', starting with a letter",
+)
+WORKSPACE_NAME = NameRule(
+    "workspace",
+    re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$"),
+    3,
+    33,
+    "use 3 to 33 letters, digits, '-' or '_', starting with a letter or digit",
+)
+JOB_NAME = NameRule(
+    "job",
+    re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-_]*$"),
+    1,
+    255,
+    "use 1 to 255 letters, digits, '-' or '_', starting with a letter or digit",
+)
 
 
 # -- names the Pulumi program derives ------------------------------------------------------------

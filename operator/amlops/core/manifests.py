@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,6 +32,28 @@ from amlops.kinds import KINDS, workspace_of
 YAML_SUFFIXES = (".yaml", ".yml")
 ORIGIN_AMLOPS = "amlops"
 ORIGIN_CLI = "azureml-cli-v2"
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def kubernetes_name(name: str) -> str:
+    """The custom resource name of an object named ``name`` in Azure ML.
+
+    A plain Azure ML file keeps Azure ML's name (``SKLearnEnv``, ``nemo_pipeline_job``), which
+    need not be a DNS-1123 label. A name that is one is kept; any other is lower-cased, each run
+    of other characters becomes '-', and a hash of the original is appended, so two names that
+    fold to the same label (``SKLearnEnv``, ``sklearnenv``) stay two objects.
+    """
+    if DNS_LABEL.match(name):
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[: 63 - len(digest) - 1]
+    return f"{base.rstrip('-')}-{digest}" if base else digest
+
+
+# A field path in a hint: ``spec.tags.cost-center``, ``metadata.name`` (a trailing '.' ends
+# the sentence, not the path).
+_NAMED_FIELD = re.compile(r"\b(?:spec|metadata)(?:\.[A-Za-z0-9_-]+)+")
 
 
 @dataclass(frozen=True)
@@ -123,6 +146,31 @@ class Manifest:
             what=f"{format_path(path)}: {value}",
         )
 
+    def written_path(self, path: FieldPath) -> FieldPath:
+        """``path`` as the user wrote it: a plain file's own field names (``tags.cost-center``,
+        ``resource_group``), also for a field the file leaves out; ours for our manifests."""
+        if self.origin != ORIGIN_CLI:
+            return path
+        fields = CLI_FIELDS.get(self.kind, {})
+        for size in range(len(path), 0, -1):
+            if path[:size] in fields:
+                return fields[path[:size]] + path[size:]
+        # an object of ours the file spells as one field (storage -> system_datastores_auth_mode)
+        below = [theirs for ours, theirs in fields.items() if ours[: len(path)] == path]
+        if len(below) == 1 and path:
+            return below[0]
+        seg, doc_path = self._segment(path)
+        return doc_path if seg.prefix or seg.doc_prefix else path
+
+    def written(self, text: str) -> str:
+        """``text`` (a hint) with the ``spec.*`` / ``metadata.*`` fields it names spelt as in
+        the file the user wrote."""
+        if self.origin != ORIGIN_CLI:
+            return text
+        return _NAMED_FIELD.sub(
+            lambda m: format_path(self.written_path(tuple(m.group(0).split(".")))), text
+        )
+
     def finding(
         self,
         path: FieldPath,
@@ -140,7 +188,7 @@ class Manifest:
             severity=severity,
             kind=self.kind,
             name=self.name,
-            field=format_path(path),
+            field=format_path(self.written_path(path)),
         )
 
 
@@ -209,26 +257,109 @@ def _wrap(
     return Manifest(kind, name, body, segments, origin=ORIGIN_CLI)
 
 
-_COMPUTE_FIELDS = {
-    "size": "vmSize",
-    "min_instances": "minInstances",
-    "max_instances": "maxInstances",
-    "idle_time_before_scale_down": "idleTimeBeforeScaleDown",
-    "tags": "tags",
-    "description": "description",
+# Our field -> the field of a plain file it comes from, per kind: how a plain file is wrapped,
+# and how a finding on one names the field the user wrote (``tags.cost-center``, never
+# ``spec.tags.cost-center``), also for a field the file leaves out.
+CLI_FIELDS: dict[str, dict[FieldPath, FieldPath]] = {
+    "Workspace": {
+        ("spec", "location"): ("location",),
+        ("spec", "resourceGroup"): ("resource_group",),
+        ("spec", "displayName"): ("display_name",),
+        ("spec", "description"): ("description",),
+        ("spec", "publicNetworkAccess"): ("public_network_access",),
+        ("spec", "tags"): ("tags",),
+        # which policies apply: Azure has no such field, teams keep it as a tag
+        ("spec", "environment"): ("tags", "environment"),
+        ("spec", "managedNetwork", "isolationMode"): ("managed_network", "isolation_mode"),
+        # identity-based system datastores are what a storage account without keys needs
+        ("spec", "storage", "allowSharedKeyAccess"): ("system_datastores_auth_mode",),
+    },
+    "ComputeCluster": {
+        ("spec", "vmSize"): ("size",),
+        ("spec", "minInstances"): ("min_instances",),
+        ("spec", "maxInstances"): ("max_instances",),
+        ("spec", "idleTimeBeforeScaleDown"): ("idle_time_before_scale_down",),
+        ("spec", "tier"): ("tier",),
+        ("spec", "tags"): ("tags",),
+        ("spec", "description"): ("description",),
+    },
 }
+# Fields of a plain file that are the object's identity, not part of its spec.
+_CLI_IDENTITY = frozenset({"$schema", "name", "type"})
 _TIERS = {"dedicated": "Dedicated", "low_priority": "LowPriority"}
-_WORKSPACE_FIELDS = {
-    "location": "location",
-    "display_name": "displayName",
-    "description": "description",
-    "resource_group": "resourceGroup",
-    "public_network_access": "publicNetworkAccess",
-    "tags": "tags",
-}
+_AUTH_MODES = {"identity": False, "accesskey": True}
 
 
-def _from_cli(cli_type: str, doc: Document, default_workspace: str | None) -> Manifest | Finding:
+def _pascal(mode: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[_\s]+", mode))
+
+
+def _convert(path: FieldPath, value: Any) -> Any:
+    """A plain file's value in our spelling; a value we do not know stays as written, for the
+    schema to name at its line."""
+    if not isinstance(value, str):
+        return value
+    if path in (("spec", "managedNetwork", "isolationMode"), ("spec", "publicNetworkAccess")):
+        return _pascal(value)  # the SDK takes any casing: allow_internet_outbound, enabled
+    if path == ("spec", "tier"):
+        return _TIERS.get(value.lower(), value)
+    if path == ("spec", "storage", "allowSharedKeyAccess"):
+        return _AUTH_MODES.get(value.lower(), value)
+    return value
+
+
+def _lookup(data: Any, path: FieldPath) -> tuple[bool, Any]:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return False, None
+        data = data[key]
+    return True, data
+
+
+def _mapped(
+    kind: str, doc: Document, spec: dict[str, Any], findings: list[Finding]
+) -> list[Segment]:
+    """Copy the fields of ``doc`` that ``CLI_FIELDS`` maps into ``spec``; a field it does not
+    map is a warning naming it, so nothing the user wrote is dropped silently."""
+    fields = CLI_FIELDS[kind]
+    segs: list[Segment] = []
+    for ours, theirs in fields.items():
+        found, value = _lookup(doc.data, theirs)
+        if not found:
+            continue
+        target = spec
+        for key in ours[1:-1]:
+            target = target.setdefault(str(key), {})
+            # the enclosing object is written where its first field is
+            segs.append(Segment(ours[:-1], doc, theirs[: max(1, len(theirs) - 1)]))
+        target[str(ours[-1])] = _convert(ours, value)
+        segs.append(Segment(ours, doc, theirs))
+    known = {theirs[0] for theirs in fields.values()} | _CLI_IDENTITY
+    nested = {theirs[:2] for theirs in fields.values() if len(theirs) == 2}
+    for key, value in doc.data.items():
+        if key not in known:
+            findings.append(_unmapped(doc, (key,), kind))
+        elif isinstance(value, dict) and key != "tags":
+            findings.extend(
+                _unmapped(doc, (key, sub), kind) for sub in value if (key, sub) not in nested
+            )
+    return segs
+
+
+def _unmapped(doc: Document, path: FieldPath, kind: str) -> Finding:
+    return _doc_finding(
+        doc,
+        path,
+        "load.unmapped-field",
+        f"amlops does not model `{format_path(path)}` of a plain Azure ML file; the {kind} is "
+        "created without it: remove it, or manage that setting outside amlops",
+        Severity.WARNING,
+    )
+
+
+def _from_cli(
+    cli_type: str, doc: Document, default_workspace: str | None, findings: list[Finding]
+) -> Manifest | Finding:
     data: dict[str, Any] = doc.data
     name = data.get("name")
     if cli_type.startswith("unsupported:"):
@@ -249,33 +380,14 @@ def _from_cli(cli_type: str, doc: Document, default_workspace: str | None) -> Ma
         return _doc_finding(doc, ("name",), "load.missing-name", "set `name:`")
     name_seg = Segment(("metadata", "name"), doc, ("name",))
     ws_spec: dict[str, Any] = {"workspace": default_workspace} if default_workspace else {}
-    if cli_type == "workspace":
-        spec: dict[str, Any] = {}
-        segs = [name_seg]
-        for src, dst in _WORKSPACE_FIELDS.items():
-            if src in data:
-                spec[dst] = data[src]
-                segs.append(Segment(("spec", dst), doc, (src,)))
-        managed = data.get("managed_network")
-        if isinstance(managed, dict) and "isolation_mode" in managed:
-            mode = str(managed["isolation_mode"])
-            spec["managedNetwork"] = {"isolationMode": _pascal(mode)}
-            segs.append(Segment(("spec", "managedNetwork"), doc, ("managed_network",)))
-        tags = data.get("tags") if isinstance(data.get("tags"), dict) else {}
-        if isinstance(tags, dict) and "environment" in tags:
-            spec["environment"] = tags["environment"]
-        return _wrap("Workspace", name, spec, doc, segs)
-    if cli_type == "compute":
-        spec = dict(ws_spec)
-        segs = [name_seg]
-        for src, dst in _COMPUTE_FIELDS.items():
-            if src in data:
-                spec[dst] = data[src]
-                segs.append(Segment(("spec", dst), doc, (src,)))
-        if "tier" in data:
-            spec["tier"] = _TIERS.get(str(data["tier"]).lower(), data["tier"])
-            segs.append(Segment(("spec", "tier"), doc, ("tier",)))
-        return _wrap("ComputeCluster", name, spec, doc, segs)
+    if cli_type in ("workspace", "compute"):
+        kind_name = "Workspace" if cli_type == "workspace" else "ComputeCluster"
+        spec: dict[str, Any] = {} if cli_type == "workspace" else dict(ws_spec)
+        segs = _mapped(kind_name, doc, spec, findings)
+        if cli_type == "workspace":
+            # `az ml workspace create` puts the workspace in a resource group that must exist
+            spec["existingResourceGroup"] = True
+        return _wrap(kind_name, name, spec, doc, [name_seg, *segs])
     kind, part = _CLI_PARTS[cli_type]
     spec = {**ws_spec, part.key: data}
     # The kind's lists of parts start empty: plain deployment files attach to their endpoint.
@@ -284,10 +396,6 @@ def _from_cli(cli_type: str, doc: Document, default_workspace: str | None) -> Ma
 
 
 _CLI_PARTS = {p.cli_type: (k, p) for k in KINDS.values() for p in k.parts if p.cli_type}
-
-
-def _pascal(mode: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[_\s]+", mode))
 
 
 # -- the tree ---------------------------------------------------------------------------------
@@ -533,7 +641,7 @@ def _attach_cli_docs(result: LoadResult, cli_docs: list[tuple[str, Document]]) -
     # Workspaces first: the other plain files bind to the default workspace.
     for cli_type, doc in cli_docs:
         if cli_type == "workspace":
-            wrapped = _from_cli(cli_type, doc, None)
+            wrapped = _from_cli(cli_type, doc, None, result.findings)
             _add(result, wrapped)
     default_ws = _default_workspace(result.manifests)
     deployments: list[Document] = []
@@ -554,7 +662,7 @@ def _attach_cli_docs(result: LoadResult, cli_docs: list[tuple[str, Document]]) -
                 )
             )
             continue
-        _add(result, _from_cli(cli_type, doc, default_ws))
+        _add(result, _from_cli(cli_type, doc, default_ws, result.findings))
     for doc in deployments:
         _attach_deployment(result, doc)
 

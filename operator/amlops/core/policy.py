@@ -21,10 +21,23 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 from amlops.core.assets import parse_asset_ref
-from amlops.core.azure import BUILTIN_ROLES, cluster_resource_name, is_privileged, role_id
+from amlops.core.azure import (
+    ASSET_NAME,
+    BUILTIN_ROLES,
+    COMPUTE_NAME,
+    DEPLOYMENT_NAME,
+    ENDPOINT_NAME,
+    JOB_NAME,
+    WORKSPACE_NAME,
+    NameRule,
+    canonical_vm_size,
+    cluster_resource_name,
+    is_privileged,
+    role_id,
+)
 from amlops.core.credentials import find_secrets
-from amlops.core.findings import Finding, Severity
-from amlops.core.manifests import Manifest
+from amlops.core.findings import Finding, Severity, format_path
+from amlops.core.manifests import ORIGIN_CLI, Manifest
 from amlops.core.refs import environment_refs, inline_environments
 from amlops.core.schemas import FastCheck
 from amlops.core.source import FieldPath
@@ -41,6 +54,9 @@ POLICY_FILE_SCHEMA: dict[str, Any] = {
         "severity": {"enum": ["error", "warning"]},
         "description": {"type": "string"},
         "remediation": {"type": "string"},
+        # The remediation for a plain Azure ML CLI v2 file, in its own fields, where the
+        # remediation's `spec.*` fields do not translate one to one (a different value).
+        "cliRemediation": {"type": "string"},
         "message": {"type": "string"},
         "match": {
             "type": "object",
@@ -87,6 +103,7 @@ class Policy:
     environments: tuple[str, ...]
     source: str
     remediation: str = ""
+    cli_remediation: str = ""
     message: str = ""
     condition: dict[str, Any] | None = None
     check: str | None = None
@@ -100,10 +117,11 @@ class Policy:
 
     def evaluate(self, m: Manifest, ctx: Context) -> Iterator[Finding]:
         if self._validator is not None:
-            if self._fast is not None and self._fast.is_valid(m.body):
+            body = _compared(m)
+            if self._fast is not None and self._fast.is_valid(body):
                 return
-            for error in self._validator.iter_errors(m.body):
-                path, detail = _explain(error)
+            for error in self._validator.iter_errors(body):
+                path, detail = _explain(error, m)
                 yield self._finding(m, path, detail)
         elif self.check is not None:
             for path, detail in BUILTIN_CHECKS[self.check](m, ctx):
@@ -112,16 +130,33 @@ class Policy:
     def _finding(self, m: Manifest, path: FieldPath, detail: str) -> Finding:
         text = self.message or self.title
         message = f"{text}: {detail}" if detail else text
-        if self.remediation:
-            message += f". {self.remediation.strip()}"
+        remediation = self.remediation
+        if m.origin == ORIGIN_CLI:
+            remediation = self.cli_remediation or m.written(remediation)
+        if remediation:
+            message += f". {remediation.strip()}"
         return m.finding(path, self.id, message, self.severity)
 
 
-def _explain(error: ValidationError) -> tuple[FieldPath, str]:
+def _compared(m: Manifest) -> dict[str, Any]:
+    """The body conditions compare: a VM size in Azure's own spelling, since Azure matches
+    sizes case-insensitively (STANDARD_DS3_v2 is Standard_DS3_v2 of an allowlist)."""
+    size = m.spec.get("vmSize")
+    if not isinstance(size, str) or canonical_vm_size(size) == size:
+        return m.body
+    return {**m.body, "spec": {**m.spec, "vmSize": canonical_vm_size(size)}}
+
+
+def _explain(error: ValidationError, m: Manifest) -> tuple[FieldPath, str]:
     if error.validator in ("anyOf", "oneOf", "allOf") and error.context:
         error = best_match(error.context)
     path: FieldPath = tuple(error.absolute_path)
     if error.validator == "required":
+        if m.origin == ORIGIN_CLI and "'" in error.message:
+            # A plain file names the missing field its own way (`tags.cost-center`); the
+            # finding still points at the nearest field the file has.
+            missing: FieldPath = (*path, str(error.message).split("'")[1])
+            return missing, f"{format_path(m.written_path(missing))} is missing"
         return path, str(error.message).replace("is a required property", "is missing")
     if error.validator == "not":
         return path, f"{error.instance!r} is not allowed"
@@ -183,6 +218,7 @@ def read_policy(file: Path) -> Policy:
         environments=tuple(match.get("environments", ())),
         source=str(file),
         remediation=data.get("remediation", ""),
+        cli_remediation=data.get("cliRemediation", ""),
         message=data.get("message", ""),
         condition=condition,
         check=check,
@@ -366,6 +402,43 @@ def _cluster_resource_name(m: Manifest, ctx: Context) -> Iterator[tuple[FieldPat
     )
 
 
+RULE_AZUREML_NAME = "azureml.name"  # policies/rules/azureml-name.yaml
+
+# The name each kind is known by in Azure ML, and Azure ML's rule for it (amlops.core.azure).
+# A Workspace's length is workspace.name-length's finding: one finding per mistake.
+_AZUREML_NAMES: dict[str, tuple[tuple[FieldPath, NameRule, bool], ...]] = {
+    "Workspace": ((("metadata", "name"), WORKSPACE_NAME, False),),
+    "ComputeCluster": ((("metadata", "name"), COMPUTE_NAME, True),),
+    "Model": ((("spec", "model", "name"), ASSET_NAME, True),),
+    "Environment": ((("spec", "environment", "name"), ASSET_NAME, True),),
+    "Endpoint": ((("spec", "endpoint", "name"), ENDPOINT_NAME, True),),
+    "Pipeline": ((("spec", "job", "name"), JOB_NAME, True),),
+}
+
+
+def _azureml_names(m: Manifest) -> Iterator[tuple[FieldPath, str]]:
+    named = list(_AZUREML_NAMES.get(m.kind, ()))
+    if m.kind == "Endpoint":
+        deployments = m.spec.get("deployments")
+        for i in range(len(deployments) if isinstance(deployments, list) else 0):
+            named.append((("spec", "deployments", i, "name"), DEPLOYMENT_NAME, True))
+    for path, rule, length in named:
+        value = _at(m.body, path)
+        if isinstance(value, str) and (problem := rule.problem(value, length=length)):
+            yield path, problem
+
+
+def _at(value: Any, path: FieldPath) -> Any:
+    for key in path:
+        if isinstance(value, dict):
+            value = value.get(key)
+        elif isinstance(value, list) and isinstance(key, int) and 0 <= key < len(value):
+            value = value[key]
+        else:
+            return None
+    return value
+
+
 def _plaintext_secrets(m: Manifest) -> Iterator[tuple[FieldPath, str]]:
     # The reason names the field and why it looks secret, never the value: findings end up in
     # the same PR comments and logs the secret must stay out of.
@@ -384,4 +457,5 @@ BUILTIN_CHECKS: dict[str, Check] = {
     "duplicate-grant": _duplicate_grant,
     "cluster-resource-name": _cluster_resource_name,
     "plaintext-secrets": lambda m, ctx: _plaintext_secrets(m),
+    "azureml-names": lambda m, ctx: _azureml_names(m),
 }

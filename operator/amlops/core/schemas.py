@@ -20,8 +20,8 @@ import fastjsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from amlops.core.findings import Finding
-from amlops.core.manifests import Manifest
+from amlops.core.findings import Finding, format_path
+from amlops.core.manifests import ORIGIN_CLI, Manifest, kubernetes_name
 from amlops.paths import cache_dir, schemas_dir
 
 
@@ -131,12 +131,23 @@ class SchemaSet:
         validator = self.validators.get(manifest.kind)
         if validator is None:
             return [manifest.finding((), "schema.kind", f"no schema for kind {manifest.kind!r}")]
-        if self.fast[manifest.kind].is_valid(manifest.body):
+        body = _checked_body(manifest)
+        if self.fast[manifest.kind].is_valid(body):
             return []
         findings: list[Finding] = []
-        for error in validator.iter_errors(manifest.body):
+        for error in validator.iter_errors(body):
             findings.extend(_to_findings(manifest, error))
         return findings
+
+
+def _checked_body(manifest: Manifest) -> dict[str, Any]:
+    """The body the schema checks. A plain Azure ML file's name is Azure ML's (the azureml.name
+    policy checks it, policies/rules/azureml-name.yaml); the schema's DNS-1123 rule is for the
+    custom resource name, which is derived from it (``kubernetes_name``)."""
+    if manifest.origin != ORIGIN_CLI:
+        return manifest.body
+    metadata = {**manifest.metadata, "name": kubernetes_name(manifest.name)}
+    return {**manifest.body, "metadata": metadata}
 
 
 def _to_findings(manifest: Manifest, error: ValidationError) -> list[Finding]:
@@ -156,6 +167,8 @@ def _to_findings(manifest: Manifest, error: ValidationError) -> list[Finding]:
         ]
     if error.validator == "required":
         missing = str(error.message).split("'")[1] if "'" in error.message else error.message
+        if manifest.origin == ORIGIN_CLI:  # as the file names it: `resource_group`
+            missing = format_path(manifest.written_path((*path, missing)))
         return [manifest.finding(path, rule, f"missing required field {missing!r}")]
     if error.validator in ("oneOf", "anyOf") and error.context:
         deepest = best_match(error.context)

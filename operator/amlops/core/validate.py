@@ -16,7 +16,7 @@ from amlops.core.credentials import secret_literals
 from amlops.core.findings import Finding, redact, sort_findings
 from amlops.core.limits import Limits, current
 from amlops.core.manifests import Manifest, gc_paused, load_tree
-from amlops.core.policy import PolicySet, load_policies
+from amlops.core.policy import RULE_AZUREML_NAME, PolicySet, load_policies
 from amlops.core.schemas import SchemaSet, load_schemas
 
 
@@ -100,13 +100,16 @@ def _validate(
         if sdk and not files.refused(p.rule for p in problems):
             findings.extend(azureml.check(manifest))
     ref_findings = refs.check(loaded.manifests, valid)
-    # The SDK also rejects some dangling references; ours say more, so keep one per line.
-    ref_lines = {(f.file, f.line) for f in ref_findings}
+    policy_findings = policies.evaluate(valid, loaded.manifests)
+    # The SDK also rejects some dangling references and endpoint names; ours say more (and
+    # what to write instead), so keep one per line.
+    ours = [*ref_findings, *(f for f in policy_findings if f.rule == RULE_AZUREML_NAME)]
+    ref_lines = {(f.file, f.line) for f in ours}
     findings = [
         f for f in findings if not (f.rule == azureml.RULE and (f.file, f.line) in ref_lines)
     ]
     findings.extend(ref_findings)
-    findings.extend(policies.evaluate(valid, loaded.manifests))
+    findings.extend(policy_findings)
     return Report(
         manifests=loaded.manifests,
         findings=_masked(sort_findings(list(dict.fromkeys(findings))), loaded.manifests),
