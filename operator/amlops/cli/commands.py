@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from amlops.cli import apply, common, local_cmds, operator_cmd, plan, up, validate
+from amlops.cli import apply, comment, common, local_cmds, operator_cmd, plan, up, validate
 
 REGISTRY: list[common.Register] = [
     validate.register,
     plan.register,
+    comment.register,
     up.register,
     local_cmds.register_status,
     local_cmds.register_invoke,

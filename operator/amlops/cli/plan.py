@@ -6,7 +6,7 @@ import argparse
 import html
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +16,53 @@ from rich.text import Text
 from amlops.cli import common, formats, plan_infra
 from amlops.cli.formats import printable
 from amlops.cli.validate import findings_table
+from amlops.core import azureml
 from amlops.core.findings import Finding
 from amlops.core.limits import LimitsError
 from amlops.core.plan import (
     Change,
     FieldChange,
+    FindingSplit,
     GitError,
     content_changes,
     diff,
+    git_commit,
     git_texts,
     git_top_level,
+    split_findings,
 )
 from amlops.core.validate import Report, validate_paths
 
 SYMBOL = {"create": "+", "update": "~", "delete": "-"}
+# How each engine applies a merged change: the one line a reviewer needs to know who acts.
+ENGINES = {
+    "pulumi": "Pulumi (`pulumi up` on `infra/`)",
+    "operator": "the amlops operator (reconciles the custom resources)",
+}
+
+
+@dataclass(frozen=True)
+class Revisions:
+    """What a plan compares: the refs as given, the commits they named when it was made (a
+    branch moves on; the SHA says what was reviewed), and the path planned, which tells one
+    plan comment on a pull request from another (one per platform directory or stack)."""
+
+    base: str
+    head: str
+    base_sha: str | None = None
+    head_sha: str | None = None  # None: the working tree
+    path: str = ""
+    base_findings: list[Finding] | None = field(default=None, repr=False)
+
+    def split(self, head: Report, changes: list[Change]) -> FindingSplit:
+        touched = {(c.kind, c.name) for c in changes if c.action != "delete"}
+        return split_findings(head.findings, self.base_findings, blind=_blind, touched=touched)
+
+
+def _blind(f: Finding) -> bool:
+    """Rules the base revision is not checked by: they read files on disk (the Azure ML
+    loaders read conda files and components), and only the head is checked out."""
+    return f.rule in (azureml.RULE, "ref.missing-file") or f.rule.startswith("files.")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,26 +103,54 @@ def run(args: argparse.Namespace) -> int:
         raise common.UsageError(str(exc)) from exc
     try:
         content = content_changes(head.manifests, args.base, args.head)
+        revs = Revisions(
+            args.base,
+            args.head or "working tree",
+            git_commit(path, args.base),
+            git_commit(path, args.head) if args.head else None,
+            args.path,
+            base.findings,
+        )
     except GitError as exc:
         raise common.UsageError(f"git: {exc}") from exc
     changes = diff(base.manifests, head.manifests, content)
-    ref_head = args.head or "working tree"
     if args.output == "json":
-        common.print_json(to_json(changes, head, args.base, ref_head))
+        common.print_json(to_json(changes, head, revs))
     elif args.output == "markdown":
-        print(markdown(changes, head, args.base, ref_head))
+        print(markdown(changes, head, revs.base, revs.head, revisions=revs))
     else:
-        _text(changes, head, args.base, ref_head)
+        _text(changes, head, revs)
     return common.EXIT_OK if head.ok else common.EXIT_FINDINGS
 
 
-def to_json(changes: list[Change], head: Report, base: str, ref_head: str) -> dict[str, Any]:
+def to_json(changes: list[Change], head: Report, revs: Revisions) -> dict[str, Any]:
+    split = revs.split(head, changes)
     return {
-        "base": base,
-        "head": ref_head,
+        "base": revs.base,
+        "head": revs.head,
+        "base_sha": revs.base_sha,
+        "head_sha": revs.head_sha,
+        "path": revs.path,
+        "marker": marker(revs.path),
         "changes": [c.to_json() for c in changes],
+        "deletes": [f"{c.kind}/{c.name}" for c in changes if c.action == "delete"],
+        "applied_by": _engines(changes),
         "findings": [f.to_json() for f in head.findings],
+        "findings_introduced": [f.to_json() for f in split.introduced],
+        "findings_existing": [f.to_json() for f in split.existing],
+        "findings_fixed": split.fixed,
     }
+
+
+def _engines(changes: list[Change]) -> dict[str, list[str]]:
+    """Per engine, the kinds of the changes it applies, in the order the engines are listed."""
+    out: dict[str, list[str]] = {}
+    for c in changes:
+        kinds = out.setdefault(c.engine, [])
+        if c.kind not in kinds:
+            kinds.append(c.kind)
+    order = list(ENGINES)
+    return {e: out[e] for e in sorted(out, key=lambda e: [*order, e].index(e))}
 
 
 def _value(value: Any) -> str:
@@ -117,9 +178,15 @@ def _summary(changes: list[Change]) -> str:
     )
 
 
-def _text(changes: list[Change], head: Report, base: str, ref_head: str) -> None:
+def _short(sha: str | None) -> str:
+    return f" ({sha[:12]})" if sha else ""
+
+
+def _text(changes: list[Change], head: Report, revs: Revisions) -> None:
     out = common.stdout
     # user text goes through Text (never rich markup) and printable (never control codes)
+    base = f"{revs.base}{_short(revs.base_sha)}"
+    ref_head = f"{revs.head}{_short(revs.head_sha)}"
     out.print(Text(printable(f"plan {base} -> {ref_head}: {_summary(changes)}")))
     if changes:
         table = Table(show_header=True)
@@ -164,6 +231,19 @@ _MD_SPECIAL = re.compile(r"[\\`*_\[\]|~$]")
 # issue's timeline. A zero-width space after the sigil leaves the text readable and inert.
 _NOTIFY = re.compile(r"([@#])(?=\w)")
 _BACKTICKS = re.compile(r"`+")
+_DELETES_SHOWN = 20  # names in the deletion warning; the table below lists every one
+
+# The hidden line CI finds its previous comment by (``amlops comment``), so a new push updates
+# the comment instead of adding one. One per planned path: a repository with a platform per
+# directory keeps one comment each. The path keeps only characters that cannot end an HTML
+# comment (``-->``, ``--!>``), so the marker is always one inert line.
+MARKER = re.compile(r"<!-- amlops-plan(?: path=[\w./+=-]*)? -->", re.ASCII)
+_MARKER_UNSAFE = re.compile(r"[^\w./+=-]", re.ASCII)
+
+
+def marker(path: str) -> str:
+    safe = _MARKER_UNSAFE.sub("_", path)[:_NAME_LIMIT]
+    return f"<!-- amlops-plan path={safe} -->" if safe else "<!-- amlops-plan -->"
 
 
 def _clip(text: str, limit: int = _NAME_LIMIT) -> str:
@@ -236,20 +316,70 @@ class _Cut:
 
 
 def markdown(
-    changes: list[Change], head: Report, base: str, ref_head: str, limit: int = COMMENT_LIMIT
+    changes: list[Change],
+    head: Report,
+    base: str,
+    ref_head: str,
+    limit: int = COMMENT_LIMIT,
+    *,
+    revisions: Revisions | None = None,
 ) -> str:
-    """The plan as a pull-request comment of at most ``limit`` UTF-8 bytes."""
+    """The plan as a pull-request comment of at most ``limit`` UTF-8 bytes.
+
+    ``revisions`` adds the commits, the marker's path and the base's findings; without it the
+    comment has no SHAs and every finding counts as introduced by the change.
+    """
+    revs = revisions or Revisions(base, ref_head)
     cut = _Cut()
     top = [
         f"### amlops plan: {_summary(changes)}",
         "",
-        f"{md_code(base)} → {md_code(ref_head)}",
-        "",
+        *_revisions_md(revs),
+        *_deletes_md(changes),
+        *_applied_md(changes),
     ]
-    findings = _findings_md(head.findings, limit // _FINDINGS_SHARE, cut)
-    budget = limit - _RESERVE - _size(top) - _size(findings) - 2
+    end = ["", marker(revs.path)]
+    split = revs.split(head, changes)
+    findings = _findings_md(split, revs, limit // _FINDINGS_SHARE, cut)
+    budget = limit - _RESERVE - _size(top) - _size(findings) - _size(end) - 2
     body = _changes_md(changes, budget, cut) if changes else ["No changes to the platform."]
-    return "\n".join([*top, *body, "", *findings, *cut.notice(len(changes))])
+    return "\n".join([*top, *body, "", *findings, *cut.notice(len(changes)), *end])
+
+
+def _revisions_md(revs: Revisions) -> list[str]:
+    """Refs with short SHAs, then the full SHAs in code spans: GitHub turns a bare SHA into a
+    link, and a code span keeps it copyable text."""
+    base = md_code(revs.base) + (f" at {md_code(revs.base_sha[:7])}" if revs.base_sha else "")
+    head = md_code(revs.head) + (f" at {md_code(revs.head_sha[:7])}" if revs.head_sha else "")
+    lines = [f"{base} → {head}", ""]
+    if revs.base_sha:
+        full_head = md_code(revs.head_sha) if revs.head_sha else "the working tree"
+        lines += [f"Commits: base {md_code(revs.base_sha)}, head {full_head}", ""]
+    return lines
+
+
+def _deletes_md(changes: list[Change]) -> list[str]:
+    """Deletions stand out above the table: they are the changes that cannot be undone."""
+    deletes = [c for c in changes if c.action == "delete"]
+    if not deletes:
+        return []
+    names = ", ".join(map(_object_md, deletes[:_DELETES_SHOWN]))
+    more = f" and {len(deletes) - _DELETES_SHOWN} more" if len(deletes) > _DELETES_SHOWN else ""
+    return [f"> ⚠️ **This change will delete {len(deletes)} object(s):** {names}{more}", ""]
+
+
+def _object_md(c: Change) -> str:
+    """``Kind/name`` and its workspace: one name may be an object in each environment."""
+    ws = f" in {md_text(c.workspace)}" if c.workspace and c.kind != "Workspace" else ""
+    return f"{md_code(f'{c.kind}/{c.name}')}{ws}"
+
+
+def _applied_md(changes: list[Change]) -> list[str]:
+    parts = [
+        f"{ENGINES.get(engine) or md_text(engine)} for {', '.join(map(md_text, kinds))}"
+        for engine, kinds in _engines(changes).items()
+    ]
+    return [f"**Applied after merge by** {'; '.join(parts)}.", ""] if parts else []
 
 
 def _changes_md(changes: list[Change], budget: int, cut: _Cut) -> list[str]:
@@ -301,12 +431,45 @@ def _details_md(c: Change, budget: int, cut: _Cut) -> list[str]:
     return [*opening, *shown, *closing]
 
 
-def _findings_md(findings: list[Finding], budget: int, cut: _Cut) -> list[str]:
+def _findings_md(split: FindingSplit, revs: Revisions, budget: int, cut: _Cut) -> list[str]:
+    """The findings the change introduces first (what the reviewer must block on), then those
+    the base already had, which fail the check just the same but are not this change's doing."""
+    fixed = [f"✔️ This change fixes {split.fixed} finding(s) of the base."] if split.fixed else []
+    fixed = ["", *fixed] if fixed else []
+    if not split.introduced and not split.existing:
+        return ["✅ All policies pass.", *fixed]
+    known = revs.base_findings is not None
+    new = _finding_rows(_introduced_title(split.introduced, known), split.introduced, budget, cut)
+    if not split.existing:
+        return [*new, *fixed]
+    errors = sum(1 for f in split.existing if f.is_error)
+    title = (
+        f"**Already on the base** {md_code(revs.base)}, not introduced by this change: "
+        f"{len(split.existing)} finding(s)"
+        + (f", of which {errors} error(s) still fail the check" if errors else "")
+    )
+    old = _finding_rows(title, split.existing, budget - _size(new) - 1, cut)
+    return [*new, "", *old, *fixed]
+
+
+def _introduced_title(findings: list[Finding], known: bool) -> str:
+    by = " introduced by this change" if known else ""
     if not findings:
-        return ["✅ All policies pass."]
+        return "✅ This change introduces no findings."
     errors = sum(1 for f in findings if f.is_error)
-    head = f"❌ {errors} error(s) block this change" if errors else f"⚠️ {len(findings)} warning(s)"
-    rows = [head, "", "| severity | location | object | rule | message |", "|---|---|---|---|---|"]
+    if errors:
+        return (
+            f"❌ {errors} error(s){by} block it"
+            if known
+            else f"❌ {errors} error(s) block this change"
+        )
+    return f"⚠️ {len(findings)} warning(s){by}"
+
+
+def _finding_rows(title: str, findings: list[Finding], budget: int, cut: _Cut) -> list[str]:
+    if not findings:
+        return [title]
+    rows = [title, "", "| severity | location | object | rule | message |", "|---|---|---|---|---|"]
     more = f"… {len(findings)} more finding(s) not shown"
     room = budget - _size([*rows, "", more])
     # Errors first: when the comment is cut, what blocks the change is what must stay.

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from amlops.core.credentials import hidden_child, mask, scrub
-from amlops.core.manifests import INFRA_KINDS, YAML_SUFFIXES, Manifest, display_path
+from amlops.core.findings import Finding
+from amlops.core.manifests import YAML_SUFFIXES, Manifest, display_path
 from amlops.core.refs import local_paths
+from amlops.kinds import KINDS
 
 _MISSING = object()
 
@@ -59,7 +61,10 @@ class Change:
 
     @property
     def engine(self) -> str:
-        return "pulumi" if self.kind in INFRA_KINDS else "operator"
+        """``pulumi`` or ``operator``: the kinds registry decides; an object of a kind it does
+        not know is a custom resource, so the operator is the one that would touch it."""
+        known = KINDS.get(self.kind)
+        return known.engine if known is not None else "operator"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -107,6 +112,57 @@ def diff(
                     Change("update", new.kind, new.name, new.workspace, pos.file, pos.line, fields)
                 )
     return changes
+
+
+# A finding is "the same" on both revisions when it is the same rule on the same object and
+# field of the same file: line numbers move whenever anything above them is edited.
+FindingKey = tuple[str, str, str | None, str | None, str]
+
+
+def finding_key(f: Finding) -> FindingKey:
+    return (f.rule, f.file, f.kind, f.name, f.field)
+
+
+@dataclass(frozen=True)
+class FindingSplit:
+    """The head's findings split by whether the base already had them, and how many of the
+    base's this change fixes: a reviewer blocks on what the change introduces, not on old debt."""
+
+    introduced: list[Finding]
+    existing: list[Finding]
+    fixed: int
+
+
+def split_findings(
+    head: Sequence[Finding],
+    base: Sequence[Finding] | None,
+    *,
+    blind: Callable[[Finding], bool] = lambda _: False,
+    touched: Collection[tuple[str | None, str | None]] = (),
+) -> FindingSplit:
+    """``base`` None: nothing is known about the base, so everything counts as introduced.
+
+    ``blind`` names the findings the base's validation cannot produce (checks that read files
+    on disk, which a Git revision does not have): one of those is introduced when the change
+    touches its object (``touched``: kind and name), and was already there otherwise.
+    """
+    if base is None:
+        return FindingSplit(list(head), [], 0)
+    # Counted, not a set: two identical findings on the base do not cover three on the head.
+    left: dict[FindingKey, int] = {}
+    for f in base:
+        left[finding_key(f)] = left.get(finding_key(f), 0) + 1
+    introduced, existing = [], []
+    for f in head:
+        key = finding_key(f)
+        if left.get(key, 0) > 0:
+            left[key] -= 1
+            existing.append(f)
+        elif blind(f) and (f.kind, f.name) not in touched:
+            existing.append(f)
+        else:
+            introduced.append(f)
+    return FindingSplit(introduced, existing, sum(left.values()))
 
 
 def _named(items: list[Any]) -> dict[str, Any] | None:
@@ -225,6 +281,12 @@ def _git(cwd: Path, *args: str) -> bytes:
     if proc.returncode != 0:
         raise GitError(proc.stderr.decode(errors="replace").strip() or f"git {args[0]} failed")
     return proc.stdout
+
+
+def git_commit(path: Path, ref: str) -> str:
+    """The full SHA of the commit ``ref`` names: a branch moves, a SHA says what was planned."""
+    top = git_top_level(path)
+    return _git(top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
 
 
 def git_top_level(path: Path) -> Path:
