@@ -338,3 +338,76 @@ def test_schedule_times_are_kept_in_utc_whatever_the_time_zone() -> None:
     done = _run(desired, JobStatus.COMPLETED)
     result = pipeline.reconcile_pipeline(desired, _observed(done), None, NOW)
     assert result.status["nextScheduleTime"] == "2026-03-09T02:00:00Z"  # 03:00 CET
+
+
+def _inline_endpoint(model: dict[str, str]) -> endpoint.EndpointDesired:
+    spec = {
+        "endpoint": {"name": "e", "auth_mode": "key", "traffic": {"a": 100}},
+        "deployments": [
+            {
+                "name": "a",
+                "model": model,
+                "code_configuration": {"code": "score", "scoring_script": "score.py"},
+            }
+        ],
+    }
+    return endpoint.desired(Inputs("ws", "e", spec, 1, SOURCE))
+
+
+def _inline_observed(
+    desired: endpoint.EndpointDesired,
+    registered: ModelVersion | None,
+    local: str | None,
+    state: ProvisioningState | None = None,
+) -> endpoint.EndpointObserved:
+    deployed = {}
+    if state is not None and registered is not None:
+        (dep,) = desired.deployments
+        fp = endpoint.deployment_fingerprint(dep, "sha256:c", registered)
+        deployed["a"] = DeploymentState("ws", "e", "a", registered.name, state, fp)
+    return endpoint.EndpointObserved(
+        _ep({"a": 100}), deployed, {"a": registered}, {"a": "sha256:c"}, {"a": local}
+    )
+
+
+def test_an_inline_model_is_registered_under_the_deployments_name_before_it_is_deployed() -> None:
+    desired = _inline_endpoint({"path": "model"})
+    (dep,) = desired.deployments
+    assert dep.register is not None
+    assert (dep.register.name, dep.register.version) == ("e-a", None)
+    assert dep.register.path == Path("/repo/model")
+    result = endpoint.reconcile_endpoint(
+        desired, _inline_observed(desired, None, "sha256:m"), None, NOW
+    )
+    assert [type(a) for a in result.actions] == [CreateOrUpdateEndpoint, RegisterModel]
+    assert result.outcome.phase is Phase.RECONCILING
+    assert "registering model e-a:next" in result.outcome.message
+
+
+def test_an_inline_model_with_changed_files_keeps_serving_while_its_next_version_registers() -> (
+    None
+):
+    desired = _inline_endpoint({"name": "mine", "path": "model"})
+    served = _version("mine", "1", digest="sha256:old")
+    observed = _inline_observed(desired, served, "sha256:new", ProvisioningState.SUCCEEDED)
+    result = endpoint.reconcile_endpoint(desired, observed, None, NOW)
+    assert [type(a) for a in result.actions] == [RegisterModel]
+    assert result.status["traffic"] == {"a": 100}
+
+    # registered: the deployment moves to it; unchanged files then take no action
+    fresh = _version("mine", "2", digest="sha256:new")
+    result = endpoint.reconcile_endpoint(
+        desired, _inline_observed(desired, fresh, "sha256:new"), None, NOW
+    )
+    assert [type(a) for a in result.actions] == [CreateOrUpdateEndpoint, CreateOrUpdateDeployment]
+    observed = _inline_observed(desired, fresh, "sha256:new", ProvisioningState.SUCCEEDED)
+    assert endpoint.reconcile_endpoint(desired, observed, None, NOW).actions == ()
+
+
+def test_an_inline_model_whose_files_are_missing_stalls_naming_the_path() -> None:
+    desired = _inline_endpoint({"path": "gone"})
+    result = endpoint.reconcile_endpoint(desired, _inline_observed(desired, None, None), None, NOW)
+    assert result.outcome.phase is Phase.STALLED
+    assert "m.yaml:7 spec.deployments[0].model.path: /repo/gone does not exist" in (
+        result.outcome.message
+    )

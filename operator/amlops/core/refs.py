@@ -118,11 +118,22 @@ def environment_refs(m: Manifest) -> Iterator[tuple[FieldPath, str]]:
 
 
 def check(all_manifests: list[Manifest], valid: list[Manifest]) -> list[Finding]:
-    """Cross-references (the files a manifest names: ``check_files``)."""
+    """Cross-references of the ``valid`` manifests (the files a manifest names:
+    ``check_files``).
+
+    Everything in ``all_manifests`` counts as declared, also an object that fails its schema:
+    it exists, it is just wrong, and its own finding says so. Counting only the valid ones
+    would make every pipeline on an invalid cluster report it "not declared" as well.
+    """
     findings = list(_duplicates(all_manifests))
-    known = declared(valid)
+    known = declared(all_manifests)
     for m in valid:
-        findings.extend(KINDS[m.kind].references(m, known))
+        found = KINDS[m.kind].references(m, known)
+        if m.workspace is None:
+            # A plain file bound to no workspace: the loader says so once
+            # (``load.no-default-workspace``); its other references are still checked.
+            found = (f for f in found if f.rule != "ref.workspace")
+        findings.extend(found)
     return findings
 
 

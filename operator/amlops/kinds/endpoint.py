@@ -16,6 +16,7 @@ from amlops.core.findings import Finding
 from amlops.core.locator import Locator
 from amlops.core.source import FieldPath
 from amlops.kinds.base import (
+    RULE_SPEC,
     Crd,
     Declared,
     Kind,
@@ -26,6 +27,7 @@ from amlops.kinds.base import (
     items,
     spec_finding,
 )
+from amlops.kinds.model import REMOTE_PATH, remote_path
 
 if TYPE_CHECKING:
     from amlops.core.manifests import Manifest
@@ -112,13 +114,25 @@ def spec_traffic_problems(spec: Mapping[str, Any]) -> Iterator[TrafficProblem]:
 
 
 @dataclass(frozen=True)
+class InlineModel:
+    """A model written out in a deployment (``model: {path: ./model}``). Azure ML registers it
+    as a model version of its own before the deployment serves it; so does the reconciler."""
+
+    path: str  # as written: relative to the manifest's file
+    name: str | None = None  # None: named after the endpoint and the deployment
+    version: str | None = None  # None: changed files become the next version
+    type: str = "custom_model"
+
+
+@dataclass(frozen=True)
 class Deployment:
-    """One of ``spec.deployments``: what the Backend protocol deploys, a registered model
-    version and a scoring script in a code folder."""
+    """One of ``spec.deployments``: what the Backend protocol deploys, a model version (a
+    registered one, or one written out to register first) and a scoring script in a code
+    folder."""
 
     name: str
     written: Mapping[str, Any]  # the CLI v2 deployment YAML as written (its fingerprint)
-    model: ModelRef | None  # None: not a registered model (a finding says so)
+    model: ModelRef | InlineModel | None  # None: no model it can serve (a finding says so)
     code: str | None  # as written: relative to the manifest's file
     scoring_script: str = "score.py"
     environment_variables: Mapping[str, str] = field(default_factory=dict)
@@ -152,37 +166,56 @@ def _percentages(
     return out
 
 
+def _model(value: Any) -> ModelRef | InlineModel | None:
+    if isinstance(value, str):
+        return parse_model_ref(value)
+    if not isinstance(value, Mapping) or not isinstance(value.get("path"), str):
+        return None
+    if remote_path(value["path"]):
+        return None  # not files amlops can register (``_unservable`` says so)
+    name, version = value.get("name"), value.get("version")
+    return InlineModel(
+        path=value["path"],
+        name=str(name) if name is not None else None,
+        version=str(version) if version is not None else None,
+        type=str(value.get("type", "custom_model")),
+    )
+
+
+def _unservable(body: Mapping[str, Any]) -> tuple[FieldPath, str] | None:
+    """The first thing that keeps a deployment from being deployed (one finding per
+    deployment): the field under the deployment and what to write there."""
+    model = body.get("model")
+    if isinstance(model, Mapping) and remote_path(model.get("path")):
+        return ("model", "path"), REMOTE_PATH
+    if _model(model) is None:
+        return (
+            ("model",),
+            "a deployment serves a registered model (model: azureml:NAME:VERSION) or one "
+            "written out with its files (model: {path: ./folder})",
+        )
+    config = body.get("code_configuration")
+    if not isinstance(config, Mapping) or not isinstance(config.get("code"), str):
+        return (
+            ("code_configuration",),
+            "set code_configuration.code and scoring_script (the deployment runs a scoring script)",
+        )
+    return None
+
+
 def _deployment(
     body: Any, where: FieldPath, locator: Locator, fatal: list[Finding], unusable: list[Finding]
 ) -> Deployment | None:
     if not isinstance(body, Mapping) or body.get("name") is None:
         fatal.append(spec_finding(locator, "Endpoint", where, "a deployment needs a name"))
         return None
-    model_value = body.get("model")
-    model = parse_model_ref(model_value) if isinstance(model_value, str) else None
+    model = _model(body.get("model"))
     config = body.get("code_configuration")
     config = config if isinstance(config, Mapping) else {}
     code = config.get("code")
-    # one finding per deployment: the first thing that keeps it from being deployed
-    if model is None:
-        unusable.append(
-            spec_finding(
-                locator,
-                "Endpoint",
-                (*where, "model"),
-                "a deployment serves a registered model; write model: azureml:NAME:VERSION",
-            )
-        )
-    elif not isinstance(code, str):
-        unusable.append(
-            spec_finding(
-                locator,
-                "Endpoint",
-                (*where, "code_configuration"),
-                "set code_configuration.code and scoring_script (the deployment runs a "
-                "scoring script)",
-            )
-        )
+    problem = _unservable(body)
+    if problem is not None:
+        unusable.append(spec_finding(locator, "Endpoint", (*where, *problem[0]), problem[1]))
     env = body.get("environment_variables")
     try:
         instances = int(body.get("instance_count", 1))
@@ -256,6 +289,12 @@ def _environments(spec: Mapping[str, Any]) -> Iterator[tuple[FieldPath, Any]]:
 def _references(m: Manifest, declared: Declared) -> Iterator[Finding]:
     yield from check_workspace(m, declared)
     yield from check_assets(m, declared, KIND)
+    # What the reconciler refuses, validate reports (the traffic rules have a policy rule):
+    # whatever validate accepts, ``up`` runs.
+    for i, body in enumerate(items(m.spec.get("deployments"))):
+        problem = _unservable(body) if isinstance(body, Mapping) else None
+        if problem is not None:
+            yield m.finding(("spec", "deployments", i, *problem[0]), RULE_SPEC, problem[1])
 
 
 KIND = Kind(

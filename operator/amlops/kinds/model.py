@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from amlops.core.assets import is_local
 from amlops.core.findings import Finding
 from amlops.core.locator import Locator
 from amlops.core.source import FieldPath
 from amlops.kinds.base import (
+    RULE_SPEC,
     Crd,
+    Declared,
     Kind,
     Lifecycle,
     Part,
@@ -19,8 +22,24 @@ from amlops.kinds.base import (
     spec_finding,
 )
 
+if TYPE_CHECKING:
+    from amlops.core.manifests import Manifest
+
 MODEL: FieldPath = ("spec", "model")
 PATH_FIELD: FieldPath = (*MODEL, "path")
+
+# Azure ML also registers a model from a datastore or a URL; amlops registers the files the
+# repository holds (their digest decides the version), so such a path is refused up front.
+REMOTE_PATH = (
+    "amlops registers a model from files in the repository: write a path relative to this "
+    "file; a model whose files are already in a datastore is registered there and referenced "
+    "as azureml:NAME:VERSION"
+)
+
+
+def remote_path(value: Any) -> bool:
+    """``path:`` names a datastore, URL or asset rather than files next to the manifest."""
+    return isinstance(value, str) and not is_local(value)
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,8 @@ def parse(spec: Mapping[str, Any], locator: Locator) -> tuple[ModelSpec | None, 
         for key in ("name", "path")
         if model.get(key) is None
     ]
+    if not findings and remote_path(model["path"]):
+        findings = [spec_finding(locator, "Model", PATH_FIELD, REMOTE_PATH)]
     if findings:
         return None, findings
     version, tags = model.get("version"), model.get("tags")
@@ -60,6 +81,14 @@ def parse(spec: Mapping[str, Any], locator: Locator) -> tuple[ModelSpec | None, 
     ), []
 
 
+def _references(m: Manifest, declared: Declared) -> Iterator[Finding]:
+    yield from check_workspace(m, declared)
+    model = m.spec.get("model")
+    # what ``parse`` refuses, validate reports: whatever validate accepts, ``up`` runs
+    if isinstance(model, Mapping) and remote_path(model.get("path")):
+        yield m.finding(PATH_FIELD, RULE_SPEC, REMOTE_PATH)
+
+
 KIND = Kind(
     name="Model",
     engine="operator",
@@ -70,5 +99,5 @@ KIND = Kind(
     ),
     parts=(Part("model", "load_model", cli_type="model"),),
     declare=declare_asset("model", "models"),
-    references=check_workspace,
+    references=_references,
 )

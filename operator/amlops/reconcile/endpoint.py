@@ -2,13 +2,16 @@
 
 Each deployment is (re)created when it is missing, stopped, or its fingerprint changed (the
 deployment as written plus its code folder's and model's digests). A deployment waits for its
-model to be registered (DependencyNotReady) without holding back the others. Traffic is gated
-by health: only deployments that came up (Succeeded, current fingerprint) get their share;
-the rest keep 0% and their share is spread over the healthy ones, so the split sent to the
-backend always sums to 100 (or is all 0 when nothing is healthy). A deployment that fails to
-come up stalls the endpoint until its spec, code or model changes; the endpoint stalls only
-once no other deployment is still starting, so that the message names every deployment that
-failed, each with its reason (which names the server's log).
+model to be registered (DependencyNotReady) without holding back the others. A model written
+out in the deployment (``model: {path: ...}``) is registered first, as Azure ML does: a model
+of its own, whose next version holds the files whenever they change (like an unpinned Model);
+the deployment then serves that version. Traffic is gated by health: only deployments that
+came up (Succeeded, current fingerprint) get their share; the rest keep 0% and their share is
+spread over the healthy ones, so the split sent to the backend always sums to 100 (or is all 0
+when nothing is healthy). A deployment that fails to come up stalls the endpoint until its
+spec, code or model changes; the endpoint stalls only once no other deployment is still
+starting, so that the message names every deployment that failed, each with its reason (which
+names the server's log).
 
 Tags (the Git commit and manifest, amlops.core.provenance) never cause a write on their own:
 a new commit that leaves the endpoint as it was must not restart its deployments. They are
@@ -33,13 +36,16 @@ from amlops.backends.base import (
     EndpointState,
     ModelRef,
     ModelVersion,
+    ModelVersionSpec,
     ProvisioningState,
 )
 from amlops.core.findings import Finding
-from amlops.kinds.endpoint import Endpoint, parse
+from amlops.core.source import FieldPath
+from amlops.kinds.endpoint import Deployment, Endpoint, InlineModel, parse
 from amlops.reconcile.actions import Action, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
 from amlops.reconcile.inputs import Gone, Inputs, accepted, describe, digest_of
+from amlops.reconcile.model import RegisterModel
 from amlops.reconcile.observe import digest_or_none, model_version
 
 PROGRESS_REQUEUE_S = 0.5
@@ -54,6 +60,8 @@ class DeploymentDesired:
     scoring_script: str
     environment_variables: Mapping[str, str]
     instance_count: int
+    register: ModelVersionSpec | None = None  # a model written out: ``model`` once registered
+    register_field: str = ""  # where its path is written, for messages
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,8 @@ class EndpointObserved:
     deployments: Mapping[str, DeploymentState]
     models: Mapping[str, ModelVersion | None]  # deployment name -> its model version
     code_digests: Mapping[str, str | None]  # deployment name -> digest; None: folder missing
+    # deployment name -> digest of the files of the model it writes out; None: missing
+    model_digests: Mapping[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -132,11 +142,13 @@ def desired_endpoint(
     inputs: Inputs, endpoint: Endpoint, findings: Sequence[Finding] = ()
 ) -> EndpointDesired:
     """``findings``: why the spec cannot be served as written (``amlops.kinds.endpoint.parse``)."""
+    name = endpoint.name or inputs.name
+    registers = [_inline_model(inputs, name, i, dep) for i, dep in enumerate(endpoint.deployments)]
     deployments = tuple(
         DeploymentDesired(
             name=dep.name,
             written=dep.written,
-            model=dep.model,
+            model=_served(dep, register),
             code_dir=(
                 inputs.source.resolve(
                     ("spec", "deployments", i, "code_configuration", "code"), dep.code
@@ -147,12 +159,14 @@ def desired_endpoint(
             scoring_script=dep.scoring_script,
             environment_variables=dep.environment_variables,
             instance_count=dep.instance_count,
+            register=register,
+            register_field=inputs.source.field(_model_path(i)) if register is not None else "",
         )
-        for i, dep in enumerate(endpoint.deployments)
+        for i, (dep, register) in enumerate(zip(endpoint.deployments, registers, strict=True))
     )
     return EndpointDesired(
         workspace=inputs.workspace,
-        name=endpoint.name or inputs.name,
+        name=name,
         generation=inputs.generation,
         auth_mode=endpoint.auth_mode,
         traffic=endpoint.traffic,
@@ -162,6 +176,36 @@ def desired_endpoint(
         problems=tuple(describe(f) for f in findings),
         suspend=endpoint.lifecycle.suspend,
         deletion_policy=endpoint.lifecycle.deletion_policy,
+        tags=inputs.tags,
+    )
+
+
+def _model_path(index: int) -> FieldPath:
+    return ("spec", "deployments", index, "model", "path")
+
+
+def _served(dep: Deployment, register: ModelVersionSpec | None) -> ModelRef | None:
+    """The model version the deployment serves: the one named, or its written-out model's."""
+    if register is not None:
+        return ModelRef(register.name, register.version)
+    return dep.model if isinstance(dep.model, ModelRef) else None
+
+
+def _inline_model(
+    inputs: Inputs, endpoint: str, index: int, dep: Deployment
+) -> ModelVersionSpec | None:
+    """The model version a deployment's written-out model registers. Unnamed, it is named
+    after the endpoint and the deployment: stable across commits (so changed files become
+    its next version, not a new model) and apart from every other deployment's."""
+    model = dep.model
+    if not isinstance(model, InlineModel):
+        return None
+    return ModelVersionSpec(
+        name=model.name or f"{endpoint}-{dep.name}",
+        version=model.version,
+        path=inputs.source.resolve(_model_path(index), model.path),
+        type=model.type,
+        description=f"served by deployment {endpoint}/{dep.name}",
         tags=inputs.tags,
     )
 
@@ -189,6 +233,11 @@ def observe(backend: Backend, desired: EndpointDesired) -> EndpointObserved:
         },
         code_digests={
             d.name: digest_or_none(d.code_dir) for d in desired.deployments if d.code_dir
+        },
+        model_digests={
+            d.name: digest_or_none(d.register.path)
+            for d in desired.deployments
+            if d.register is not None
         },
     )
 
@@ -248,6 +297,24 @@ def reconcile_endpoint(
         if dep.code_dir is not None and code_digest is None:
             failed.append(f"deployment {dep.name}: code folder {dep.code_dir} does not exist")
             continue
+        stale = False  # its written-out model has files the registered version lacks
+        if dep.register is not None:
+            local = observed.model_digests.get(dep.name)
+            label = f"{dep.register.name}:{dep.register.version or 'next'}"
+            if local is None:
+                failed.append(
+                    f"deployment {dep.name}: {dep.register_field}: {dep.register.path} does not "
+                    "exist; fix the path or add the files"
+                )
+                continue
+            stale = model is None or (dep.register.version is None and model.digest != local)
+            if stale:
+                # the registered version (if any) keeps serving until the new one is in
+                actions.append(RegisterModel(desired.workspace, dep.register))
+                progressing.append(f"deployment {dep.name}: registering model {label}")
+            if model is None:
+                report[dep.name] = {"state": "RegisteringModel", "model": label}
+                continue
         if model is None:
             waiting.append(f"model {dep.model} (deployment {dep.name})")
             report[dep.name] = {"state": "WaitingForModel", "model": str(dep.model)}
@@ -266,7 +333,7 @@ def reconcile_endpoint(
             healthy.add(dep.name)
         elif phase in (ProvisioningState.CREATING, ProvisioningState.UPDATING):
             progressing.append(f"deployment {dep.name}: {message or 'starting'}")
-        else:
+        elif not stale:  # deploy the model version it serves once that is registered
             assert dep.code_dir is not None  # a finding of parse otherwise
             actions.append(
                 CreateOrUpdateDeployment(

@@ -1,0 +1,183 @@
+"""A deployment that writes its model out (``model: {path: ./model}``) is served as Azure ML
+serves it: the files are registered as a model version of their own first, changed files
+become the next version, and an unchanged pass writes nothing."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from amlops.backends.local.backend import LocalBackend
+from amlops.core.locator import ObjectLocator
+from amlops.core.manifests import load_tree
+from amlops.core.validate import validate_paths
+from amlops.kinds import endpoint, model
+from amlops.reconcile.conditions import Phase
+from amlops.reconcile.tree import ObjectReport, TreeReconciler
+
+pytestmark = pytest.mark.slow
+
+_NOWHERE = ObjectLocator("Model ns/remote")
+
+WORKSPACE = """\
+apiVersion: amlops.io/v1alpha1
+kind: Workspace
+metadata:
+  name: mlw-dev
+spec:
+  environment: dev
+  location: westeurope
+  resourceGroup: rg-dev
+  tags:
+    owner: ml-platform@contoso.com
+    cost-center: "4711"
+"""
+
+ENDPOINT = """\
+apiVersion: amlops.io/v1alpha1
+kind: Endpoint
+metadata:
+  name: echo
+spec:
+  workspace: mlw-dev
+  endpoint:
+    name: echo
+    auth_mode: key
+    traffic: {blue: 100}
+  deployments:
+    - name: blue
+      model:
+        path: ./model
+      code_configuration:
+        code: ./score
+        scoring_script: score.py
+      instance_type: Standard_DS3_v2
+      instance_count: 1
+"""
+
+SCORE = """\
+import json
+import os
+
+ANSWER = {}
+
+
+def init():
+    # a folder model is mounted one level down, as on Azure ML
+    for root, _, files in os.walk(os.environ["AZUREML_MODEL_DIR"], followlinks=True):
+        if "answer.json" in files:
+            with open(os.path.join(root, "answer.json"), encoding="utf-8") as f:
+                ANSWER.update(json.load(f))
+
+
+def run(raw_data):
+    return ANSWER
+"""
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    (root / "model").mkdir(parents=True)
+    (root / "score").mkdir()
+    (root / "workspace.yaml").write_text(WORKSPACE)
+    (root / "endpoint.yaml").write_text(ENDPOINT)
+    (root / "score" / "score.py").write_text(textwrap.dedent(SCORE))
+    (root / "model" / "answer.json").write_text(json.dumps({"answer": 1}))
+    return root
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Iterator[LocalBackend]:
+    with LocalBackend(tmp_path / "state") as b:
+        b.start()
+        yield b
+
+
+def _converge(backend: LocalBackend, tree: Path) -> ObjectReport:
+    """Passes until the endpoint settles: its last report."""
+    manifests = load_tree([tree]).manifests
+    reconciler = TreeReconciler(backend, backend.objects)
+    for _ in range(200):
+        report = next(r for r in reconciler.reconcile(manifests) if r.kind == "Endpoint")
+        if report.settled:
+            return report
+    raise AssertionError(f"the endpoint did not settle: {report.outcome}")
+
+
+def _versions(backend: LocalBackend) -> list[str]:
+    return sorted(v.version for v in backend.list_model_versions("mlw-dev", "echo-blue"))
+
+
+def test_validate_accepts_it(tree: Path) -> None:
+    assert validate_paths([tree], sdk=False).errors == []
+
+
+def test_validate_reports_what_up_could_not_register(tree: Path) -> None:
+    endpoint = tree / "endpoint.yaml"
+    endpoint.write_text(ENDPOINT.replace("path: ./model", "path: ./elsewhere"))
+    found = [(f.rule, f.line) for f in validate_paths([tree], sdk=False).errors]
+    assert found == [("ref.missing-file", 14)]
+    endpoint.write_text(ENDPOINT.replace("path: ./model", "name: only-a-name"))
+    found = [(f.rule, f.line) for f in validate_paths([tree], sdk=False).errors]
+    assert found == [("spec.invalid", 13)]
+
+
+def test_the_inline_model_is_registered_then_served(backend: LocalBackend, tree: Path) -> None:
+    report = _converge(backend, tree)
+    assert report.outcome.phase is Phase.READY, report.outcome
+    assert _versions(backend) == ["1"]
+    result = backend.invoke("mlw-dev", "echo", b"{}")
+    assert json.loads(result.body) == {"answer": 1}
+
+
+def test_an_unchanged_pass_writes_nothing_and_changed_files_are_the_next_version(
+    backend: LocalBackend, tree: Path
+) -> None:
+    _converge(backend, tree)
+    before = backend.db.writes
+    again = _converge(backend, tree)
+    assert again.outcome.phase is Phase.READY
+    assert backend.db.writes - before == 0
+    assert _versions(backend) == ["1"]
+
+    (tree / "model" / "answer.json").write_text(json.dumps({"answer": 2}))
+    report = _converge(backend, tree)
+    assert report.outcome.phase is Phase.READY, report.outcome
+    assert _versions(backend) == ["1", "2"]
+    assert json.loads(backend.invoke("mlw-dev", "echo", b"{}").body) == {"answer": 2}
+
+
+MODEL = """\
+apiVersion: amlops.io/v1alpha1
+kind: Model
+metadata:
+  name: remote
+spec:
+  workspace: mlw-dev
+  model:
+    name: remote
+    version: "1"
+    path: azureml://datastores/workspaceblobstore/paths/models/remote
+"""
+
+
+def test_a_model_in_a_datastore_is_refused_by_validate_as_up_refuses_it(tree: Path) -> None:
+    # Azure ML registers from a datastore too; amlops registers the repository's files.
+    (tree / "model.yaml").write_text(MODEL)
+    remote = "path: azureml://datastores/workspaceblobstore/paths/models/echo"
+    (tree / "endpoint.yaml").write_text(ENDPOINT.replace("path: ./model", remote))
+    # (the azure-ai-ml loader refuses the deployment's too; the Model's it accepts)
+    report = validate_paths([tree], sdk=False)
+    found = [(Path(f.file).name, f.rule, f.line) for f in report.errors]
+    assert found == [("endpoint.yaml", "spec.invalid", 14), ("model.yaml", "spec.invalid", 10)]
+
+    spec, (finding,) = model.parse(load_tree([tree / "model.yaml"]).manifests[0].spec, _NOWHERE)
+    assert spec is None and "registers a model from files in the repository" in finding.message
+    (ep,) = load_tree([tree / "endpoint.yaml"]).manifests
+    _, (finding,) = endpoint.parse(ep.spec, ep)
+    assert (finding.field, finding.line) == ("spec.deployments[0].model.path", 14)
