@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from amlops.core import azureml, files, source
+from amlops.core import azureml, config, files, source
 from amlops.core.findings import Finding
 from amlops.core.policy import load_policies
 
@@ -92,6 +92,13 @@ _BUILTIN_RULES: dict[str, str] = {
     "ref.missing-file": "A path the manifest names does not exist.",
     "ref.scope": "A role assignment's scope names an object that is not declared.",
     "ref.workspace": "The object names a workspace that is not declared.",
+    "load.unmapped-field": "A field of the plain Azure ML file is not modelled by amlops.",
+    "spec.invalid": "The spec reads, but cannot be registered, served or run as written.",
+    config.RULE_INVALID: "amlops.yaml does not match its schema; none of it is applied.",
+    config.RULE_EXPIRED: "A policy exception in amlops.yaml has expired and no longer applies.",
+    config.RULE_UNUSED: "A policy exception in amlops.yaml matches no finding.",
+    config.RULE_UNKNOWN_RULE: "amlops.yaml names a rule id that is not a policy rule.",
+    config.RULE_NO_REASON: "An inline `amlops: ignore[...]` has no reason and does not apply.",
 }
 _FAMILIES: dict[str, str] = {
     "load.": "The file cannot be loaded as a manifest.",
@@ -99,6 +106,7 @@ _FAMILIES: dict[str, str] = {
     "schema.": "The object does not match its schema.",
     "ref.": "The object references something that is not declared.",
     "azureml.": "The Azure ML part is rejected by the azure-ai-ml SDK.",
+    "config.": "amlops.yaml (the repository config) needs attention.",
 }
 
 

@@ -17,6 +17,7 @@ from amlops.cli import common, formats, plan_infra
 from amlops.cli.formats import printable
 from amlops.cli.validate import findings_table
 from amlops.core import azureml
+from amlops.core.config import find_config
 from amlops.core.findings import Finding
 from amlops.core.limits import LimitsError
 from amlops.core.plan import (
@@ -93,12 +94,18 @@ def run(args: argparse.Namespace) -> int:
     except GitError as exc:
         raise common.UsageError(f"git: {exc}") from exc
     try:
-        # One source root for both sides: a path is judged the same in base and head.
-        base = validate_paths([path], texts=base_texts, check_files=False, sdk=False, root=root)
+        # One source root and one repository config for both sides: a path is judged the
+        # same in base and head, and the checked-out config is the one the merge applies with.
+        config = find_config([path])
+        base = validate_paths(
+            [path], texts=base_texts, check_files=False, sdk=False, root=root, config=config
+        )
         if head_texts is None:
-            head = validate_paths([path], root=root)
+            head = validate_paths([path], root=root, config=config)
         else:
-            head = validate_paths([path], texts=head_texts, check_files=False, root=root)
+            head = validate_paths(
+                [path], texts=head_texts, check_files=False, root=root, config=config
+            )
     except LimitsError as exc:
         raise common.UsageError(str(exc)) from exc
     try:

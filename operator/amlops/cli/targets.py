@@ -14,27 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from amlops.core import files
+from amlops.core.config import repository_root as repository_root
 from amlops.core.manifests import iter_yaml_files
 from amlops.core.validate import Report
-
-CONFIG = "amlops.yaml"
-
-
-def repository_root(start: Path | str) -> Path:
-    """The folder of the nearest ``amlops.yaml`` at or above ``start`` (a platform kept in a
-    folder of a larger repository), not above its Git top level; else that top level; else
-    ``start``'s folder."""
-    top = files.git_top(start)
-    folder = Path(os.path.abspath(start))
-    if not folder.is_dir():
-        folder = folder.parent
-    for candidate in (folder, *folder.parents):
-        if (candidate / CONFIG).is_file():
-            return candidate
-        if candidate == top:
-            break
-    return top or folder
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ from rich.text import Text
 
 from amlops.cli import common, formats, targets
 from amlops.cli.formats import printable
+from amlops.core.config import find_config
 from amlops.core.findings import Finding
 from amlops.core.limits import LimitsError
-from amlops.core.policy import PolicyError, load_policies
+from amlops.core.policy import PolicyError, effective_policies
 from amlops.core.validate import Report, validate_paths
 
 OUTPUTS = ("text", "table", "json", "sarif", "github", "gitlab")
@@ -48,7 +49,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.set_defaults(func=run)
 
-    p = sub.add_parser("policies", help="list the policy rules")
+    p = sub.add_parser(
+        "policies",
+        help="list the policy rules as the repository config (amlops.yaml) leaves them",
+    )
+    p.add_argument(
+        "path",
+        nargs="?",
+        default=".",
+        metavar="PATH",
+        help="a path in the repository whose amlops.yaml applies (default: here)",
+    )
     p.add_argument("--output", "-o", choices=("text", "json"), default="text")
     p.set_defaults(func=run_policies)
 
@@ -141,41 +152,55 @@ def _table(report: Report, findings: Sequence[Finding]) -> None:
 
 
 def run_policies(args: argparse.Namespace) -> int:
-    policies = load_policies()
+    config = find_config([args.path])
+    try:
+        effective, problems = effective_policies(config)
+    except PolicyError as exc:
+        raise common.UsageError(str(exc)) from exc
     if args.output == "json":
         common.print_json(
             [
                 {
-                    "id": p.id,
-                    "title": p.title,
-                    "severity": str(p.severity),
-                    "kinds": list(p.kinds),
-                    "environments": list(p.environments),
-                    "type": "check" if p.check else "condition",
+                    "id": e.policy.id,
+                    "title": e.policy.title,
+                    "enabled": e.enabled,
+                    "severity": str(e.policy.severity),
+                    "kinds": list(e.policy.kinds),
+                    "environments": list(e.policy.environments),
+                    "type": "check" if e.policy.check else "condition",
+                    "changes": list(e.changes),
                 }
-                for p in policies.policies
+                for e in effective
             ]
         )
         return common.EXIT_OK
-    table = Table(title=f"{len(policies.policies)} policies")
-    for column in ("id", "severity", "kinds", "environments", "title"):
-        table.add_column(column)
-    for p in policies.policies:
+    enabled = sum(e.enabled for e in effective)
+    table = Table(title=f"{len(effective)} policies ({enabled} enabled)")
+    for column in ("id", "enabled", "severity", "kinds", "environments", "title", "changed by"):
+        # ids and their amlops.yaml:LINE are copied into configs and `explain`: never folded
+        table.add_column(column, no_wrap=column in ("id", "changed by"))
+    for e in effective:
+        p = e.policy
         table.add_row(
             p.id,
+            "yes" if e.enabled else "no",
             str(p.severity),
             ", ".join(p.kinds),
             ", ".join(p.environments) or "all",
-            p.title,
+            Text(p.title),
+            Text("\n".join(e.changes)),
         )
     common.stdout.print(table)
+    for f in problems:
+        common.stdout.print(Text(formats.finding_line(f)))
     return common.EXIT_OK
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    policy = load_policies().get(args.id)
+    effective, _ = effective_policies(find_config([Path.cwd()]))
+    policy = next((e.policy for e in effective if e.policy.id == args.id), None)
     if policy is None:
-        ids = ", ".join(p.id for p in load_policies().policies)
+        ids = ", ".join(e.policy.id for e in effective)
         raise common.UsageError(f"no policy {args.id!r}; known: {ids}")
     out = common.stdout
     out.print(f"[bold]{escape(policy.id)}[/] ({policy.severity}): {escape(policy.title)}\n")

@@ -15,6 +15,7 @@ from typing import Any
 from amlops import API_VERSION
 from amlops.core import files
 from amlops.core.assets import MODEL_TYPES
+from amlops.core.config import CONFIG_FILE
 from amlops.core.findings import Finding, Severity, format_path
 from amlops.core.limits import Limits, current
 from amlops.core.source import (
@@ -449,15 +450,17 @@ def load_tree(
     *,
     root: Path | str | None = None,
     limits: Limits | None = None,
+    default_workspace: str | None = None,
 ) -> LoadResult:
     """Load every manifest under ``paths``. ``texts`` overrides file contents (Git revisions).
+    ``default_workspace`` (the repository config's) is the workspace plain files bind to.
 
     ``root`` is the source root files must stay inside (default: each path's Git top level,
     see ``amlops.core.files``); a YAML file, or a link to one, resolving outside it is a
     finding and is not read.
     """
     with gc_paused():
-        return _load_tree(paths, texts, root, limits or current())
+        return _load_tree(paths, texts, root, limits or current(), default_workspace)
 
 
 @contextmanager
@@ -510,10 +513,13 @@ def _load_tree(
     texts: dict[str, str] | None,
     root: Path | str | None,
     limits: Limits,
+    default_workspace: str | None = None,
 ) -> LoadResult:
     result = LoadResult()
     cli_docs: list[tuple[str, Document]] = []
     for name, given, top, check in _sources(paths, texts, root):
+        if os.path.basename(name) == CONFIG_FILE:
+            continue  # the repository config (amlops.core.config), not a manifest
         if check:
             target = files.real(name)
             if not files.inside(top, target):
@@ -589,7 +595,7 @@ def _load_tree(
                 cli_docs.append((cli_type, doc))
         if not recognised:
             result.skipped.append(name)
-    _attach_cli_docs(result, cli_docs)
+    _attach_cli_docs(result, cli_docs, default_workspace)
     return result
 
 
@@ -637,13 +643,16 @@ def _default_workspace(manifests: list[Manifest]) -> str | None:
     return None
 
 
-def _attach_cli_docs(result: LoadResult, cli_docs: list[tuple[str, Document]]) -> None:
+def _attach_cli_docs(
+    result: LoadResult, cli_docs: list[tuple[str, Document]], configured: str | None
+) -> None:
     # Workspaces first: the other plain files bind to the default workspace.
     for cli_type, doc in cli_docs:
         if cli_type == "workspace":
             wrapped = _from_cli(cli_type, doc, None, result.findings)
             _add(result, wrapped)
-    default_ws = _default_workspace(result.manifests)
+    # The repository config names it explicitly, so it wins over the manifests' heuristics.
+    default_ws = configured or _default_workspace(result.manifests)
     deployments: list[Document] = []
     for cli_type, doc in cli_docs:
         if cli_type == "workspace":
@@ -658,7 +667,8 @@ def _attach_cli_docs(result: LoadResult, cli_docs: list[tuple[str, Document]]) -
                     (),
                     "load.no-default-workspace",
                     "a plain Azure ML file binds to the default workspace: declare one "
-                    "Workspace, or mark one with `spec.default: true`",
+                    "Workspace, mark one with `spec.default: true`, or name it under "
+                    "`workspace:` in amlops.yaml at the repository root",
                 )
             )
             continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,8 @@ from amlops.core.azure import (
     is_privileged,
     role_id,
 )
+from amlops.core.config import CONFIG_FILE, RepoConfig, unknown_rules
+from amlops.core.config import RULE_INVALID as RULE_CONFIG_INVALID
 from amlops.core.credentials import find_secrets
 from amlops.core.findings import Finding, Severity, format_path
 from amlops.core.manifests import ORIGIN_CLI, Manifest
@@ -459,3 +461,66 @@ BUILTIN_CHECKS: dict[str, Check] = {
     "plaintext-secrets": lambda m, ctx: _plaintext_secrets(m),
     "azureml-names": lambda m, ctx: _azureml_names(m),
 }
+
+
+@dataclass(frozen=True)
+class Effective:
+    """One rule as the repository config leaves it, and the ``amlops.yaml`` lines that changed
+    it (added through a rules folder, disabled, re-graded, excepted)."""
+
+    policy: Policy  # with the configured severity
+    enabled: bool
+    changes: tuple[str, ...] = ()
+
+
+def effective_policies(config: RepoConfig) -> tuple[list[Effective], list[Finding]]:
+    """Every rule, shipped or from the config's rules folders, with what the config does to
+    it. Problems with the config's rules are findings at the ``amlops.yaml`` line naming them."""
+    findings: list[Finding] = []
+    policies = [(p, "") for p in load_policies().policies]
+    seen = {p.id: p.source for p, _ in policies}
+    for directory, line in config.rule_dirs:
+        for file in sorted(directory.glob("*.yaml")):
+            try:
+                policy = read_policy(file)
+            except (PolicyError, yaml.YAMLError, OSError, ValueError) as exc:
+                findings.append(_config_finding(config, line, f"{file}: {exc}"))
+                continue
+            if policy.id in seen:
+                findings.append(
+                    _config_finding(
+                        config,
+                        line,
+                        f"{file}: rule id {policy.id!r} is already defined in "
+                        f"{seen[policy.id]}; give it another id",
+                    )
+                )
+                continue
+            seen[policy.id] = policy.source
+            policies.append((policy, f"added: {config.where(line)}"))
+    findings.extend(unknown_rules(config, seen))
+    out: list[Effective] = []
+    for policy, added in policies:
+        changes = [added] if added else []
+        if policy.id in config.disabled:
+            changes.append(f"disabled: {config.where(config.disabled[policy.id])}")
+        if policy.id in config.severity:
+            severity, line = config.severity[policy.id]
+            changes.append(f"severity {severity}: {config.where(line)}")
+            policy = replace(policy, severity=severity)
+        changes.extend(
+            f"exception: {config.where(e.line)}" for e in config.exceptions if e.rule == policy.id
+        )
+        out.append(Effective(policy, policy.id not in config.disabled, tuple(changes)))
+    return out, findings
+
+
+def configured_policies(config: RepoConfig) -> tuple[PolicySet, list[Finding]]:
+    """The rules to evaluate under the repository config: disabled ones are left out (never
+    evaluated), severities re-graded, the config's rules folders added."""
+    effective, findings = effective_policies(config)
+    return PolicySet(tuple(e.policy for e in effective if e.enabled)), findings
+
+
+def _config_finding(config: RepoConfig, line: int, message: str) -> Finding:
+    return Finding(config.file or CONFIG_FILE, line, 1, RULE_CONFIG_INVALID, message)

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from amlops.core import azureml, files, refs
+from amlops.core.config import RepoConfig, excepted, find_config, suppressed
 from amlops.core.credentials import secret_literals
 from amlops.core.findings import Finding, redact, sort_findings
 from amlops.core.limits import Limits, current
 from amlops.core.manifests import Manifest, gc_paused, load_tree
-from amlops.core.policy import RULE_AZUREML_NAME, PolicySet, load_policies
+from amlops.core.policy import RULE_AZUREML_NAME, PolicySet, configured_policies
 from amlops.core.schemas import SchemaSet, load_schemas
+from amlops.kinds.base import Outside, outside_git
 
 
 @dataclass
@@ -56,6 +58,7 @@ def validate_paths(
     policies: PolicySet | None = None,
     root: Path | str | None = None,
     limits: Limits | None = None,
+    config: RepoConfig | None = None,
 ) -> Report:
     """Validate every manifest under ``paths`` (or the given ``texts``: file name -> content).
 
@@ -64,11 +67,15 @@ def validate_paths(
     point is checked); ``sdk`` runs the ``azure-ai-ml`` loaders over the embedded parts.
     ``root`` is the source root every file must stay inside (default: the Git top level of
     each path, see ``amlops.core.files``); ``limits`` default to ``amlops.core.limits``'s.
+    ``config`` is the repository config (default: the ``amlops.yaml`` of the first path's
+    repository, see ``amlops.core.config``); ``policies``, when given, replace the configured
+    rule set (disabling and re-grading are then the caller's).
     """
+    limits = limits or current()
+    if config is None:
+        config = find_config(paths, limits)
     with gc_paused():
-        return _validate(
-            paths, texts, check_files, sdk, schemas, policies, root, limits or current()
-        )
+        return _validate(paths, texts, check_files, sdk, schemas, policies, root, limits, config)
 
 
 def _validate(
@@ -80,11 +87,15 @@ def _validate(
     policies: PolicySet | None,
     root: Path | str | None,
     limits: Limits,
+    config: RepoConfig,
 ) -> Report:
-    loaded = load_tree(paths, texts, root=root, limits=limits)
-    findings = list(loaded.findings)
+    workspace = config.workspace.name if config.workspace else None
+    loaded = load_tree(paths, texts, root=root, limits=limits, default_workspace=workspace)
+    findings = [*loaded.findings, *config.findings]
     schemas = schemas or load_schemas()
-    policies = policies or load_policies()
+    if policies is None:
+        policies, config_findings = configured_policies(config)
+        findings.extend(config_findings)
     valid: list[Manifest] = []
     for manifest in loaded.manifests:
         problems = schemas.check(manifest)
@@ -99,8 +110,14 @@ def _validate(
         # hand them one the containment rule refused.
         if sdk and not files.refused(p.rule for p in problems):
             findings.extend(azureml.check(manifest))
-    ref_findings = refs.check(loaded.manifests, valid)
-    policy_findings = policies.evaluate(valid, loaded.manifests)
+    with outside_git(Outside(workspace, config.external)):
+        ref_findings = refs.check(loaded.manifests, valid)
+    policy_ids = [p.id for p in policies.policies]
+    policy_findings = suppressed(
+        excepted(config, policies.evaluate(valid, loaded.manifests), policy_ids),
+        policy_ids,
+        texts,
+    )
     # The SDK also rejects some dangling references and endpoint names; ours say more (and
     # what to write instead), so keep one per line.
     ours = [*ref_findings, *(f for f in policy_findings if f.rule == RULE_AZUREML_NAME)]

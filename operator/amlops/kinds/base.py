@@ -8,10 +8,13 @@ a type here, never an import at run time.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from amlops.core.assets import is_external, parse_asset_ref
+from amlops.core.config import External
 from amlops.core.findings import Finding, format_path
 from amlops.core.locator import Locator
 from amlops.core.source import FieldPath
@@ -44,14 +47,72 @@ class Crd:
     columns: tuple[Mapping[str, Any], ...] = ()
 
 
+@dataclass(frozen=True)
+class Outside:
+    """What the repository config (``amlops.yaml``) says exists in Azure without a manifest:
+    the default workspace and the external assets."""
+
+    workspace: str | None = None
+    external: External = field(default_factory=External)
+
+
+# The repository config of the check in progress. ``amlops.core.refs`` builds ``Declared`` from
+# the manifests alone; the config reaches every kind's check through here rather than through
+# every signature between the validator and the kinds.
+_OUTSIDE: ContextVar[Outside | None] = ContextVar("amlops_outside", default=None)
+
+
+def _outside() -> Outside:
+    return _OUTSIDE.get() or Outside()
+
+
+@contextmanager
+def outside_git(outside: Outside) -> Iterator[None]:
+    token = _OUTSIDE.set(outside)
+    try:
+        yield
+    finally:
+        _OUTSIDE.reset(token)
+
+
+class _Computes(set[tuple[str, str]]):
+    """(workspace, name) of declared clusters; an external compute (the config does not say
+    of which workspace: it lives there already) is in it for every workspace."""
+
+    def __init__(self, external: External) -> None:
+        super().__init__()
+        self.external = external
+
+    def __contains__(self, item: object) -> bool:
+        if super().__contains__(item):
+            return True
+        return (
+            isinstance(item, tuple)
+            and len(item) == 2
+            and isinstance(item[1], str)
+            and self.external.has("computes", item[1])
+        )
+
+
 @dataclass
 class Declared:
-    """What the manifests declare, indexed by workspace, for reference checks."""
+    """What the manifests declare, indexed by workspace, for reference checks, plus what the
+    repository config says exists in Azure (``external``)."""
 
     workspaces: set[str] = field(default_factory=set)
     computes: set[tuple[str, str]] = field(default_factory=set)
     models: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # -> versions
     environments: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    external: External = field(default_factory=lambda: _outside().external)
+
+    def __post_init__(self) -> None:
+        outside = _outside()
+        if outside.workspace is not None:
+            self.workspaces.add(outside.workspace)
+        if self.external.permissive or self.external.assets.get("computes"):
+            computes = _Computes(self.external)
+            computes.update(self.computes)
+            self.computes = computes
 
     @staticmethod
     def add(table: dict[tuple[str, str], set[str]], ws: str, name: str, version: str) -> None:
@@ -168,11 +229,19 @@ def check_workspace(m: Manifest, declared: Declared) -> Iterator[Finding]:
 def check_assets(m: Manifest, declared: Declared, kind: Kind) -> Iterator[Finding]:
     """The models and environments ``kind`` names, against what is declared."""
     for path, value in kind.models(m.spec):
-        yield from _check_asset(m, path, value, declared.models, "model", "a Model manifest")
+        yield from _check_asset(
+            m, path, value, declared.models, "model", "a Model manifest", declared.external
+        )
     for path, value in kind.environments(m.spec):
         if isinstance(value, str):
             yield from _check_asset(
-                m, path, value, declared.environments, "environment", "an Environment manifest"
+                m,
+                path,
+                value,
+                declared.environments,
+                "environment",
+                "an Environment manifest",
+                declared.external,
             )
 
 
@@ -183,6 +252,7 @@ def _check_asset(
     table: dict[tuple[str, str], set[str]],
     what: str,
     declared_by: str,
+    external: External,
 ) -> Iterator[Finding]:
     if is_external(value) or not value.startswith("azureml:"):
         return
@@ -198,11 +268,14 @@ def _check_asset(
     versions = table.get((ws, ref.name))
     if versions is not None and (ref.version is None or ref.version in versions):
         return
+    if external.has(f"{what}s", ref.name, ref.version):
+        return  # it lives in the workspace, not in Git (amlops.yaml `external:`)
     known = sorted(versions or set())
     hint = f" (declared versions: {', '.join(known)})" if known else ""
     yield m.finding(
         path,
         f"ref.{what}",
         f"{what} {value.removeprefix('azureml:')!r} is not declared in workspace {ws!r}"
-        f"{hint}; add {declared_by} or reference a registry asset",
+        f"{hint}; add {declared_by}, reference a registry asset, or list it under "
+        f"`external.{what}s` in amlops.yaml",
     )
