@@ -20,12 +20,16 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
 
 from amlops.core.assets import MODEL_TYPES, ModelRef, compute_name, is_local, parse_model_ref
 from amlops.core.findings import Finding
 from amlops.core.locator import Locator
 from amlops.core.source import FieldPath
 from amlops.kinds.base import (
+    RULE_SPEC,
     Crd,
     Declared,
     Kind,
@@ -333,25 +337,62 @@ def _local_files(job: Mapping[str, Any]) -> Iterator[tuple[FieldPath, str]]:
             )
 
 
-def parse(spec: Mapping[str, Any], locator: Locator) -> tuple[PipelineSpec | None, list[Finding]]:
-    """Read a Pipeline spec once. Without a job it is None; a job that cannot run comes with
-    its finding (and no graph), so the pipeline still reports its runs."""
-    job = spec.get("job")
-    if not isinstance(job, Mapping):
-        return None, [spec_finding(locator, "Pipeline", JOB, "write the pipeline job here")]
-    findings: list[Finding] = []
+def _schedule_problems(cron: str | None, time_zone: str) -> Iterator[tuple[FieldPath, str]]:
+    """A schedule the reconciler cannot compute its next run from: the field and what to
+    write there (croniter and the IANA database decide, as they do when it runs)."""
+    if cron is not None and not croniter.is_valid(cron):
+        yield (
+            ("spec", "schedule", "cron"),
+            f"{cron!r} is not a cron expression; write five fields such as '0 3 * * 1'",
+        )
+    try:
+        ZoneInfo(time_zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        yield (
+            ("spec", "schedule", "timeZone"),
+            f"{time_zone!r} is not a time zone; write an IANA name such as UTC or Europe/Berlin",
+        )
+
+
+def _read(
+    job: Mapping[str, Any], cron: str | None, time_zone: str
+) -> tuple[JobGraph | None, list[tuple[FieldPath, str]]]:
+    """The job's graph (None: it cannot run) and what keeps the spec from running, each as
+    its field and what to write there: what ``parse`` and the reference checks report."""
+    problems: list[tuple[FieldPath, str]] = []
     graph: JobGraph | None = None
     try:
         graph = parse_job(job)
     except JobSpecError as exc:
-        findings.append(spec_finding(locator, "Pipeline", (*JOB, *exc.field), exc.message))
+        problems.append(((*JOB, *exc.field), exc.message))
+    problems.extend(_schedule_problems(cron, time_zone))
+    return graph, problems
+
+
+def _schedule(spec: Mapping[str, Any]) -> tuple[str | None, str]:
     schedule = mapping(spec.get("schedule"))
+    return (
+        str(schedule["cron"]) if "cron" in schedule else None,
+        str(schedule.get("timeZone", "UTC")),
+    )
+
+
+def parse(spec: Mapping[str, Any], locator: Locator) -> tuple[PipelineSpec | None, list[Finding]]:
+    """Read a Pipeline spec once. Without a job it is None; a job that cannot run (or a
+    schedule that cannot fire) comes with its finding (and, for the job, no graph), so the
+    pipeline still reports its runs."""
+    job = spec.get("job")
+    if not isinstance(job, Mapping):
+        return None, [spec_finding(locator, "Pipeline", JOB, "write the pipeline job here")]
+    cron, time_zone = _schedule(spec)
+    graph, problems = _read(job, cron, time_zone)
+    findings = [spec_finding(locator, "Pipeline", path, message) for path, message in problems]
     return PipelineSpec(
         job=job,
         graph=graph,
         local_files=tuple(_local_files(job)),
-        cron=str(schedule["cron"]) if "cron" in schedule else None,
-        time_zone=str(schedule.get("timeZone", "UTC")),
+        cron=cron,
+        time_zone=time_zone,
         run_on_change=bool(spec.get("runOnChange", True)),
         lifecycle=Lifecycle.of(spec),
     ), findings
@@ -406,7 +447,17 @@ def _references(m: Manifest, declared: Declared) -> Iterator[Finding]:
                 "ref.compute",
                 f"compute {name!r} is not a ComputeCluster of workspace {ws!r}",
             )
-    yield from _check_bindings(m, job)
+    bindings_found = list(_check_bindings(m, job))
+    yield from bindings_found
+    # What the reconciler refuses, validate reports: whatever validate accepts, ``up`` runs.
+    # A binding to something missing is reported once, by its ref.binding finding.
+    if not isinstance(m.spec.get("job"), Mapping):
+        return  # the schema's finding
+    covered = {(f.file, f.line) for f in bindings_found}
+    for path, message in _read(job, *_schedule(m.spec))[1]:
+        finding = m.finding(path, RULE_SPEC, message)
+        if (finding.file, finding.line) not in covered:
+            yield finding
 
 
 def _check_bindings(m: Manifest, job: Mapping[str, Any]) -> Iterator[Finding]:
