@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,38 @@ def test_preview_builds_the_pulumi_commands(capsys: pytest.CaptureFixture[str]) 
         "Previewing update (dev)",
         "pulumi preview of stack dev: 15 to create, 0 to same",
     ]
+
+
+def test_markdown_escapes_what_a_manifest_put_into_names_and_inputs() -> None:
+    """Defence in depth for the PR comment: a declared name or input that holds Markdown, HTML,
+    a mention or a pipe renders as text in one table row; a credential-shaped input is masked."""
+    from infra.offline import DeclaredResource, OfflineRun
+
+    hostile = "gpu|x`` <img src=x> @here [a](http://x) ###"
+    token = "ghp_" + "a" * 36
+    run = OfflineRun(
+        resources=[
+            DeclaredResource(
+                urn="urn:x",
+                type="azure-native:machinelearningservices:Compute",
+                name=hostile,
+                parent="mlw @team",
+                custom=True,
+                protect=False,
+                dependencies=("a|b",),
+                inputs={"computeName": hostile, "properties": {"properties": {"vmSize": token}}},
+            )
+        ],
+        outputs={},
+        duplicate_urns=[],
+    )
+    out = plan_infra.markdown(run, plan_infra.Meta("dev", "dev", "m`d"))
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "urn" not in line]
+    row = rows[-1]
+    unescaped_pipes = len([i for i, ch in enumerate(row) if ch == "|" and row[i - 1 : i] != "\\"])
+    assert unescaped_pipes == 6  # five cells: the hostile pipes did not add columns
+    # inside a code span nothing is interpreted; outside, no tag, mention or link survives
+    prose = re.sub(r"(`+)(.+?)\1", "", out)
+    assert "<img" not in prose and "@here" not in prose and "@team" not in prose
+    assert "](http" not in prose
+    assert token not in out

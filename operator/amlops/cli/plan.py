@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import re
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from rich.text import Text
 
 from amlops.cli import common, formats, plan_infra
 from amlops.cli.formats import printable
+from amlops.cli.markdown import NAME_LIMIT, md_code, md_html, md_text
+from amlops.cli.markdown import fence as md_fence
 from amlops.cli.validate import findings_table
 from amlops.core import azureml
 from amlops.core.config import find_config
@@ -228,16 +229,8 @@ def _text(changes: list[Change], head: Report, revs: Revisions) -> None:
 COMMENT_LIMIT = 60_000
 _FINDINGS_SHARE = 3  # findings may take a third of the comment: they say why a change is blocked
 _RESERVE = 600  # for the line that says what was cut
-_NAME_LIMIT = 200  # one long name or message must not eat the comment on its own
 _MESSAGE_LIMIT = 500
 
-# CommonMark lets any ASCII punctuation be backslash-escaped; these are the ones that start
-# inline constructs (code, emphasis, links and images, strikethrough, table cells, math).
-_MD_SPECIAL = re.compile(r"[\\`*_\[\]|~$]")
-# @user and @org/team notify people; #123 and owner/repo#123 post a back-reference into another
-# issue's timeline. A zero-width space after the sigil leaves the text readable and inert.
-_NOTIFY = re.compile(r"([@#])(?=\w)")
-_BACKTICKS = re.compile(r"`+")
 _DELETES_SHOWN = 20  # names in the deletion warning; the table below lists every one
 
 # The hidden line CI finds its previous comment by (``amlops comment``), so a new push updates
@@ -249,48 +242,8 @@ _MARKER_UNSAFE = re.compile(r"[^\w./+=-]", re.ASCII)
 
 
 def marker(path: str) -> str:
-    safe = _MARKER_UNSAFE.sub("_", path)[:_NAME_LIMIT]
+    safe = _MARKER_UNSAFE.sub("_", path)[:NAME_LIMIT]
     return f"<!-- amlops-plan path={safe} -->" if safe else "<!-- amlops-plan -->"
-
-
-def _clip(text: str, limit: int = _NAME_LIMIT) -> str:
-    text = printable(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _inert(text: str) -> str:
-    return _NOTIFY.sub("\\1\u200b", text)
-
-
-def md_text(text: str, limit: int = _NAME_LIMIT) -> str:
-    """User text as Markdown that renders as exactly that text, also inside a table cell."""
-    escaped = html.escape(_clip(text, limit), quote=False)
-    return _inert(_MD_SPECIAL.sub(r"\\\g<0>", escaped))
-
-
-def md_html(text: str, limit: int = _NAME_LIMIT) -> str:
-    """User text inside raw HTML (``<summary>``), where Markdown is not parsed."""
-    return _inert(html.escape(_clip(text, limit), quote=True))
-
-
-def md_code(text: str, *, in_table: bool = False, limit: int = _NAME_LIMIT) -> str:
-    """User text as an inline code span: the fence is longer than any run of backticks in it.
-
-    Inside a code span nothing (HTML, mentions, emphasis) is interpreted; only a table splits
-    a row on ``|`` before it sees the span, so there the pipes are escaped too.
-    """
-    text = _clip(text, limit)
-    if in_table:
-        text = text.replace("|", "\\|")
-    fence = "`" * (max(map(len, _BACKTICKS.findall(text)), default=0) + 1)
-    pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
-def _fence(lines: list[str]) -> str:
-    """A code-block fence no line of the block can close: longer than any backtick run."""
-    longest = max((len(run) for line in lines for run in _BACKTICKS.findall(line)), default=0)
-    return "`" * max(3, longest + 1)
 
 
 def _size(lines: list[str]) -> int:
@@ -412,7 +365,7 @@ def _changes_md(changes: list[Change], budget: int, cut: _Cut) -> list[str]:
 
 def _details_md(c: Change, budget: int, cut: _Cut) -> list[str]:
     fields = [_field_line(f) for f in c.fields]
-    fence = _fence(fields)
+    fence = md_fence(fields)
     opening = [
         "",
         f"<details><summary>~ {md_html(f'{c.kind}/{c.name}')} ({len(fields)} field(s))</summary>",

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 
 from amlops.cli import common
+from amlops.cli.markdown import md_code, md_text
+from amlops.core.credentials import mask
 from amlops.paths import repo_root
 
 if TYPE_CHECKING:
@@ -256,7 +258,7 @@ def text(run: OfflineRun, meta: Meta) -> str:
         pad = "  " * level
         flags = "  [protected]" if r.protect else ""
         lines.append(f"{pad}{r.name}  ({r.type}){flags}")
-        shown = key_inputs(r)
+        shown = mask(key_inputs(r))
         if shown:
             lines.append(f"{pad}    " + "  ".join(f"{k}={_format(v)}" for k, v in shown.items()))
         if r.dependencies:
@@ -268,7 +270,7 @@ def text(run: OfflineRun, meta: Meta) -> str:
 
 def markdown(run: OfflineRun, meta: Meta) -> str:
     rows = [
-        f"### Declared Azure resources: {_summary(run, meta)}",
+        f"### Declared Azure resources: {md_text(_summary(run, meta), limit=1000)}",
         "",
         f"> {DECLARED_NOTE}",
         "",
@@ -276,10 +278,14 @@ def markdown(run: OfflineRun, meta: Meta) -> str:
         "|---|---|---|---|---|",
     ]
     for r in run.resources:
-        shown = ", ".join(f"`{k}={_format(v)}`" for k, v in key_inputs(r).items())
+        # manifest values (names, tags) are hostile in a PR comment: escaped for a table cell,
+        # secrets under secret-looking names masked as in `amlops plan`
+        inputs = mask(key_inputs(r))
+        shown = ", ".join(md_code(f"{k}={_format(v)}", in_table=True) for k, v in inputs.items())
+        protected = " (protected)" if r.protect else ""
         rows.append(
-            f"| `{r.name}`{' (protected)' if r.protect else ''} | `{r.type}` | {r.parent or ''} "
-            f"| {', '.join(r.dependencies)} | {shown} |"
+            f"| {md_code(r.name, in_table=True)}{protected} | {md_code(r.type, in_table=True)} "
+            f"| {md_text(r.parent or '')} | {md_text(', '.join(r.dependencies))} | {shown} |"
         )
     return "\n".join(rows)
 
