@@ -18,24 +18,11 @@ from amlops.core.validate import validate_paths
 from amlops.kinds import endpoint, model
 from amlops.reconcile.conditions import Phase
 from amlops.reconcile.tree import ObjectReport, TreeReconciler
+from tests.platform_text import workspace
 
 pytestmark = pytest.mark.slow
 
 _NOWHERE = ObjectLocator("Model ns/remote")
-
-WORKSPACE = """\
-apiVersion: amlops.io/v1alpha1
-kind: Workspace
-metadata:
-  name: mlw-dev
-spec:
-  environment: dev
-  location: westeurope
-  resourceGroup: rg-dev
-  tags:
-    owner: ml-platform@contoso.com
-    cost-center: "4711"
-"""
 
 ENDPOINT = """\
 apiVersion: amlops.io/v1alpha1
@@ -84,7 +71,7 @@ def tree(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
     (root / "model").mkdir(parents=True)
     (root / "score").mkdir()
-    (root / "workspace.yaml").write_text(WORKSPACE)
+    (root / "workspace.yaml").write_text(workspace())
     (root / "endpoint.yaml").write_text(ENDPOINT)
     (root / "score" / "score.py").write_text(textwrap.dedent(SCORE))
     (root / "model" / "answer.json").write_text(json.dumps({"answer": 1}))

@@ -8,37 +8,7 @@ import textwrap
 from amlops.core import refs
 from amlops.core.manifests import load_tree
 from amlops.core.validate import validate_paths
-
-_WORKSPACE = """\
-apiVersion: amlops.io/v1alpha1
-kind: Workspace
-metadata:
-  name: mlw-dev
-spec:
-  environment: {environment}
-  location: westeurope
-  resourceGroup: rg-dev
-  tags:
-    owner: ml-platform@contoso.com
-    cost-center: "4711"
-"""
-
-_CLUSTER = """\
-apiVersion: amlops.io/v1alpha1
-kind: ComputeCluster
-metadata:
-  name: gpu
-spec:
-  workspace: mlw-dev
-  vmSize: Standard_NC4as_T4_v3
-  tier: Dedicated
-  minInstances: 0
-  maxInstances: {max_instances}
-  idleTimeBeforeScaleDown: 900
-  tags:
-    owner: ml-platform@contoso.com
-    cost-center: "4711"
-"""
+from tests.platform_text import cluster, workspace
 
 _PIPELINE = """\
 apiVersion: amlops.io/v1alpha1
@@ -60,8 +30,8 @@ spec:
 
 def _texts(*, environment: str = "dev", max_instances: str = "2") -> dict[str, str]:
     texts = {
-        "workspace.yaml": _WORKSPACE.format(environment=environment),
-        "cluster.yaml": _CLUSTER.format(max_instances=max_instances),
+        "workspace.yaml": workspace(environment),
+        "cluster.yaml": cluster(max_instances),
     }
     for name in ("prep", "train", "evaluate"):
         texts[f"{name}.yaml"] = _PIPELINE.format(name=name)

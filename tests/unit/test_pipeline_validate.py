@@ -5,37 +5,7 @@ from __future__ import annotations
 
 from amlops.core.findings import Finding
 from amlops.core.validate import validate_paths
-
-_WORKSPACE = """\
-apiVersion: amlops.io/v1alpha1
-kind: Workspace
-metadata:
-  name: mlw-dev
-spec:
-  environment: dev
-  location: westeurope
-  resourceGroup: rg-dev
-  tags:
-    owner: ml-platform@contoso.com
-    cost-center: "4711"
-"""
-
-_CLUSTER = """\
-apiVersion: amlops.io/v1alpha1
-kind: ComputeCluster
-metadata:
-  name: gpu
-spec:
-  workspace: mlw-dev
-  vmSize: Standard_NC4as_T4_v3
-  tier: Dedicated
-  minInstances: 0
-  maxInstances: 2
-  idleTimeBeforeScaleDown: 900
-  tags:
-    owner: ml-platform@contoso.com
-    cost-center: "4711"
-"""
+from tests.platform_text import cluster, workspace
 
 _PIPELINE = """\
 apiVersion: amlops.io/v1alpha1
@@ -68,7 +38,7 @@ spec:
 
 
 def _invalid(pipeline: str, *, sdk: bool = False) -> list[tuple[int, str, str]]:
-    texts = {"workspace.yaml": _WORKSPACE, "cluster.yaml": _CLUSTER, "train.yaml": pipeline}
+    texts = {"workspace.yaml": workspace(), "cluster.yaml": cluster(), "train.yaml": pipeline}
     report = validate_paths([], texts=texts, sdk=sdk)
     errors: list[Finding] = report.errors
     assert all(f.file == "train.yaml" for f in errors), errors
