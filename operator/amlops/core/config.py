@@ -26,6 +26,7 @@ from jsonschema import Draft202012Validator
 from amlops.core import files
 from amlops.core.findings import Finding, Severity, format_path
 from amlops.core.limits import Limits, current
+from amlops.core.locator import finding_at
 from amlops.core.source import Document, YamlSyntaxError, load_documents, read_manifest
 from amlops.paths import schemas_dir
 
@@ -172,26 +173,13 @@ def _schema() -> dict[str, Any]:
     return loaded
 
 
-def _finding(
-    doc: Document,
-    path: tuple[str | int, ...],
-    rule: str,
-    message: str,
-    severity: Severity = Severity.ERROR,
-) -> Finding:
-    pos = doc.locate(path)
-    return Finding(
-        pos.file, pos.line, pos.column, rule, message, severity=severity, field=format_path(path)
-    )
-
-
 def _parse(root: Path, name: str, doc: Document, today: datetime.date) -> RepoConfig:
     findings: list[Finding] = []
     errors = list(Draft202012Validator(_schema()).iter_errors(doc.data))
     for error in errors:
         path = tuple(error.absolute_path)
         findings.append(
-            _finding(
+            finding_at(
                 doc,
                 path,
                 RULE_INVALID,
@@ -232,7 +220,7 @@ def _parse(root: Path, name: str, doc: Document, today: datetime.date) -> RepoCo
         expires = _date(exc.get("expires"))
         if "expires" in exc and expires is None:
             findings.append(
-                _finding(
+                finding_at(
                     doc,
                     ("policies", "exceptions", i, "expires"),
                     RULE_INVALID,
@@ -242,7 +230,7 @@ def _parse(root: Path, name: str, doc: Document, today: datetime.date) -> RepoCo
             continue
         if expires is not None and expires < today:
             findings.append(
-                _finding(
+                finding_at(
                     doc,
                     ("policies", "exceptions", i, "expires"),
                     RULE_EXPIRED,
@@ -274,7 +262,7 @@ def _parse(root: Path, name: str, doc: Document, today: datetime.date) -> RepoCo
             problem = f"rules folder {entry!r} does not exist (relative to {root})"
         if problem:
             findings.append(
-                _finding(doc, ("policies", "rules", i), RULE_INVALID, f"{problem}; fix the path")
+                finding_at(doc, ("policies", "rules", i), RULE_INVALID, f"{problem}; fix the path")
             )
         else:
             rule_dirs.append((target, doc.locate(("policies", "rules", i)).line))

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from amlops.core.findings import Finding, Severity, format_path
 from amlops.core.source import Document, FieldPath, Position
 
 NO_LINE = 0  # Finding.line (and column) of an object with no text behind it
@@ -55,3 +56,26 @@ def located_document(data: Mapping[str, Any], locator: Locator) -> Document:
     """``data`` with no text behind it as the Document of a ``Manifest`` segment, so it goes
     through the checks that take a Manifest (schemas, policy) with ``locator``'s positions."""
     return _LocatedDocument(data, locator)
+
+
+def finding_at(
+    locator: Locator,
+    path: FieldPath,
+    rule: str,
+    message: str,
+    severity: Severity = Severity.ERROR,
+    kind: str | None = None,
+) -> Finding:
+    """A finding about ``path``, positioned by whatever ``locator`` the caller has (a YAML
+    document, a manifest, an object with no text behind it)."""
+    pos = locator.locate(path)
+    return Finding(
+        pos.file,
+        pos.line,
+        pos.column,
+        rule,
+        message,
+        severity=severity,
+        kind=kind,
+        field=format_path(path),
+    )

@@ -18,6 +18,7 @@ from amlops.core.assets import MODEL_TYPES
 from amlops.core.config import CONFIG_FILE
 from amlops.core.findings import Finding, Severity, format_path
 from amlops.core.limits import Limits, current
+from amlops.core.locator import finding_at
 from amlops.core.source import (
     RULE_SYNTAX,
     Document,
@@ -201,15 +202,6 @@ class LoadResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def _doc_finding(
-    doc: Document, path: FieldPath, rule: str, message: str, severity: Severity = Severity.ERROR
-) -> Finding:
-    pos = doc.locate(path)
-    return Finding(
-        pos.file, pos.line, pos.column, rule, message, severity=severity, field=format_path(path)
-    )
-
-
 # -- plain Azure ML CLI v2 files ------------------------------------------------------------
 
 _SCHEMA_KINDS = {
@@ -348,7 +340,7 @@ def _mapped(
 
 
 def _unmapped(doc: Document, path: FieldPath, kind: str) -> Finding:
-    return _doc_finding(
+    return finding_at(
         doc,
         path,
         "load.unmapped-field",
@@ -364,7 +356,7 @@ def _from_cli(
     data: dict[str, Any] = doc.data
     name = data.get("name")
     if cli_type.startswith("unsupported:"):
-        return _doc_finding(
+        return finding_at(
             doc,
             ("$schema",),
             "load.unsupported-cli-type",
@@ -378,7 +370,7 @@ def _from_cli(
     if cli_type == "pipeline_job" and not isinstance(name, str):
         name = Path(doc.file).stem if doc.index == 0 else f"{Path(doc.file).stem}-{doc.index}"
     if not isinstance(name, str) or not name:
-        return _doc_finding(doc, ("name",), "load.missing-name", "set `name:`")
+        return finding_at(doc, ("name",), "load.missing-name", "set `name:`")
     name_seg = Segment(("metadata", "name"), doc, ("name",))
     ws_spec: dict[str, Any] = {"workspace": default_workspace} if default_workspace else {}
     if cli_type in ("workspace", "compute"):
@@ -579,7 +571,7 @@ def _load_tree(
                 continue
             if not isinstance(doc.data, dict):
                 result.findings.append(
-                    _doc_finding(doc, (), "load.not-a-mapping", "a manifest must be a mapping")
+                    finding_at(doc, (), "load.not-a-mapping", "a manifest must be a mapping")
                 )
                 recognised = True
                 continue
@@ -605,7 +597,7 @@ def _native(doc: Document, findings: list[Finding]) -> Manifest | None:
     kind = data.get("kind")
     if api != API_VERSION:
         findings.append(
-            _doc_finding(
+            finding_at(
                 doc,
                 ("apiVersion",),
                 "load.api-version",
@@ -615,7 +607,7 @@ def _native(doc: Document, findings: list[Finding]) -> Manifest | None:
         return None
     if not isinstance(kind, str) or kind not in KINDS:
         findings.append(
-            _doc_finding(
+            finding_at(
                 doc,
                 ("kind",),
                 "load.unknown-kind",
@@ -626,9 +618,7 @@ def _native(doc: Document, findings: list[Finding]) -> Manifest | None:
     meta = data.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) else None
     if not isinstance(name, str) or not name:
-        findings.append(
-            _doc_finding(doc, ("metadata",), "load.missing-name", "set `metadata.name`")
-        )
+        findings.append(finding_at(doc, ("metadata",), "load.missing-name", "set `metadata.name`"))
         return None
     return Manifest(str(kind), name, data, [Segment((), doc, ())])
 
@@ -662,7 +652,7 @@ def _attach_cli_docs(
             continue
         if default_ws is None and not cli_type.startswith("unsupported:"):
             result.findings.append(
-                _doc_finding(
+                finding_at(
                     doc,
                     (),
                     "load.no-default-workspace",
@@ -689,7 +679,7 @@ def _attach_deployment(result: LoadResult, doc: Document) -> None:
     targets = [m for m in result.manifests if m.kind == "Endpoint" and m.name == endpoint_name]
     if len(targets) != 1:
         result.findings.append(
-            _doc_finding(
+            finding_at(
                 doc,
                 ("endpoint_name",),
                 "ref.endpoint",

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from amlops.core.assets import is_external, parse_asset_ref
 from amlops.core.config import External
-from amlops.core.findings import Finding, format_path
-from amlops.core.locator import Locator
+from amlops.core.findings import Finding
+from amlops.core.locator import Locator, finding_at
 from amlops.core.source import FieldPath
 
 if TYPE_CHECKING:
@@ -177,10 +177,7 @@ RULE_SPEC = "spec.invalid"  # a spec the reconcilers cannot read (a kind's ``par
 
 def spec_finding(locator: Locator, kind: str, path: FieldPath, message: str) -> Finding:
     """A ``parse`` finding at ``path``, positioned by the driver's locator."""
-    pos = locator.locate(path)
-    return Finding(
-        pos.file, pos.line, pos.column, RULE_SPEC, message, kind=kind, field=format_path(path)
-    )
+    return finding_at(locator, path, RULE_SPEC, message, kind=kind)
 
 
 @dataclass(frozen=True)
