@@ -108,20 +108,26 @@ def test_a_model_path_outside_the_repository_is_an_error_at_its_line(repo: Path,
     assert file_errors(validate(repo)) == [("files.outside-root", "m.yaml", 10)]
 
 
+@pytest.fixture
+def walked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every folder the check lists, in order: proof that a walk stops where it must."""
+    seen: list[str] = []
+    real_scandir = os.scandir
+
+    def scandir(path: str) -> Iterator[os.DirEntry[str]]:
+        seen.append(os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    return seen
+
+
 def test_a_link_to_a_folder_outside_is_an_escape_and_the_walk_never_enters_it(
-    repo: Path, monkeypatch: pytest.MonkeyPatch
+    repo: Path, walked: list[str]
 ) -> None:
     """The reproduction: a link to /root copied 771 MB and 48,658 files into the state dir."""
     (repo / "model-link").symlink_to(repo.parent / "outside" / "home")
     write(repo, "m.yaml", model("m", "../model-link"))
-    walked: list[str] = []
-    real_scandir = os.scandir
-
-    def scandir(path: str) -> Iterator[os.DirEntry[str]]:
-        walked.append(os.fspath(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
     findings = validate(repo)
     assert file_errors(findings) == [("files.outside-root", "m.yaml", 10)]
     outside = str(repo.parent / "outside")
@@ -295,21 +301,13 @@ def test_a_device_inside_the_root_is_special() -> None:
 
 
 def test_a_folder_with_too_many_files_is_refused_and_the_walk_stops_early(
-    repo: Path, monkeypatch: pytest.MonkeyPatch
+    repo: Path, walked: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for d in range(30):
         (repo / "model" / f"d{d}").mkdir()
         for i in range(10):
             (repo / "model" / f"d{d}" / f"f{i}").write_text("x")
     write(repo, "m.yaml", model("m", "../model"))
-    walked: list[str] = []
-    real_scandir = os.scandir
-
-    def scandir(path: str) -> Iterator[os.DirEntry[str]]:
-        walked.append(os.fspath(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
     monkeypatch.setenv("AMLOPS_MAX_TREE_FILES", "5")
     findings = validate(repo)
     assert file_errors(findings) == [("files.too-many-files", "m.yaml", 10)]
