@@ -28,6 +28,7 @@ from pulumi_policy import (
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
+    StackValidation,
     StackValidationArgs,
     StackValidationPolicy,
 )
@@ -398,19 +399,28 @@ def validate_private_network(args: StackValidationArgs, report: ReportViolation)
                 )
 
 
+def _stack(
+    name: str, description: str, validate: StackValidation, level: EnforcementLevel
+) -> StackValidationPolicy:
+    return StackValidationPolicy(
+        name=name, description=description, validate=validate, enforcement_level=level
+    )
+
+
 def policies() -> list[Policy]:
+    mandatory, advisory = EnforcementLevel.MANDATORY, EnforcementLevel.ADVISORY
     return [
-        StackValidationPolicy(
-            name="amlops-manifest-rules",
-            description="The error rules of policies/rules/, on the declared resources.",
-            validate=validate_manifest_errors,
-            enforcement_level=EnforcementLevel.MANDATORY,
+        _stack(
+            "amlops-manifest-rules",
+            "The error rules of policies/rules/, on the declared resources.",
+            validate_manifest_errors,
+            mandatory,
         ),
-        StackValidationPolicy(
-            name="amlops-manifest-warnings",
-            description="The warning rules of policies/rules/, on the declared resources.",
-            validate=validate_manifest_warnings,
-            enforcement_level=EnforcementLevel.ADVISORY,
+        _stack(
+            "amlops-manifest-warnings",
+            "The warning rules of policies/rules/, on the declared resources.",
+            validate_manifest_warnings,
+            advisory,
         ),
         ResourceValidationPolicy(
             name="amlops-program-invariants",
@@ -422,12 +432,12 @@ def policies() -> list[Policy]:
                 validate_compute,
                 validate_tags,
             ],
-            enforcement_level=EnforcementLevel.MANDATORY,
+            enforcement_level=mandatory,
         ),
-        StackValidationPolicy(
-            name="amlops-private-network",
-            description="Nothing a private workspace depends on is reachable from the internet.",
-            validate=validate_private_network,
-            enforcement_level=EnforcementLevel.MANDATORY,
+        _stack(
+            "amlops-private-network",
+            "Nothing a private workspace depends on is reachable from the internet.",
+            validate_private_network,
+            mandatory,
         ),
     ]

@@ -108,14 +108,14 @@ READY = Outcome(Phase.READY, "Registered", "m:1 registered")
 
 def test_ready_writes_status_once_and_posts_one_event(memo: kopf.Memo, events: list[Any]) -> None:
     patch = kopf.Patch()
-    flow.reconcile(kind(READY), body(), patch, memo, 0, LOG)
+    flow.reconcile(kind(READY), flow.Call(body(), memo, 0, LOG, patch))
     assert patch["status"]["conditions"][0]["reason"] == "Registered"
     assert events == [("Normal", "Registered", "m:1 registered")]
 
     # the same outcome again: nothing to patch, no Event
     status = dict(patch["status"])
     again = kopf.Patch()
-    flow.reconcile(kind(READY), body(status=status), again, memo, 0, LOG)
+    flow.reconcile(kind(READY), flow.Call(body(status=status), memo, 0, LOG, again))
     assert dict(again) == {} and len(events) == 1
 
 
@@ -123,7 +123,7 @@ def test_suspended_objects_never_reach_the_backend(
     memo: kopf.Memo, backend: Backend, events: list[Any]
 ) -> None:
     patch = kopf.Patch()
-    flow.reconcile(kind(READY), body({**SPEC, "suspend": True}), patch, memo, 0, LOG)
+    flow.reconcile(kind(READY), flow.Call(body({**SPEC, "suspend": True}), memo, 0, LOG, patch))
     assert backend.calls == []
     assert patch["status"]["conditions"][0]["reason"] == "Suspended"
 
@@ -134,7 +134,7 @@ def test_invalid_spec_is_stalled_naming_the_field_and_not_retried(
     patch = kopf.Patch()
     bad = {"workspace": "ws", "model": {"name": "m", "version": "1"}}
     with pytest.raises(kopf.PermanentError, match=r"spec\.model: missing required field 'path'"):
-        flow.reconcile(kind(READY), body(bad), patch, memo, 0, LOG)
+        flow.reconcile(kind(READY), flow.Call(body(bad), memo, 0, LOG, patch))
     assert backend.calls == []
     kinds = [c["type"] for c in patch["status"]["conditions"]]
     assert kinds == ["Ready", "Stalled"]
@@ -149,7 +149,7 @@ def test_spec_errors_from_reading_the_spec_are_stalled(memo: kopf.Memo, events: 
         kind(READY).finalize,
     )
     with pytest.raises(kopf.PermanentError, match=r"spec\.model\.path: outside"):
-        flow.reconcile(broken, body(), kopf.Patch(), memo, 0, LOG)
+        flow.reconcile(broken, flow.Call(body(), memo, 0, LOG, kopf.Patch()))
 
 
 def test_waiting_is_retried_with_exponential_backoff_from_the_hint(
@@ -157,7 +157,7 @@ def test_waiting_is_retried_with_exponential_backoff_from_the_hint(
 ) -> None:
     waiting = Outcome(Phase.RECONCILING, "DependencyNotReady", "waiting for model x")
     with pytest.raises(kopf.TemporaryError) as err:
-        flow.reconcile(kind(waiting, requeue=0.5), body(), kopf.Patch(), memo, 3, LOG)
+        flow.reconcile(kind(waiting, requeue=0.5), flow.Call(body(), memo, 3, LOG, kopf.Patch()))
     assert err.value.delay == 4.0  # 0.5 s doubled three times
     assert events[0][:2] == ("Normal", "DependencyNotReady")
 
@@ -167,7 +167,9 @@ def test_unexpected_errors_become_a_condition_and_a_capped_retry(
 ) -> None:
     patch = kopf.Patch()
     with pytest.raises(kopf.TemporaryError) as err:
-        flow.reconcile(kind(RuntimeError("boom token=abcdef123456")), body(), patch, memo, 10, LOG)
+        flow.reconcile(
+            kind(RuntimeError("boom token=abcdef123456")), flow.Call(body(), memo, 10, LOG, patch)
+        )
     assert err.value.delay == 60
     message = patch["status"]["conditions"][0]["message"]
     assert message.startswith("RuntimeError: boom token=***") and "abcdef123456" not in message
@@ -178,8 +180,8 @@ def test_drift_check_skips_objects_a_change_handler_owns(
     memo: kopf.Memo, backend: Backend, events: list[Any]
 ) -> None:
     pending = {"kopf": {"progress": {"reconcile_model": {"retries": 2}}}}
-    flow.drift(kind(READY), body(status=pending), kopf.Patch(), memo, 0, LOG)
-    flow.drift(kind(READY), body({**SPEC, "suspend": True}), kopf.Patch(), memo, 0, LOG)
+    flow.drift(kind(READY), flow.Call(body(status=pending), memo, 0, LOG, kopf.Patch()))
+    flow.drift(kind(READY), flow.Call(body({**SPEC, "suspend": True}), memo, 0, LOG, kopf.Patch()))
     assert backend.calls == [] and events == []
 
 
@@ -192,14 +194,14 @@ def test_drift_check_reports_a_correction(memo: kopf.Memo, events: list[Any]) ->
         return Result((register,), build_status(READY, 1, obj.status, NOW), READY)
 
     fixer = flow.Kind("Model", lambda _o, _s: "d", fixing, kind(READY).finalize)
-    flow.drift(fixer, body(), kopf.Patch(), memo, 0, LOG)
+    flow.drift(fixer, flow.Call(body(), memo, 0, LOG, kopf.Patch()))
     assert ("Normal", "DriftCorrected") in [e[:2] for e in events]
 
 
 def test_drift_check_that_changed_nothing_reports_no_correction(
     memo: kopf.Memo, backend: Backend, events: list[Any]
 ) -> None:
-    flow.drift(kind(READY), body(), kopf.Patch(), memo, 0, LOG)
+    flow.drift(kind(READY), flow.Call(body(), memo, 0, LOG, kopf.Patch()))
     assert backend.calls == ["observe"]
     assert "DriftCorrected" not in [e[1] for e in events]
 
@@ -207,10 +209,10 @@ def test_drift_check_that_changed_nothing_reports_no_correction(
 def test_finalize_deletes_retains_or_leaves_a_suspended_object_alone(
     memo: kopf.Memo, backend: Backend, events: list[Any]
 ) -> None:
-    flow.finalize(kind(READY), body(), memo, 0, LOG)
+    flow.finalize(kind(READY), flow.Call(body(), memo, 0, LOG))
     assert backend.calls == ["delete_model_version"]
-    flow.finalize(kind(READY), body({**SPEC, "deletionPolicy": "Retain"}), memo, 0, LOG)
-    flow.finalize(kind(READY), body({**SPEC, "suspend": True}), memo, 0, LOG)
+    flow.finalize(kind(READY), flow.Call(body({**SPEC, "deletionPolicy": "Retain"}), memo, 0, LOG))
+    flow.finalize(kind(READY), flow.Call(body({**SPEC, "suspend": True}), memo, 0, LOG))
     assert backend.calls == ["delete_model_version"]
     assert [e[1] for e in events] == ["Deleted", "Retained", "Suspended"]
 
@@ -220,7 +222,7 @@ def test_a_failed_cleanup_keeps_the_finalizer_and_retries(
 ) -> None:
     backend.failing.add("delete_model_version")
     with pytest.raises(kopf.TemporaryError) as err:
-        flow.finalize(kind(READY), body(), memo, 1, LOG)
+        flow.finalize(kind(READY), flow.Call(body(), memo, 1, LOG))
     assert "password=***" in str(err.value) and "p4ssw0rd" not in str(err.value)
     assert err.value.delay == 10  # the core's 5 s error retry, doubled once
     assert events == []  # no "Deleted" before it is

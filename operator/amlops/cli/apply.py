@@ -54,14 +54,15 @@ _RETRY_STATUS = (409, 429, 500, 502, 503, 504)
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0)
 
 
+HELP = "server-side apply the Model/Pipeline/Endpoint manifests to the current cluster"
+EXITS = (
+    "Exit 0 applied (or nothing to do); 1 invalid manifests or a failed "
+    "request; 2 usage (no kube context)."
+)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "apply",
-        help="server-side apply the Model/Pipeline/Endpoint manifests to the current cluster",
-        description="Exit 0 applied (or nothing to do); 1 invalid manifests or a failed "
-        "request; 2 usage (no kube context).",
-    )
-    p.add_argument("path", nargs="?", default="manifests", metavar="PATH")
+    p = common.command(sub, "apply", HELP, EXITS, path="manifests")
     p.add_argument("--prune", action="store_true", help="delete managed objects not in PATH")
     p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     p.add_argument("--namespace", "-n", metavar="NS", help="put every object in NS")

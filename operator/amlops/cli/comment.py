@@ -116,15 +116,17 @@ def upsert(gh: GitHub, repo: str, pr: int, body: str) -> tuple[str, str]:
     return action, str(made.get("html_url", ""))
 
 
+HELP = "create or update the plan comment on a GitHub pull request"
+EXITS = (
+    "Posts FILE (from `amlops plan --output markdown`) on pull request N, "
+    "replacing the earlier comment with the same plan marker. Reads GITHUB_TOKEN and "
+    "GITHUB_API_URL (default https://api.github.com). "
+    "Exit 0: posted; 1: GitHub refused or is unreachable; 2: usage error."
+)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "comment",
-        help="create or update the plan comment on a GitHub pull request",
-        description="Posts FILE (from `amlops plan --output markdown`) on pull request N, "
-        "replacing the earlier comment with the same plan marker. Reads GITHUB_TOKEN and "
-        "GITHUB_API_URL (default https://api.github.com). "
-        "Exit 0: posted; 1: GitHub refused or is unreachable; 2: usage error.",
-    )
+    p = common.command(sub, "comment", HELP, EXITS)
     p.add_argument("--repo", default=os.environ.get("GITHUB_REPOSITORY"), metavar="OWNER/NAME")
     p.add_argument("--pr", type=int, required=True, metavar="N")
     p.add_argument("--file", type=Path, required=True, metavar="FILE")

@@ -28,6 +28,23 @@ stderr = Console(stderr=True, highlight=False, width=_width())
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
+def command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    exits: str,
+    *,
+    path: str | None = None,
+) -> argparse.ArgumentParser:
+    """A subcommand: ``summary`` for ``amlops --help``, ``exits`` (what each exit code means)
+    for its own ``--help``, and with ``path`` the optional PATH argument it reads, defaulting
+    to that folder."""
+    p = sub.add_parser(name, help=summary, description=exits)
+    if path is not None:
+        p.add_argument("path", nargs="?", default=path, metavar="PATH")
+    return p
+
+
 class UsageError(Exception):
     """Bad arguments or an environment the command cannot work in (exit 2)."""
 

@@ -12,13 +12,12 @@ import importlib
 
 from amlops.cli import common
 
+HELP = "run the Kopf operator that reconciles Model, Pipeline and Endpoint resources"
+EXITS = "Runs until SIGTERM/SIGINT. Exit 0 after a graceful stop, 2 on bad settings."
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "operator",
-        help="run the Kopf operator that reconciles Model, Pipeline and Endpoint resources",
-        description="Runs until SIGTERM/SIGINT. Exit 0 after a graceful stop, 2 on bad settings.",
-    )
+    p = common.command(sub, "operator", HELP, EXITS)
     p.add_argument(
         "--namespace",
         "-n",

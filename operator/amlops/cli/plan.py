@@ -67,14 +67,15 @@ def _blind(f: Finding) -> bool:
     return f.rule in (azureml.RULE, "ref.missing-file") or f.rule.startswith("files.")
 
 
+HELP = "what changes between two Git revisions of the manifests"
+EXITS = (
+    "Compares --base with --head (default: the working tree). "
+    "Exit 0: plan made, no error findings in head; 1: error findings; 2: usage/Git error."
+)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "plan",
-        help="what changes between two Git revisions of the manifests",
-        description="Compares --base with --head (default: the working tree). "
-        "Exit 0: plan made, no error findings in head; 1: error findings; 2: usage/Git error.",
-    )
-    p.add_argument("path", nargs="?", default="manifests", metavar="PATH")
+    p = common.command(sub, "plan", HELP, EXITS, path="manifests")
     p.add_argument("--base", help="Git revision to compare against (e.g. origin/main)")
     p.add_argument("--head", help="Git revision of the change (default: the working tree)")
     p.add_argument("--output", "-o", choices=("text", "json", "markdown"), default="text")

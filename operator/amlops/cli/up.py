@@ -48,14 +48,15 @@ _DEADLOCK_PASSES = 3
 _SMOKE_FILE = "sample-request.json"
 
 
+HELP = "run the manifests on this machine (local backend) and keep them in sync"
+EXITS = (
+    "Exit (with --once): 0 everything Ready; 1 validation errors, something "
+    "Stalled, a failed smoke request, the timeout or an unusable state directory; 2 usage."
+)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "up",
-        help="run the manifests on this machine (local backend) and keep them in sync",
-        description="Exit (with --once): 0 everything Ready; 1 validation errors, something "
-        "Stalled, a failed smoke request, the timeout or an unusable state directory; 2 usage.",
-    )
-    p.add_argument("path", nargs="?", default="manifests", metavar="PATH")
+    p = common.command(sub, "up", HELP, EXITS, path="manifests")
     state.add_state_dir_option(p)
     p.add_argument(
         "--once", action="store_true", help="reconcile until settled, stop what started, exit"

@@ -28,12 +28,12 @@ OUTPUT_HELP = (
 )
 
 
+HELP = "check manifests against schemas, Azure ML, references and policies"
+EXITS = "Exit 0: clean (warnings allowed); 1: errors or unparsable input; 2: usage."
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "validate",
-        help="check manifests against schemas, Azure ML, references and policies",
-        description="Exit 0: clean (warnings allowed); 1: errors or unparsable input; 2: usage.",
-    )
+    p = common.command(sub, "validate", HELP, EXITS)
     p.add_argument(
         "paths",
         nargs="*",

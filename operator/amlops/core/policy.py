@@ -9,11 +9,11 @@ logic a schema says badly, name a built-in ``check`` instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import fastjsonschema
 import yaml
@@ -365,43 +365,43 @@ def _where(m: Manifest, path: FieldPath) -> str:
     return f"{pos.file}:{pos.line}"
 
 
+K = TypeVar("K")
+
+
+def _rival(m: Manifest, claims: Mapping[K, Manifest], key: K | None) -> Manifest | None:
+    """Who claimed ``key`` before ``m``, if another object did. Two objects of one identity
+    are ref.duplicate's finding, not a claim conflict."""
+    first = None if key is None else claims.get(key)
+    return None if first is None or first.key == m.key else first
+
+
 def _resource_group_owner(m: Manifest, ctx: Context) -> Iterator[tuple[FieldPath, str]]:
-    key = _group_key(m)
-    first = None if key is None else ctx.claims.groups.get(key)
-    # Two Workspaces of one name are ref.duplicate's finding, not this one.
-    if first is None or first is m or first.name == m.name:
-        return
     path: FieldPath = ("spec", "resourceGroup")
-    yield (
-        path,
-        f"Workspace {first.name!r} ({_where(first, path)}) already creates resource group "
-        f"{m.spec['resourceGroup']!r} in environment {m.spec['environment']!r}",
-    )
+    if first := _rival(m, ctx.claims.groups, _group_key(m)):
+        yield (
+            path,
+            f"Workspace {first.name!r} ({_where(first, path)}) already creates resource group "
+            f"{m.spec['resourceGroup']!r} in environment {m.spec['environment']!r}",
+        )
 
 
 def _duplicate_grant(m: Manifest, ctx: Context) -> Iterator[tuple[FieldPath, str]]:
-    key = _grant_key(m)
-    first = None if key is None else ctx.claims.grants.get(key)
-    if first is None or first is m or first.key == m.key:
-        return
-    yield (
-        ("spec",),
-        f"RoleAssignment {first.name!r} ({_where(first, ('spec',))}) already grants "
-        f"{m.spec['role']!r} to the same principal on the same scope",
-    )
+    if first := _rival(m, ctx.claims.grants, _grant_key(m)):
+        yield (
+            ("spec",),
+            f"RoleAssignment {first.name!r} ({_where(first, ('spec',))}) already grants "
+            f"{m.spec['role']!r} to the same principal on the same scope",
+        )
 
 
 def _cluster_resource_name(m: Manifest, ctx: Context) -> Iterator[tuple[FieldPath, str]]:
-    key = _cluster_key(m)
-    first = None if key is None else ctx.claims.clusters.get(key)
-    if first is None or first is m or first.key == m.key:
-        return
     path: FieldPath = ("metadata", "name")
-    yield (
-        path,
-        f"{m.workspace}/{m.name} and {first.workspace}/{first.name} ({_where(first, path)}) "
-        f"would both be Pulumi resource {key!r}",
-    )
+    if first := _rival(m, ctx.claims.clusters, key := _cluster_key(m)):
+        yield (
+            path,
+            f"{m.workspace}/{m.name} and {first.workspace}/{first.name} ({_where(first, path)}) "
+            f"would both be Pulumi resource {key!r}",
+        )
 
 
 RULE_AZUREML_NAME = "azureml.name"  # policies/rules/azureml-name.yaml

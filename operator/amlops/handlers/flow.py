@@ -12,9 +12,10 @@ Event on a transition, metrics, and Kopf's retry semantics.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 import kopf
@@ -117,57 +118,72 @@ def _message(result: Result) -> str:
     return str(ready.get("message", result.outcome.message))
 
 
-def settle(
-    kind: Kind[D],
-    rt: Runtime,
-    body: kopf.Body,
-    obj: Resource,
-    result: Result,
-    patch: kopf.Patch,
-    logger: kopf.Logger,
-    seconds: float,
-) -> str:
+@dataclass(frozen=True)
+class Call:
+    """What Kopf hands a handler, as far as the flow uses it."""
+
+    body: kopf.Body
+    memo: kopf.Memo
+    retry: int
+    logger: kopf.Logger
+    patch: kopf.Patch = field(default_factory=kopf.Patch)
+
+    @classmethod
+    def of(cls, kwargs: Mapping[str, Any]) -> Call:
+        """From Kopf's keyword arguments. A delete handler's patch is not needed; a timer is
+        passed ``retry`` although TimerFn does not declare it."""
+        patch = kwargs.get("patch")
+        return cls(
+            kwargs["body"],
+            kwargs["memo"],
+            kwargs.get("retry", 0),
+            kwargs["logger"],
+            kopf.Patch() if patch is None else patch,  # an empty Patch is falsy: keep Kopf's
+        )
+
+    @cached_property
+    def rt(self) -> Runtime:
+        return runtime.of(self.memo)
+
+    @cached_property
+    def obj(self) -> Resource:
+        return Resource.of(self.body)
+
+
+def settle(kind: Kind[D], call: Call, result: Result, seconds: float) -> str:
     """Write the status difference into Kopf's patch, post an Event on a transition, count it.
     Returns the (redacted) condition message."""
+    obj, logger = call.obj, call.logger
     status = redact_status(result.status)
     changes = merge_patch(obj.status, status)
     if changes:
-        patch.status.update(changes)
+        call.patch.status.update(changes)
     message = _message(replace(result, status=status))
     outcome = result.outcome
     if is_transition(obj.status, status):
-        kopf.event(body, type=event_type(outcome), reason=outcome.reason, message=message)
+        kopf.event(call.body, type=event_type(outcome), reason=outcome.reason, message=message)
         level = "error" if event_type(outcome) == "Warning" else "info"
         getattr(logger, level)(f"{outcome.phase} ({outcome.reason}): {message}")
-    rt.metrics.observe(kind.name, obj.uid, result_label(outcome), seconds)
+    call.rt.metrics.observe(kind.name, obj.uid, result_label(outcome), seconds)
     return message
 
 
-def _raise_for(rt: Runtime, result: Result, message: str, retry: int) -> None:
+def _requeue(call: Call, result: Result, message: str) -> None:
+    """Kopf's retry with the core's hint (a timer, too, is re-run after the error's delay)."""
+    if result.requeue_after is not None:
+        delay = call.rt.settings.retry_delay(result.requeue_after, call.retry)
+        raise kopf.TemporaryError(message, delay=delay)
+
+
+def reconcile(kind: Kind[D], call: Call) -> None:
+    """create / update / resume."""
+    started = time.monotonic()
+    with call.rt.exclusive(call.obj.uid):
+        result = evaluate(kind, call.rt, call.obj)
+    message = settle(kind, call, result, time.monotonic() - started)
     if result.outcome.phase is Phase.STALLED:
         raise kopf.PermanentError(message)
-    if result.requeue_after is not None:
-        raise kopf.TemporaryError(
-            message, delay=rt.settings.retry_delay(result.requeue_after, retry)
-        )
-
-
-def reconcile(
-    kind: Kind[D],
-    body: kopf.Body,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    retry: int,
-    logger: kopf.Logger,
-) -> None:
-    """create / update / resume."""
-    rt = runtime.of(memo)
-    obj = Resource.of(body)
-    started = time.monotonic()
-    with rt.exclusive(obj.uid):
-        result = evaluate(kind, rt, obj)
-    message = settle(kind, rt, body, obj, result, patch, logger, time.monotonic() - started)
-    _raise_for(rt, result, message, retry)
+    _requeue(call, result, message)
 
 
 def _change_pending(obj: Resource) -> bool:
@@ -176,44 +192,30 @@ def _change_pending(obj: Resource) -> bool:
     return bool(kopf_state.get("progress"))
 
 
-def drift(
-    kind: Kind[D],
-    body: kopf.Body,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    retry: int,
-    logger: kopf.Logger,
-) -> None:
+def drift(kind: Kind[D], call: Call) -> None:
     """The timer: re-read the backend and correct what changed outside Git. Since it is an
     ordinary reconcile, it also repairs a status that fell behind (a write Kopf gave up on)."""
-    rt = runtime.of(memo)
-    obj = Resource.of(body)
+    obj = call.obj
     if obj.suspended or _change_pending(obj):
         return
     started = time.monotonic()
-    with rt.try_exclusive(obj.uid) as mine:
+    with call.rt.try_exclusive(obj.uid) as mine:
         if not mine:
             return
-        result = evaluate(kind, rt, obj)
-    message = settle(kind, rt, body, obj, result, patch, logger, time.monotonic() - started)
+        result = evaluate(kind, call.rt, obj)
+    message = settle(kind, call, result, time.monotonic() - started)
     # Every action is a change to the backend, so one the timer's reconcile carried out put
     # back something that had drifted from Git (or was never there).
     if result.actions:
         what = "; ".join(dict.fromkeys(a.describe() for a in result.actions))
-        kopf.event(body, type="Normal", reason="DriftCorrected", message=f"{what}: {message}")
-        logger.info(f"drift corrected ({what}): {message}")
-    if result.requeue_after is not None:  # Kopf re-runs a timer after the error's delay
-        raise kopf.TemporaryError(
-            message, delay=rt.settings.retry_delay(result.requeue_after, retry)
-        )
+        kopf.event(call.body, type="Normal", reason="DriftCorrected", message=f"{what}: {message}")
+        call.logger.info(f"drift corrected ({what}): {message}")
+    _requeue(call, result, message)
 
 
-def finalize(
-    kind: Kind[D], body: kopf.Body, memo: kopf.Memo, retry: int, logger: kopf.Logger
-) -> None:
+def finalize(kind: Kind[D], call: Call) -> None:
     """delete, behind the finalizer: clean up in the backend unless Retain (or suspended)."""
-    rt = runtime.of(memo)
-    obj = Resource.of(body)
+    rt, obj = call.rt, call.obj
     if obj.suspended:
         reason, message = "Suspended", "deleted while suspended: the backend was not touched"
     else:
@@ -221,17 +223,16 @@ def finalize(
             actions = kind.finalize(rt, obj)
             error = driver.finalize(rt.backend, actions)
         if error is not None:
-            raise kopf.TemporaryError(
-                redact(error), delay=rt.settings.retry_delay(driver.ERROR_RETRY_S, retry)
-            )
+            delay = rt.settings.retry_delay(driver.ERROR_RETRY_S, call.retry)
+            raise kopf.TemporaryError(redact(error), delay=delay)
         if actions:
             reason, message = "Deleted", "; ".join(a.describe() for a in actions)
         elif obj.deletion_policy == "Retain":
             reason, message = "Retained", "deletionPolicy is Retain: the assets stay"
         else:
             reason, message = "Deleted", "nothing to delete in the backend"
-    kopf.event(body, type="Normal", reason=reason, message=message)
-    logger.info(f"{reason}: {message}")
+    kopf.event(call.body, type="Normal", reason=reason, message=message)
+    call.logger.info(f"{reason}: {message}")
     rt.forget(obj.uid)
 
 
@@ -244,30 +245,15 @@ def register(kind: Kind[D]) -> None:
     resource = (API_GROUP, VERSION, crd.plural)
     name = kind.name.lower()
 
-    def on_change(
-        body: kopf.Body,
-        patch: kopf.Patch,
-        memo: kopf.Memo,
-        retry: int,
-        logger: kopf.Logger,
-        **_: Any,
-    ) -> None:
-        reconcile(kind, body, patch, memo, retry, logger)
+    # Kopf calls a handler with keyword arguments only (all of them, every time).
+    def on_change(**kwargs: Any) -> None:
+        reconcile(kind, Call.of(kwargs))
 
-    def on_timer(
-        body: kopf.Body,
-        patch: kopf.Patch,
-        memo: kopf.Memo,
-        logger: kopf.Logger,
-        retry: int = 0,  # Kopf passes it; TimerFn does not declare it
-        **_: Any,
-    ) -> None:
-        drift(kind, body, patch, memo, retry, logger)
+    def on_timer(**kwargs: Any) -> None:
+        drift(kind, Call.of(kwargs))
 
-    def on_delete(
-        body: kopf.Body, memo: kopf.Memo, retry: int, logger: kopf.Logger, **_: Any
-    ) -> None:
-        finalize(kind, body, memo, retry, logger)
+    def on_delete(**kwargs: Any) -> None:
+        finalize(kind, Call.of(kwargs))
 
     for event in (kopf.on.resume, kopf.on.create, kopf.on.update):
         event(*resource, id=f"reconcile_{name}")(on_change)

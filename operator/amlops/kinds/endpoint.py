@@ -15,18 +15,7 @@ from amlops.core.assets import ModelRef, parse_model_ref
 from amlops.core.findings import Finding
 from amlops.core.locator import Locator
 from amlops.core.source import FieldPath
-from amlops.kinds.base import (
-    RULE_SPEC,
-    Crd,
-    Declared,
-    Kind,
-    Lifecycle,
-    Part,
-    check_assets,
-    check_workspace,
-    items,
-    spec_finding,
-)
+from amlops.kinds import base
 from amlops.kinds.model import REMOTE_PATH, remote_path
 
 if TYPE_CHECKING:
@@ -103,7 +92,7 @@ def spec_traffic_problems(spec: Mapping[str, Any]) -> Iterator[TrafficProblem]:
     traffic, mirror = endpoint.get("traffic"), endpoint.get("mirror_traffic")
     names = {
         str(d["name"])
-        for d in items(spec.get("deployments"))
+        for d in base.items(spec.get("deployments"))
         if isinstance(d, dict) and "name" in d
     }
     yield from traffic_problems(
@@ -149,7 +138,7 @@ class Endpoint:
     mirror_traffic: Mapping[str, int]
     description: str
     deployments: tuple[Deployment, ...]
-    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    lifecycle: base.Lifecycle = field(default_factory=base.Lifecycle)
 
 
 def _percentages(
@@ -161,7 +150,7 @@ def _percentages(
             out[str(name)] = int(percent)
         except (TypeError, ValueError):
             findings.append(
-                spec_finding(locator, "Endpoint", (*where, name), "write a whole percentage")
+                base.spec_finding(locator, "Endpoint", (*where, name), "write a whole percentage")
             )
     return out
 
@@ -207,7 +196,7 @@ def _deployment(
     body: Any, where: FieldPath, locator: Locator, fatal: list[Finding], unusable: list[Finding]
 ) -> Deployment | None:
     if not isinstance(body, Mapping) or body.get("name") is None:
-        fatal.append(spec_finding(locator, "Endpoint", where, "a deployment needs a name"))
+        fatal.append(base.spec_finding(locator, "Endpoint", where, "a deployment needs a name"))
         return None
     model = _model(body.get("model"))
     config = body.get("code_configuration")
@@ -215,13 +204,13 @@ def _deployment(
     code = config.get("code")
     problem = _unservable(body)
     if problem is not None:
-        unusable.append(spec_finding(locator, "Endpoint", (*where, *problem[0]), problem[1]))
+        unusable.append(base.spec_finding(locator, "Endpoint", (*where, *problem[0]), problem[1]))
     env = body.get("environment_variables")
     try:
         instances = int(body.get("instance_count", 1))
     except (TypeError, ValueError):
         fatal.append(
-            spec_finding(locator, "Endpoint", (*where, "instance_count"), "write a number")
+            base.spec_finding(locator, "Endpoint", (*where, "instance_count"), "write a number")
         )
         return None
     return Deployment(
@@ -243,11 +232,11 @@ def parse(spec: Mapping[str, Any], locator: Locator) -> tuple[Endpoint | None, l
     broken traffic rules) comes with its findings, so the endpoint still reports its status."""
     endpoint = spec.get("endpoint")
     if not isinstance(endpoint, Mapping):
-        return None, [spec_finding(locator, "Endpoint", _ENDPOINT, "write the endpoint here")]
+        return None, [base.spec_finding(locator, "Endpoint", _ENDPOINT, "write the endpoint here")]
     fatal: list[Finding] = []
     unusable: list[Finding] = []
     deployments = []
-    for i, body in enumerate(items(spec.get("deployments"))):
+    for i, body in enumerate(base.items(spec.get("deployments"))):
         dep = _deployment(body, ("spec", "deployments", i), locator, fatal, unusable)
         if dep is not None:
             deployments.append(dep)
@@ -259,7 +248,7 @@ def parse(spec: Mapping[str, Any], locator: Locator) -> tuple[Endpoint | None, l
         return None, fatal
     names = {d.name for d in deployments}
     unusable += [
-        spec_finding(locator, "Endpoint", problem.path, problem.message)
+        base.spec_finding(locator, "Endpoint", problem.path, problem.message)
         for problem in traffic_problems(traffic, mirror, names)
     ]
     name = endpoint.get("name")
@@ -270,37 +259,37 @@ def parse(spec: Mapping[str, Any], locator: Locator) -> tuple[Endpoint | None, l
         mirror_traffic=mirror,
         description=str(endpoint.get("description", "")),
         deployments=tuple(deployments),
-        lifecycle=Lifecycle.of(spec),
+        lifecycle=base.Lifecycle.of(spec),
     ), unusable
 
 
 def _models(spec: Mapping[str, Any]) -> Iterator[tuple[FieldPath, Any]]:
-    for i, dep in enumerate(items(spec.get("deployments"))):
+    for i, dep in enumerate(base.items(spec.get("deployments"))):
         if isinstance(dep, dict) and isinstance(dep.get("model"), str):
             yield ("spec", "deployments", i, "model"), dep["model"]
 
 
 def _environments(spec: Mapping[str, Any]) -> Iterator[tuple[FieldPath, Any]]:
-    for i, dep in enumerate(items(spec.get("deployments"))):
+    for i, dep in enumerate(base.items(spec.get("deployments"))):
         if isinstance(dep, dict) and "environment" in dep:
             yield ("spec", "deployments", i, "environment"), dep["environment"]
 
 
-def _references(m: Manifest, declared: Declared) -> Iterator[Finding]:
-    yield from check_workspace(m, declared)
-    yield from check_assets(m, declared, KIND)
+def _references(m: Manifest, declared: base.Declared) -> Iterator[Finding]:
+    yield from base.check_workspace(m, declared)
+    yield from base.check_assets(m, declared, KIND)
     # What the reconciler refuses, validate reports (the traffic rules have a policy rule):
     # whatever validate accepts, ``up`` runs.
-    for i, body in enumerate(items(m.spec.get("deployments"))):
+    for i, body in enumerate(base.items(m.spec.get("deployments"))):
         problem = _unservable(body) if isinstance(body, Mapping) else None
         if problem is not None:
-            yield m.finding(("spec", "deployments", i, *problem[0]), RULE_SPEC, problem[1])
+            yield m.finding(("spec", "deployments", i, *problem[0]), base.RULE_SPEC, problem[1])
 
 
-KIND = Kind(
+KIND = base.Kind(
     name="Endpoint",
     engine="operator",
-    crd=Crd(
+    crd=base.Crd(
         plural="endpoints",
         short_names=("amlendpoint", "amlep"),
         columns=(
@@ -308,8 +297,8 @@ KIND = Kind(
         ),
     ),
     parts=(
-        Part("endpoint", "load_online_endpoint", cli_type="online_endpoint"),
-        Part("deployments", "load_online_deployment", many=True),
+        base.Part("endpoint", "load_online_endpoint", cli_type="online_endpoint"),
+        base.Part("deployments", "load_online_deployment", many=True),
     ),
     references=_references,
     models=_models,

@@ -10,17 +10,7 @@ from amlops.core.assets import is_local
 from amlops.core.findings import Finding
 from amlops.core.locator import Locator
 from amlops.core.source import FieldPath
-from amlops.kinds.base import (
-    RULE_SPEC,
-    Crd,
-    Declared,
-    Kind,
-    Lifecycle,
-    Part,
-    check_workspace,
-    declare_asset,
-    spec_finding,
-)
+from amlops.kinds import base
 
 if TYPE_CHECKING:
     from amlops.core.manifests import Manifest
@@ -52,21 +42,21 @@ class ModelSpec:
     type: str = "custom_model"
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
-    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    lifecycle: base.Lifecycle = field(default_factory=base.Lifecycle)
 
 
 def parse(spec: Mapping[str, Any], locator: Locator) -> tuple[ModelSpec | None, list[Finding]]:
     """Read a Model spec once; a spec that cannot be registered is None with its findings."""
     model = spec.get("model")
     if not isinstance(model, Mapping):
-        return None, [spec_finding(locator, "Model", MODEL, "write the model asset here")]
+        return None, [base.spec_finding(locator, "Model", MODEL, "write the model asset here")]
     findings = [
-        spec_finding(locator, "Model", (*MODEL, key), f"set the model's {key}")
+        base.spec_finding(locator, "Model", (*MODEL, key), f"set the model's {key}")
         for key in ("name", "path")
         if model.get(key) is None
     ]
     if not findings and remote_path(model["path"]):
-        findings = [spec_finding(locator, "Model", PATH_FIELD, REMOTE_PATH)]
+        findings = [base.spec_finding(locator, "Model", PATH_FIELD, REMOTE_PATH)]
     if findings:
         return None, findings
     version, tags = model.get("version"), model.get("tags")
@@ -77,27 +67,27 @@ def parse(spec: Mapping[str, Any], locator: Locator) -> tuple[ModelSpec | None, 
         type=str(model.get("type", "custom_model")),
         description=str(model.get("description", "")),
         tags={str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {},
-        lifecycle=Lifecycle.of(spec),
+        lifecycle=base.Lifecycle.of(spec),
     ), []
 
 
-def _references(m: Manifest, declared: Declared) -> Iterator[Finding]:
-    yield from check_workspace(m, declared)
+def _references(m: Manifest, declared: base.Declared) -> Iterator[Finding]:
+    yield from base.check_workspace(m, declared)
     model = m.spec.get("model")
     # what ``parse`` refuses, validate reports: whatever validate accepts, ``up`` runs
     if isinstance(model, Mapping) and remote_path(model.get("path")):
-        yield m.finding(PATH_FIELD, RULE_SPEC, REMOTE_PATH)
+        yield m.finding(PATH_FIELD, base.RULE_SPEC, REMOTE_PATH)
 
 
-KIND = Kind(
+KIND = base.Kind(
     name="Model",
     engine="operator",
-    crd=Crd(
+    crd=base.Crd(
         plural="models",
         short_names=("amlmodel",),
         columns=({"name": "Version", "type": "string", "jsonPath": ".status.version"},),
     ),
-    parts=(Part("model", "load_model", cli_type="model"),),
-    declare=declare_asset("model", "models"),
+    parts=(base.Part("model", "load_model", cli_type="model"),),
+    declare=base.declare_asset("model", "models"),
     references=_references,
 )
