@@ -27,6 +27,7 @@ from amlops.core.manifests import Manifest, Segment
 from amlops.core.provenance import TAG_COMMIT, TAG_MANIFEST, TAG_OBJECT
 from amlops.core.schemas import SchemaSet, load_schemas
 from amlops.core.source import FieldPath
+from amlops.kinds.base import Lifecycle
 from amlops.reconcile.inputs import Gone, Inputs, Source
 from amlops.reconcile.inputs import SpecError as SpecError  # raised by source_of's resolve
 
@@ -83,13 +84,17 @@ class Resource:
     def workspace(self) -> str:
         return self.manifest.workspace or ""
 
+    @cached_property
+    def lifecycle(self) -> Lifecycle:
+        return Lifecycle.of(self.spec)
+
     @property
     def suspended(self) -> bool:
-        return bool(self.spec.get("suspend", False))
+        return self.lifecycle.suspend
 
     @property
     def deletion_policy(self) -> str:
-        return str(self.spec.get("deletionPolicy", "Delete"))
+        return self.lifecycle.deletion_policy
 
     @property
     def source_file(self) -> str | None:

@@ -25,6 +25,7 @@ from amlops.backends.base import Backend
 from amlops.core.manifests import Manifest
 from amlops.core.provenance import Provenance
 from amlops.kinds import ORDER
+from amlops.kinds.base import Lifecycle
 from amlops.reconcile import driver
 from amlops.reconcile.actions import Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status
@@ -136,7 +137,7 @@ class TreeReconciler:
                 "name": m.name,
                 "generation": generation,
                 "spec_hash": spec_hash,
-                "deletion_policy": str(m.spec.get("deletionPolicy", "Delete")),
+                "deletion_policy": Lifecycle.of(m.spec).deletion_policy,
                 "status": result.status,
             }
         )
