@@ -180,6 +180,29 @@ def test_extra_rule_folder_in_the_same_format(repo: Path) -> None:
     assert _rules(_validate(repo)) == [("compute.yml", 6, "team.small-clusters")]
 
 
+def test_extra_rule_files_are_read_like_manifests(repo: Path, tmp_path: Path) -> None:
+    """A rules folder is as untrusted as the manifests: an alias bomb stops at the alias
+    limit and a link out of the repository is refused, each a finding at the amlops.yaml
+    line that names the folder."""
+    rules = repo / "rules"
+    rules.mkdir()
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    (rules / "bomb.yaml").write_text(bomb)
+    secret = tmp_path / "elsewhere.yaml"
+    secret.write_text("id: outside.rule\n")
+    (rules / "link.yaml").symlink_to(secret)
+    with (repo / "amlops.yaml").open("a") as f:
+        f.write("policies:\n  rules: [rules]\n")
+    report = _validate(repo)
+    config = [f for f in report.findings if f.file.endswith("amlops.yaml")]
+    assert [(f.line, f.rule) for f in config] == [(10, "config.invalid")] * 2
+    assert "AMLOPS_MAX_YAML_NODES" in config[0].message and "bomb.yaml" in config[0].message
+    assert "outside" in config[1].message and "link.yaml" in config[1].message
+
+
 def test_inline_suppression_on_the_line_needs_a_reason(repo: Path) -> None:
     text = COMPUTE.replace("max_instances: 2", "max_instances: 1").replace(
         "min_instances: 0", "min_instances: 3  # amlops: ignore[compute.min-below-max]"

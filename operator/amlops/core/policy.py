@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import fastjsonschema
-import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
+from amlops.core import files
 from amlops.core.assets import parse_asset_ref
 from amlops.core.azure import (
     ASSET_NAME,
@@ -38,11 +38,12 @@ from amlops.core.azure import (
 from amlops.core.config import CONFIG_FILE, RepoConfig, unknown_rules
 from amlops.core.config import RULE_INVALID as RULE_CONFIG_INVALID
 from amlops.core.credentials import find_secrets
+from amlops.core.files import PathRefusedError
 from amlops.core.findings import Finding, Severity, format_path
 from amlops.core.manifests import ORIGIN_CLI, Manifest
 from amlops.core.refs import environment_refs, inline_environments
 from amlops.core.schemas import FastCheck
-from amlops.core.source import FieldPath
+from amlops.core.source import FieldPath, YamlSyntaxError, load_documents
 from amlops.kinds.endpoint import spec_traffic_problems
 from amlops.paths import policies_dir
 
@@ -194,7 +195,12 @@ class PolicyError(Exception):
 
 
 def read_policy(file: Path) -> Policy:
-    data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    """One rule file, read with the limits every manifest is read with (a rules folder the
+    repository config adds is as untrusted as the manifests)."""
+    docs = list(load_documents(file))
+    if len(docs) != 1:
+        raise PolicyError(f"{file}: a rule file holds one YAML document, not {len(docs)}")
+    data = docs[0].data
     errors = sorted(Draft202012Validator(POLICY_FILE_SCHEMA).iter_errors(data), key=str)
     if errors:
         raise PolicyError(f"{file}: {errors[0].message}")
@@ -482,8 +488,9 @@ def effective_policies(config: RepoConfig) -> tuple[list[Effective], list[Findin
     for directory, line in config.rule_dirs:
         for file in sorted(directory.glob("*.yaml")):
             try:
+                files.contained(config.root, file)  # a link in the folder may lead out
                 policy = read_policy(file)
-            except (PolicyError, yaml.YAMLError, OSError, ValueError) as exc:
+            except (PolicyError, YamlSyntaxError, PathRefusedError, OSError, ValueError) as exc:
                 findings.append(_config_finding(config, line, f"{file}: {exc}"))
                 continue
             if policy.id in seen:
