@@ -229,3 +229,36 @@ def test_policies_shows_the_effective_set_and_where_it_changed(
     assert rows["azureml.name"]["changes"] == ["severity warning: amlops.yaml:11"]
     assert main(["policies"]) == 0
     assert "amlops.yaml:10" in capsys.readouterr().out
+
+
+def test_exclude_leaves_files_out_of_every_check(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fixtures broken on purpose and generated files are left out by `exclude:` (.gitignore
+    syntax): in a folder walk and when named on the command line, as pre-commit names them."""
+    broken = COMPUTE.replace("max_instances: 2", "max_instances: lots")
+    (repo / "fixtures").mkdir()
+    (repo / "fixtures" / "compute.yml").write_text(broken.replace("cpu-cluster", "cpu-two"))
+    (repo / "deep" / "er").mkdir(parents=True)
+    (repo / "deep" / "er" / "out.generated.yml").write_text(broken.replace("cpu-", "gen-"))
+    assert {(Path(f.file).parent.name, f.rule) for f in _validate(repo).findings} == {
+        ("fixtures", "schema"),
+        ("er", "schema"),
+    }
+    with (repo / "amlops.yaml").open("a") as f:
+        f.write("exclude:\n  - /fixtures/\n  - '*.generated.yml'\n")
+    report = _validate(repo)
+    assert report.findings == []
+    assert report.kinds() == {"ComputeCluster": 1, "Pipeline": 1}
+    assert main(["validate", "--no-sdk", "fixtures/compute.yml", "compute.yml"]) == 0
+    capsys.readouterr()
+    # Without the pattern the named file is read again: the exclusion did the work.
+    (repo / "amlops.yaml").write_text(CONFIG + "exclude: ['*.generated.yml']\n")
+    assert main(["validate", "--no-sdk", "fixtures/compute.yml"]) == 1
+    assert "fixtures/compute.yml:" in capsys.readouterr().out
+
+
+def test_exclude_patterns_are_checked(repo: Path) -> None:
+    (repo / "amlops.yaml").write_text(CONFIG + "exclude: [fixtures, 3]\n")
+    found = [(f.line, f.rule) for f in _validate(repo).findings if f.file == "amlops.yaml"]
+    assert found == [(9, "config.invalid")]

@@ -18,9 +18,11 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import pathspec
 from jsonschema import Draft202012Validator
 
 from amlops.core import files
@@ -124,9 +126,23 @@ class RepoConfig:
     exceptions: tuple[RuleException, ...] = ()
     rule_dirs: tuple[tuple[Path, int], ...] = ()
     findings: tuple[Finding, ...] = ()
+    exclude: tuple[str, ...] = ()  # .gitignore patterns, relative to ``root``
 
     def where(self, line: int) -> str:
         return f"{self.file or CONFIG_FILE}:{line}"
+
+    @cached_property
+    def _excluded(self) -> pathspec.GitIgnoreSpec:
+        return pathspec.GitIgnoreSpec.from_lines(self.exclude)
+
+    def excludes(self, path: Path | str) -> bool:
+        """Whether ``exclude:`` leaves ``path`` out (a path outside the repository never is)."""
+        if not self.exclude:
+            return False
+        relative = os.path.relpath(os.path.abspath(path), self.root.absolute())
+        if relative == os.curdir or relative.startswith(os.pardir + os.sep):
+            return False
+        return self._excluded.match_file(Path(relative).as_posix())
 
 
 def find_config(
@@ -276,6 +292,7 @@ def _parse(root: Path, name: str, doc: Document, today: datetime.date) -> RepoCo
         tuple(exceptions),
         tuple(rule_dirs),
         tuple(findings),
+        tuple(data.get("exclude", ())),
     )
 
 

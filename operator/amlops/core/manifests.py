@@ -6,7 +6,7 @@ import gc
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -443,16 +443,18 @@ def load_tree(
     root: Path | str | None = None,
     limits: Limits | None = None,
     default_workspace: str | None = None,
+    exclude: Callable[[str], bool] | None = None,
 ) -> LoadResult:
     """Load every manifest under ``paths``. ``texts`` overrides file contents (Git revisions).
-    ``default_workspace`` (the repository config's) is the workspace plain files bind to.
+    ``default_workspace`` (the repository config's) is the workspace plain files bind to;
+    ``exclude`` says which files the repository config leaves out (they are not read).
 
     ``root`` is the source root files must stay inside (default: each path's Git top level,
     see ``amlops.core.files``); a YAML file, or a link to one, resolving outside it is a
     finding and is not read.
     """
     with gc_paused():
-        return _load_tree(paths, texts, root, limits or current(), default_workspace)
+        return _load_tree(paths, texts, root, limits or current(), default_workspace, exclude)
 
 
 @contextmanager
@@ -506,12 +508,15 @@ def _load_tree(
     root: Path | str | None,
     limits: Limits,
     default_workspace: str | None = None,
+    exclude: Callable[[str], bool] | None = None,
 ) -> LoadResult:
     result = LoadResult()
     cli_docs: list[tuple[str, Document]] = []
     for name, given, top, check in _sources(paths, texts, root):
         if os.path.basename(name) == CONFIG_FILE:
             continue  # the repository config (amlops.core.config), not a manifest
+        if exclude is not None and exclude(name):
+            continue
         if check:
             target = files.real(name)
             if not files.inside(top, target):

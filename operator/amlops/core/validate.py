@@ -90,7 +90,14 @@ def _validate(
     config: RepoConfig,
 ) -> Report:
     workspace = config.workspace.name if config.workspace else None
-    loaded = load_tree(paths, texts, root=root, limits=limits, default_workspace=workspace)
+    loaded = load_tree(
+        paths,
+        texts,
+        root=root,
+        limits=limits,
+        default_workspace=workspace,
+        exclude=config.excludes,
+    )
     findings = [*loaded.findings, *config.findings]
     schemas = schemas or load_schemas()
     if policies is None:
