@@ -13,13 +13,14 @@ A backend error never escapes as a traceback: it becomes the object's condition 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from amlops.backends.base import Backend, BackendError
 from amlops.reconcile.actions import Action, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status
+from amlops.reconcile.inputs import Gone, Inputs
 
 ERROR_RETRY_S = 5.0
 # Actions whose effect is visible at once (a registration): observe again in the same call,
@@ -100,3 +101,25 @@ def finalize(backend: Backend, actions: tuple[Action, ...]) -> str | None:
         except Exception as exc:  # reported, and the finalizer is retried
             return f"{action.describe()}: {exc}"
     return None
+
+
+@dataclass(frozen=True)
+class Reconciler(Generic[D, Observed]):
+    """One operator kind's steps, each in its reconcile module, which ends with its
+    ``RECONCILER``; ``amlops.reconcile.registry`` lists them."""
+
+    kind: str
+    desired: Callable[[Inputs], D]  # raises SpecError (or a ValueError) for a bad spec
+    observe: Callable[[Backend, D], Observed]
+    decide: Callable[[D, Observed, Mapping[str, Any] | None, datetime], Result]  # pure
+    finalize: Callable[[Backend, Gone], tuple[Action, ...]]
+
+    def reconcile(
+        self,
+        backend: Backend,
+        desired: D,
+        previous: Mapping[str, Any] | None,
+        now: datetime | None = None,
+    ) -> Result:
+        """Observe, decide, act; the Result's actions are the ones carried out."""
+        return run(backend, desired, previous, now, self.observe, self.decide)

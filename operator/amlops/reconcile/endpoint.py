@@ -42,6 +42,7 @@ from amlops.backends.base import (
 from amlops.core.findings import Finding
 from amlops.core.source import FieldPath
 from amlops.kinds.endpoint import Deployment, Endpoint, InlineModel, parse
+from amlops.reconcile import driver
 from amlops.reconcile.actions import Action, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
 from amlops.reconcile.inputs import Gone, Inputs, accepted, describe, digest_of
@@ -418,3 +419,6 @@ def finalize(_backend: Backend, gone: Gone) -> tuple[Action, ...]:
     if gone.deletion_policy == "Retain" or not isinstance(name, str):
         return ()
     return (DeleteEndpoint(gone.workspace, name),)
+
+
+RECONCILER = driver.Reconciler("Endpoint", desired, observe, reconcile_endpoint, finalize)

@@ -14,6 +14,7 @@ from typing import Any
 
 from amlops.backends.base import Backend, ModelRef, ModelVersion, ModelVersionSpec
 from amlops.kinds.model import PATH_FIELD, ModelSpec, parse
+from amlops.reconcile import driver
 from amlops.reconcile.actions import Action, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
 from amlops.reconcile.inputs import Gone, Inputs, accepted
@@ -174,3 +175,6 @@ def finalize(_backend: Backend, gone: Gone) -> tuple[Action, ...]:
     ):
         return ()
     return (DeleteModelVersion(gone.workspace, name, version),)
+
+
+RECONCILER = driver.Reconciler("Model", desired, observe, reconcile_model, finalize)

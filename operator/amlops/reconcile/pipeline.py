@@ -34,6 +34,7 @@ from amlops.core.findings import Finding
 from amlops.core.provenance import TAG_PIPELINE, TAG_TRIGGER
 from amlops.core.source import FieldPath
 from amlops.kinds.pipeline import JOB, JobGraph, PipelineSpec, parse
+from amlops.reconcile import driver
 from amlops.reconcile.actions import Action, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended, timestamp
 from amlops.reconcile.inputs import Gone, Inputs, Source, accepted, describe, digest_of
@@ -337,3 +338,6 @@ def finalize(backend: Backend, gone: Gone) -> tuple[Action, ...]:
     if run is not None and not run.status.terminal:
         return (CancelPipelineRun(gone.workspace, run.run_id),)
     return ()
+
+
+RECONCILER = driver.Reconciler("Pipeline", desired, observe, reconcile_pipeline, finalize)
