@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit envtest crds bench clean
+.PHONY: demo test lint typecheck unit envtest azure-tools contract crds bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/amlops up manifests/ --once --smoke
 
 ## test: lint, type-check, then every test tier (unit, infra, local, operator on a real apiserver)
-test: $(STAMP) lint typecheck envtest
+test: $(STAMP) lint typecheck envtest azure-tools
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -30,6 +30,18 @@ typecheck: $(STAMP)
 ## envtest: build kube-apiserver + etcd from the Go module proxy into a cache outside the repo
 envtest:
 	bash tests/envtest/build.sh
+
+## azure-tools: npm-install Azurite 3.35.0 and oav 4.0.3 into a cache outside the repo
+azure-tools:
+	bash tests/azure/tools.sh
+
+## contract: drive azure-ai-ml against the fake ARM API, record the traffic, validate it with oav
+CONTRACT_DIR := .amlops/contract
+contract: $(STAMP) azure-tools
+	rm -rf $(CONTRACT_DIR) && mkdir -p $(CONTRACT_DIR)/traffic
+	AMLOPS_AZURE_TRAFFIC_DIR=$(CURDIR)/$(CONTRACT_DIR)/traffic $(BIN)/python -m pytest tests/azure \
+		-q -p no:randomly --ignore=tests/azure/test_contract.py
+	$(BIN)/python -m tests.azure.oav $(CONTRACT_DIR)/traffic --out $(CONTRACT_DIR)
 
 ## crds: regenerate operator/deploy/crds/ from policies/schemas/
 crds: $(STAMP)
