@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from amlops.backends.base import (
+    BackendError,
     DeploymentSpec,
     EndpointSpec,
     JobStatus,
@@ -109,3 +110,18 @@ def test_a_scoring_server_sees_its_environment_variables_but_not_the_shells_cred
     assert SECRET not in env and "AZURE_ACCESS_TOKEN" not in env
     assert env["DEPLOYMENT_SETTING"] == "on"
     assert env["AZUREML_MODEL_DIR"] == model.location
+
+
+def test_a_deployment_without_code_is_refused_by_the_local_backend_saying_why(
+    backend: LocalBackend,
+) -> None:
+    """Azure ML serves an MLflow model without code; the local backend has no MLflow server,
+    so it refuses with a message of its own rather than failing somewhere inside."""
+    backend.create_or_update_model_version(
+        WS, ModelVersionSpec("slm-base", "1", ROOT / "manifests" / "assets" / "slm-base")
+    )
+    backend.create_or_update_endpoint(EndpointSpec(WS, "e", "key", {"d": 100}))
+    spec = DeploymentSpec(WS, "e", "d", ModelRef("slm-base", "1"), None, "score.py", "fp")
+    with pytest.raises(BackendError, match="code_configuration"):
+        backend.create_or_update_deployment(spec)
+    assert backend.list_deployments(WS, "e") == []

@@ -117,6 +117,23 @@ def test_endpoint_parses_deployments_and_reports_what_cannot_be_served(tmp_path:
     assert (finding.field, finding.line) == ("spec.deployments[1].model", 16)
 
 
+def test_only_an_mlflow_model_deploys_without_code(tmp_path: Path) -> None:
+    """Azure ML's no-code deployment: an MLflow model needs no scoring script; a model written
+    out as another type does (a model named by reference: its type is the Model's)."""
+    no_code = _set(ENDPOINT, "      code_configuration: {code: score, scoring_script: s.py}\n", "")
+    no_code = _set(
+        no_code, "      model: ./local-files\n", "      model: {path: ./m, type: TYPE}\n"
+    )
+    mlflow = _manifest(tmp_path, _set(no_code, "TYPE", "mlflow_model"))
+    spec, findings = endpoint.parse(mlflow.spec, mlflow)
+    assert findings == [] and spec is not None
+    assert [d.code for d in spec.deployments] == [None, None]
+    custom = _manifest(tmp_path, _set(no_code, "TYPE", "custom_model"))
+    _, findings = endpoint.parse(custom.spec, custom)
+    (finding,) = findings
+    assert (finding.field, finding.line) == ("spec.deployments[1].code_configuration", 14)
+
+
 def test_endpoint_traffic_rules_are_findings_at_the_split(tmp_path: Path) -> None:
     m = _manifest(tmp_path, _set(ENDPOINT, "{blue: 100}", "{blue: 60, red: 40}"))
     _, findings = endpoint.parse(m.spec, m)

@@ -186,7 +186,7 @@ class DeploymentSpec:
     endpoint: str
     name: str
     model: ModelRef
-    code_dir: Path
+    code_dir: Path | None  # None: Azure ML's no-code deployment of an MLflow model
     scoring_script: str
     fingerprint: str
     environment_variables: Mapping[str, str] = field(default_factory=dict)

@@ -184,6 +184,16 @@ def _unservable(body: Mapping[str, Any]) -> tuple[FieldPath, str] | None:
             "written out with its files (model: {path: ./folder})",
         )
     config = body.get("code_configuration")
+    if config is None:
+        # Azure ML's no-code deployment: an MLflow model served by Azure's MLflow server.
+        inline_type = model.get("type") if isinstance(model, Mapping) else None
+        if inline_type is None or inline_type == "mlflow_model":
+            return None
+        return (
+            ("code_configuration",),
+            f"a {inline_type} is served by a scoring script: set code_configuration.code and "
+            "scoring_script (only an mlflow_model deploys without code)",
+        )
     if not isinstance(config, Mapping) or not isinstance(config.get("code"), str):
         return (
             ("code_configuration",),

@@ -335,7 +335,6 @@ def reconcile_endpoint(
         elif phase in (ProvisioningState.CREATING, ProvisioningState.UPDATING):
             progressing.append(f"deployment {dep.name}: {message or 'starting'}")
         elif not stale:  # deploy the model version it serves once that is registered
-            assert dep.code_dir is not None  # a finding of parse otherwise
             actions.append(
                 CreateOrUpdateDeployment(
                     DeploymentSpec(

@@ -213,6 +213,12 @@ class ScoringServers:
                 str(spec.model),
                 f"model {spec.model} is not registered in workspace {spec.workspace}",
             )
+        if spec.code_dir is None:
+            raise BackendError(
+                f"deployment {spec.name} has no code_configuration: Azure ML serves an MLflow "
+                "model without code through its own MLflow server, which the local backend "
+                "does not have; add code_configuration (a scoring script) to serve it locally"
+            )
         script = spec.code_dir / spec.scoring_script
         if not script.is_file():
             return self._failed(
