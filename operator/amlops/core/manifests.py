@@ -212,6 +212,9 @@ _SCHEMA_KINDS = {
     "managedonlinedeployment": "online_deployment",
     "kubernetesonlinedeployment": "online_deployment",
     "pipelinejob": "pipeline_job",
+    "commandjob": "pipeline_job",  # one step: the Pipeline kind runs it (amlops.kinds.pipeline)
+    "commandcomponent": "component",
+    "pipelinecomponent": "component",
     "amlcompute": "compute",
     "workspace": "workspace",
 }
@@ -225,8 +228,10 @@ def cli_v2_type(data: dict[str, Any]) -> str | None:
         match = _SCHEMA_RE.search(schema)
         if match:
             return _SCHEMA_KINDS.get(match.group(1).lower(), "unsupported:" + match.group(1))
-    if data.get("type") == "pipeline" and "jobs" in data:
+    if data.get("type") == "pipeline" and ("jobs" in data or "component" in data):
         return "pipeline_job"
+    if data.get("type") == "command" and "command" in data and "compute" in data:
+        return "pipeline_job"  # a command job (a command component has no compute)
     if data.get("type") == "amlcompute":
         return "compute"
     if "endpoint_name" in data and "name" in data:
@@ -362,9 +367,9 @@ def _from_cli(
             "load.unsupported-cli-type",
             f"Azure ML CLI v2 type {cli_type.split(':', 1)[1]!r} is not managed by amlops and "
             "is left alone; managed: model, environment, online endpoint/deployment, pipeline "
-            "job, amlcompute, workspace",
-            # a repository of existing `az ml` YAML keeps its data assets, command jobs,
-            # components... and must still validate
+            "and command job, command and pipeline component, amlcompute, workspace",
+            # a repository of existing `az ml` YAML keeps its data assets, sweep jobs... and
+            # must still validate
             Severity.WARNING,
         )
     if cli_type == "pipeline_job" and not isinstance(name, str):

@@ -19,6 +19,7 @@ from amlops.core.manifests import Manifest
 from amlops.core.source import FieldPath
 from amlops.kinds import KINDS
 from amlops.kinds.base import Declared
+from amlops.kinds.component import ComponentsDeclared
 
 _PATH_FIELDS = ("path", "code", "conda_file", "component")
 
@@ -97,7 +98,7 @@ def check_files(m: Manifest, checker: files.Checker, *, on_disk: bool = True) ->
 
 def declared(manifests: list[Manifest]) -> Declared:
     """What ``manifests`` declare, each kind adding its own."""
-    out = Declared()
+    out = ComponentsDeclared()
     for m in manifests:
         KINDS[m.kind].declare(m, out)
     return out

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from amlops.kinds import (
+    component,
     compute_cluster,
     endpoint,
     environment,
@@ -29,6 +30,7 @@ KINDS: dict[str, Kind] = {
         compute_cluster.KIND,
         role_assignment.KIND,
         model.KIND,
+        component.KIND,
         pipeline.KIND,
         endpoint.KIND,
         environment.KIND,

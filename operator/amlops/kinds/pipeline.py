@@ -12,22 +12,36 @@ Binding expressions (``${{...}}``) supported, as Azure ML defines them:
   ``${{parent.jobs.a.outputs.b}}`` (which also makes the step depend on step ``a``);
 * ``$[[ ... ]]`` around part of a command makes it optional: it is dropped when an input it
   names was not given.
+
+A step may run a component instead of its own command (``amlops.kinds.component``): its inputs
+and outputs are the component's. The job is read with its component files put in place
+(``inline_components``), so the graph is the same whether a component is written out or in a
+file; a step running a pipeline component becomes that component's steps. A command job and
+a single-component pipeline job are graphs too: one job model for the reconcilers and runner.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from amlops.core.assets import MODEL_TYPES, ModelRef, compute_name, is_local, parse_model_ref
-from amlops.core.findings import Finding
-from amlops.core.locator import Locator
-from amlops.core.source import FieldPath
+from amlops.core import files
+from amlops.core.assets import (
+    MODEL_TYPES,
+    ModelRef,
+    compute_name,
+    is_local,
+    parse_asset_ref,
+    parse_model_ref,
+)
+from amlops.core.findings import Finding, Severity
+from amlops.core.locator import Locator, finding_at
+from amlops.core.source import Document, FieldPath
 from amlops.kinds.base import (
     RULE_SPEC,
     Crd,
@@ -40,11 +54,27 @@ from amlops.kinds.base import (
     mapping,
     spec_finding,
 )
+from amlops.kinds.component import (
+    ASSET,
+    FILE,
+    INLINE,
+    OTHER,
+    REGISTRY,
+    ComponentsDeclared,
+    ComponentSpec,
+    Inlined,
+    LoadComponent,
+    component_ref,
+    inline_components,
+    registry_note,
+)
+from amlops.kinds.component import BINDING_RE as BINDING_RE
+from amlops.kinds.component import read as read_component
+from amlops.kinds.component import read_file as read_component_file
 
 if TYPE_CHECKING:
     from amlops.core.manifests import Manifest
 
-BINDING_RE = re.compile(r"\$\{\{\s*([^{}]*?)\s*\}\}")
 OPTIONAL_RE = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
 _PARENT_RE = re.compile(r"parent\.(?P<what>inputs|outputs|jobs)\.(?P<rest>[\w.]+)")
 JOB: FieldPath = ("spec", "job")  # where a Pipeline manifest holds its job
@@ -70,6 +100,9 @@ class Step:
     depends_on: frozenset[str]
     environment_variables: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
+    # the component the step runs when this repository does not hold it (``azureml:NAME:V``,
+    # a registry's): its interface is unknown here, and only Azure ML can run it
+    component: str | None = None
 
 
 @dataclass(frozen=True)
@@ -110,64 +143,417 @@ def parent_binding(expr: str) -> tuple[str, list[str]] | None:
 
 
 def parse_job(job: Mapping[str, Any]) -> JobGraph:
-    """Check the job's structure and bindings; order its steps. Raises JobSpecError."""
-    if job.get("type", "pipeline") != "pipeline":
-        raise JobSpecError(("type",), "only `type: pipeline` jobs are supported")
-    jobs = _mapping(job.get("jobs"), ("jobs",))
-    if not jobs:
-        raise JobSpecError(("jobs",), "a pipeline needs at least one job under `jobs`")
+    """Check the job's structure and bindings; order its steps. Raises JobSpecError.
+
+    A pipeline job's steps are command steps written out, or steps that run a component
+    written out (``inline_components`` puts the component files a job names in place). A
+    step running a pipeline component becomes that component's steps, named
+    ``STEP.INNER``, with its bindings mapped onto the outer pipeline's: one graph of command
+    steps, whatever the nesting. A single-component pipeline job (``component:`` at the top)
+    is the steps of that component; a command job (``type: command``) is one step, ``main``.
+    A step running a component the repository does not hold (``azureml:``, a registry) keeps
+    it in ``Step.component``: its interface is unknown, and only Azure ML can run it.
+    """
+    kind = job.get("type", "pipeline")
+    if kind not in ("pipeline", "command"):
+        raise JobSpecError(
+            ("type",), "only `type: pipeline` and `type: command` jobs are supported"
+        )
     inputs = _mapping(job.get("inputs"), ("inputs",))
     outputs = _mapping(job.get("outputs"), ("outputs",))
     settings = _mapping(job.get("settings"), ("settings",))
     default_compute = settings.get("default_compute") or job.get("compute")
+    top = _Level("", inputs, outputs, None, None)
+    entries: list[tuple[str, FieldPath, Mapping[str, Any]]]
+    if kind == "command":
+        entries = [(MAIN_STEP, (), {**job, **_passed_through(inputs, outputs)})]
+    elif "jobs" not in job and "component" in job:
+        body = {"component": job["component"], **_passed_through(inputs, outputs)}
+        entries = [(MAIN_STEP, (), body)]
+        top = _Level("", inputs, outputs, None, None, single=True)
+    else:
+        jobs = _mapping(job.get("jobs"), ("jobs",))
+        if not jobs:
+            raise JobSpecError(("jobs",), "a pipeline needs at least one job under `jobs`")
+        entries = [(str(n), ("jobs", n), _mapping(b, ("jobs", n))) for n, b in jobs.items()]
+    builder = _Builder()
+    builder.level(top, entries, default_compute)
+    steps = builder.finish()
+    return JobGraph(
+        tuple(_toposort(steps)),
+        inputs,
+        outputs,
+        computes=frozenset(s.compute for s in steps.values() if s.compute),
+        model_inputs=_model_inputs(inputs),
+        registered_outputs=_registered_outputs(outputs),
+    )
 
-    steps: dict[str, Step] = {}
-    for name, raw in jobs.items():
-        where: FieldPath = ("jobs", name)
-        body = _mapping(raw, where)
+
+MAIN_STEP = "main"  # the step of a command job (and of a single-component pipeline job)
+
+
+def _passed_through(inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The bindings of a job's only step: each of the job's inputs and outputs, as is."""
+    return {
+        "inputs": {k: _shown(f"parent.inputs.{k}") for k in inputs},
+        "outputs": {k: _shown(f"parent.outputs.{k}") for k in outputs},
+    }
+
+
+@dataclass(frozen=True)
+class _Level:
+    """One level of jobs: the pipeline job itself, or a pipeline component a step runs."""
+
+    prefix: str  # added to its steps' names: "" at the top, "STEP." inside step STEP
+    inputs: Mapping[str, Any]  # what ``${{parent.inputs.x}}`` may name here
+    outputs: Mapping[str, Any]
+    # inside a pipeline component: the value each input takes and what each output is bound
+    # to, already in the top level's terms (None: the step's own folder); None at the top
+    input_values: Mapping[str, Any] | None
+    output_values: Mapping[str, str | None] | None
+    single: bool = False  # a single-component pipeline job: its steps keep their names
+
+
+class _Builder:
+    """Collects the command steps of every level, in the top level's terms."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, Step] = {}
+        # (pipeline-component step, its output) -> (the inner step, output) that writes it
+        self.aliases: dict[tuple[str, str], tuple[str, str]] = {}
+        self.written: dict[str, FieldPath] = {}  # each step's name -> where it is written
+
+    def level(
+        self,
+        level: _Level,
+        entries: list[tuple[str, FieldPath, Mapping[str, Any]]],
+        default_compute: Any,
+    ) -> None:
+        interfaces = {name: _outputs_of(body) for name, _, body in entries}
+        for name, where, body in entries:
+            self._step(level, name, where, body, interfaces, default_compute)
+
+    def _step(
+        self,
+        level: _Level,
+        name: str,
+        where: FieldPath,
+        body: Mapping[str, Any],
+        interfaces: Mapping[str, frozenset[str] | None],
+        default_compute: Any,
+    ) -> None:
+        step_inputs = _mapping(body.get("inputs"), (*where, "inputs"))
+        step_outputs = _mapping(body.get("outputs"), (*where, "outputs"))
+        for what, values in (("inputs", step_inputs), ("outputs", step_outputs)):
+            for key, value in values.items():
+                for expr in bindings(value):
+                    _check_parent_binding(
+                        expr, (*where, what, key), level.inputs, level.outputs, interfaces
+                    )
+        compute = body.get("compute") or default_compute
+        component = body.get("component")
+        ref = component_ref(component) if component is not None else None
+        if ref == FILE:
+            raise JobSpecError(
+                (*where, "component"),
+                f"the component file {component!r} was not read; read the job through "
+                "amlops.kinds.component.inline_components first",
+            )
+        if ref in (ASSET, REGISTRY, OTHER):
+            self._add(
+                level,
+                name,
+                where,
+                Step(
+                    name=name,
+                    command="",
+                    code=None,
+                    compute=compute_name(compute) if isinstance(compute, str) else "",
+                    inputs=step_inputs,
+                    outputs=step_outputs,
+                    depends_on=frozenset(),
+                    component=str(component),
+                ),
+            )
+            return
+        if not isinstance(compute, str):
+            raise JobSpecError(
+                (*where, "compute"), "set `compute:` or the pipeline's `settings.default_compute`"
+            )
+        if ref is None:
+            self._command(level, name, where, body, step_inputs, step_outputs, compute)
+            return
+        spec = _component(component, (*where, "component"))
+        _check_interface(spec, where, step_inputs, step_outputs)
+        if spec.type == "pipeline":
+            self._pipeline(level, name, where, spec, step_inputs, step_outputs, compute)
+            return
+        inputs: dict[str, Any] = {k: v for k, v in spec.inputs.items() if k not in step_inputs}
+        inputs.update(step_inputs)
+        self._add(
+            level,
+            name,
+            where,
+            Step(
+                name=name,
+                command=spec.command or "",
+                code=spec.code,
+                compute=compute_name(compute),
+                inputs=inputs,
+                outputs={k: step_outputs.get(k, v) for k, v in spec.outputs.items()},
+                depends_on=frozenset(),
+                environment_variables=_environment_variables(body, where),
+                timeout_s=_timeout(body, where),
+            ),
+        )
+
+    def _command(
+        self,
+        level: _Level,
+        name: str,
+        where: FieldPath,
+        body: Mapping[str, Any],
+        step_inputs: Mapping[str, Any],
+        step_outputs: Mapping[str, Any],
+        compute: str,
+    ) -> None:
         if body.get("type", "command") != "command":
             raise JobSpecError((*where, "type"), "only `type: command` steps are supported")
         command = body.get("command")
         if not isinstance(command, str) or not command.strip():
             raise JobSpecError((*where, "command"), "a command step needs a `command`")
-        compute = body.get("compute") or default_compute
-        if not isinstance(compute, str):
-            raise JobSpecError(
-                (*where, "compute"), "set `compute:` or the pipeline's `settings.default_compute`"
-            )
-        step_inputs = _mapping(body.get("inputs"), (*where, "inputs"))
-        step_outputs = _mapping(body.get("outputs"), (*where, "outputs"))
-        depends: set[str] = set()
-        for kind, values in (("inputs", step_inputs), ("outputs", step_outputs)):
-            for key, value in values.items():
-                for expr in bindings(value):
-                    dep = _check_parent_binding(expr, (*where, kind, key), inputs, outputs, jobs)
-                    if dep is not None:
-                        depends.add(dep)
         for expr in BINDING_RE.findall(command):
             _check_command_binding(expr, (*where, "command"), step_inputs, step_outputs)
-        limits = _mapping(body.get("limits"), (*where, "limits"))
-        timeout = limits.get("timeout")
-        env = _mapping(body.get("environment_variables"), (*where, "environment_variables"))
-        steps[name] = Step(
-            name=name,
-            command=command,
-            code=body.get("code") if isinstance(body.get("code"), str) else None,
-            compute=compute_name(compute),
-            inputs=step_inputs,
-            outputs=step_outputs,
-            depends_on=frozenset(depends),
-            environment_variables={str(k): str(v) for k, v in env.items()},
-            timeout_s=float(timeout) if isinstance(timeout, int | float) else None,
+        self._add(
+            level,
+            name,
+            where,
+            Step(
+                name=name,
+                command=command,
+                code=body.get("code") if isinstance(body.get("code"), str) else None,
+                compute=compute_name(compute),
+                inputs=step_inputs,
+                outputs=step_outputs,
+                depends_on=frozenset(),
+                environment_variables=_environment_variables(body, where),
+                timeout_s=_timeout(body, where),
+            ),
         )
-    return JobGraph(
-        tuple(_toposort(steps)),
-        inputs,
-        outputs,
-        computes=frozenset(s.compute for s in steps.values()),
-        model_inputs=_model_inputs(inputs),
-        registered_outputs=_registered_outputs(outputs),
-    )
+
+    def _pipeline(
+        self,
+        level: _Level,
+        name: str,
+        where: FieldPath,
+        spec: ComponentSpec,
+        step_inputs: Mapping[str, Any],
+        step_outputs: Mapping[str, Any],
+        compute: str,
+    ) -> None:
+        """The steps of the pipeline component ``spec`` that step ``name`` runs."""
+        values: dict[str, Any] = {
+            k: literal(decl) if "default" in decl else None for k, decl in spec.inputs.items()
+        }
+        values.update({k: _global(v, level) for k, v in step_inputs.items()})
+        bound: dict[str, str | None] = {}
+        for key in spec.outputs:
+            value = step_outputs.get(key)
+            parsed = _whole_binding(value)
+            if parsed is None or parsed[0] != "outputs":
+                bound[key] = None  # the inner step's own folder
+            elif level.output_values is None:
+                bound[key] = str(value)  # the pipeline job's output
+            else:
+                bound[key] = level.output_values.get(parsed[1][0])
+                if bound[key] is None:  # the outer component's output is this one
+                    self.aliases[(level.prefix, parsed[1][0])] = (f"{level.prefix}{name}", key)
+        prefix = level.prefix if level.single else f"{level.prefix}{name}."
+        inner_where: FieldPath = (*where, "component", "jobs")
+        inner = _Level(prefix, spec.inputs, spec.outputs, values, bound)
+        entries = [
+            (str(n), (*inner_where, n), _mapping(b, (*inner_where, n)))
+            for n, b in spec.jobs.items()
+        ]
+        self.level(inner, entries, compute)
+
+    def _add(self, level: _Level, name: str, where: FieldPath, step: Step) -> None:
+        """Add ``step`` (written at ``where``, in ``level``) in the top level's terms."""
+        full = f"{level.prefix}{name}"
+        if full in self.steps:
+            raise JobSpecError(
+                where, f"two steps are named {full!r} once nested pipelines are expanded"
+            )
+        self.written[full] = where
+        outputs: dict[str, Any] = {}
+        for key, value in step.outputs.items():
+            parsed = _whole_binding(value)
+            if parsed is not None and level.output_values is not None:
+                what, rest = parsed
+                target = level.output_values.get(rest[0]) if what == "outputs" else None
+                if target is None:
+                    # the step's own folder, which the component's output names
+                    self.aliases[(level.prefix, rest[0])] = (full, str(key))
+                    outputs[str(key)] = {"type": "uri_folder"}
+                else:
+                    outputs[str(key)] = target
+            else:
+                outputs[str(key)] = value
+        self.steps[full] = Step(
+            name=full,
+            command=step.command,
+            code=step.code,
+            compute=step.compute,
+            inputs={k: _global(v, level) for k, v in step.inputs.items()},
+            outputs=outputs,
+            depends_on=frozenset(),
+            environment_variables=step.environment_variables,
+            timeout_s=step.timeout_s,
+            component=step.component,
+        )
+
+    def finish(self) -> dict[str, Step]:
+        """Point bindings to a pipeline component's outputs at the steps that write them, and
+        work out what each step depends on."""
+        out: dict[str, Step] = {}
+        for name, step in self.steps.items():
+            inputs = {k: self._resolve(v) for k, v in step.inputs.items()}
+            for key, value in inputs.items():
+                for expr in bindings(value):
+                    job = _job_of(expr)
+                    if job is not None and job not in self.steps:
+                        output = expr.rpartition(".outputs.")[2]
+                        raise JobSpecError(
+                            (*self.written[name], "inputs", key),
+                            f"{_shown(expr)}: no job of pipeline component {job!r} writes its "
+                            f"output {output!r}; bind one to ${{{{parent.outputs.{output}}}}}",
+                        )
+            depends = {
+                dep
+                for value in inputs.values()
+                for expr in bindings(value)
+                if (dep := _job_of(expr)) is not None and dep in self.steps
+            }
+            out[name] = replace(step, inputs=inputs, depends_on=frozenset(depends))
+        return out
+
+    def _resolve(self, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: self._resolve(v) for k, v in value.items()}
+        if not isinstance(value, str):
+            return value
+
+        def follow(match: re.Match[str]) -> str:
+            expr = match.group(1)
+            for _ in range(len(self.aliases) + 1):
+                job = _job_of(expr)
+                if job is None:
+                    break
+                output = expr.rpartition(".outputs.")[2]
+                target = self.aliases.get((f"{job}.", output))
+                if target is None:
+                    break
+                expr = f"parent.jobs.{target[0]}.outputs.{target[1]}"
+            return _shown(expr)
+
+        return BINDING_RE.sub(follow, value)
+
+
+def _job_of(expr: str) -> str | None:
+    """``parent.jobs.A.B.outputs.x`` -> ``A.B``: the (flattened) step a binding reads."""
+    if not expr.startswith("parent.jobs.") or ".outputs." not in expr:
+        return None
+    return expr.removeprefix("parent.jobs.").rpartition(".outputs.")[0]
+
+
+def _whole_binding(value: Any) -> tuple[str, list[str]] | None:
+    """A value that is exactly one ``${{parent.*}}`` binding, parsed."""
+    if not isinstance(value, str):
+        return None
+    match = BINDING_RE.fullmatch(value.strip())
+    return parent_binding(match.group(1)) if match else None
+
+
+def _global(value: Any, level: _Level) -> Any:
+    """``value`` written at ``level`` in the top level's terms: a pipeline component's inputs
+    become what its step gives them, its jobs get their flattened names."""
+    if isinstance(value, Mapping):
+        return {k: _global(v, level) for k, v in value.items()}
+    if not isinstance(value, str) or level.input_values is None:
+        return value
+    whole = _whole_binding(value)
+    if whole is not None and whole[0] == "inputs":
+        return level.input_values.get(whole[1][0])
+
+    def substitute(match: re.Match[str]) -> str:
+        parsed = parent_binding(match.group(1))
+        if parsed is None:
+            return match.group(0)
+        what, rest = parsed
+        if what == "inputs":
+            given = level.input_values.get(rest[0]) if level.input_values else None
+            if isinstance(given, Mapping):
+                given = given.get("path", literal(given))
+            return "" if given is None else str(given)
+        if what == "outputs":
+            bound = level.output_values.get(rest[0]) if level.output_values else None
+            return bound or match.group(0)
+        return _shown(f"parent.jobs.{level.prefix}{'.'.join(rest)}")
+
+    return BINDING_RE.sub(substitute, value)
+
+
+def _component(value: Any, where: FieldPath) -> ComponentSpec:
+    spec, problems = read_component(_mapping(value, where))
+    if spec is None:
+        path, message = problems[0]
+        raise JobSpecError((*where, *path), message)
+    return spec
+
+
+def _check_interface(
+    spec: ComponentSpec,
+    where: FieldPath,
+    step_inputs: Mapping[str, Any],
+    step_outputs: Mapping[str, Any],
+) -> None:
+    """A step gives only inputs its component declares, every required one, and binds only
+    outputs it declares (Azure ML refuses the job otherwise)."""
+    for what, given, declared in (
+        ("inputs", step_inputs, spec.inputs),
+        ("outputs", step_outputs, spec.outputs),
+    ):
+        for key in given:
+            if key not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                raise JobSpecError(
+                    (*where, what, key),
+                    f"the component declares no {what[:-1]} {key!r} (its {what}: {known})",
+                )
+    for key in spec.required_inputs():
+        if key not in step_inputs:
+            raise JobSpecError((*where, "inputs"), f"set input {key!r}: the component requires it")
+
+
+def _outputs_of(body: Mapping[str, Any]) -> frozenset[str] | None:
+    """The outputs a step has: its component's (None: not known offline) or its own."""
+    component = body.get("component")
+    if component is None:
+        return frozenset(str(k) for k in mapping(body.get("outputs")))
+    if component_ref(component) != INLINE:
+        return None
+    return frozenset(str(k) for k in mapping(component.get("outputs")))
+
+
+def _environment_variables(body: Mapping[str, Any], where: FieldPath) -> dict[str, str]:
+    env = _mapping(body.get("environment_variables"), (*where, "environment_variables"))
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def _timeout(body: Mapping[str, Any], where: FieldPath) -> float | None:
+    limits = _mapping(body.get("limits"), (*where, "limits"))
+    timeout = limits.get("timeout")
+    return float(timeout) if isinstance(timeout, int | float) else None
 
 
 def _shown(expr: str) -> str:
@@ -179,27 +565,27 @@ def _check_parent_binding(
     where: FieldPath,
     inputs: Mapping[str, Any],
     outputs: Mapping[str, Any],
-    jobs: Mapping[str, Any],
-) -> str | None:
-    """Validate one ``parent.*`` binding; return the step it depends on, if any."""
+    interfaces: Mapping[str, frozenset[str] | None],
+) -> None:
+    """Validate one ``parent.*`` binding against the level it is written at; ``interfaces``:
+    each step's outputs there (None: not known offline, any output is accepted)."""
     parsed = parent_binding(expr)
     what, rest = parsed if parsed is not None else ("", [])
     if what == "inputs" and len(rest) == 1:
         if rest[0] not in inputs:
             raise JobSpecError(where, f"{_shown(expr)}: the pipeline has no input {rest[0]!r}")
-        return None
+        return
     if what == "outputs" and len(rest) == 1:
         if rest[0] not in outputs:
             raise JobSpecError(where, f"{_shown(expr)}: the pipeline has no output {rest[0]!r}")
-        return None
+        return
     if what == "jobs" and len(rest) == 3 and rest[1] == "outputs":
-        other = jobs.get(rest[0])
-        if not isinstance(other, Mapping):
+        if rest[0] not in interfaces:
             raise JobSpecError(where, f"{_shown(expr)}: there is no job {rest[0]!r}")
-        other_outputs = other.get("outputs")
-        if not isinstance(other_outputs, Mapping) or rest[2] not in other_outputs:
+        other_outputs = interfaces[rest[0]]
+        if other_outputs is not None and rest[2] not in other_outputs:
             raise JobSpecError(where, f"{_shown(expr)}: job {rest[0]!r} has no output {rest[2]!r}")
-        return rest[0]
+        return
     raise JobSpecError(
         where,
         f"{_shown(expr)} is not supported here; use ${{{{parent.inputs.X}}}}, "
@@ -309,7 +695,7 @@ def literal(value: Any) -> str | None:
 class PipelineSpec:
     """A Pipeline spec as the reconcilers read it."""
 
-    job: Mapping[str, Any]  # as written
+    job: Mapping[str, Any]  # as written, with the component files it names put in place
     graph: JobGraph | None  # None: the job cannot run (a finding says why)
     # the local files the job names (code folders, input data), by their path inside the job,
     # as written: relative to the manifest's file
@@ -321,20 +707,35 @@ class PipelineSpec:
 
 
 def _local_files(job: Mapping[str, Any]) -> Iterator[tuple[FieldPath, str]]:
+    """The local files the job names: its inputs', and each step's code and inputs', also
+    those of the components put in place (``inline_components``), at any depth."""
+
     def local(where: FieldPath, value: Any) -> Iterator[tuple[FieldPath, str]]:
         if isinstance(value, str) and is_local(value) and "${{" not in value:
             yield where, value
 
+    def steps(where: FieldPath, body: Mapping[str, Any]) -> Iterator[tuple[FieldPath, str]]:
+        yield from local((*where, "code"), body.get("code"))
+        for input_name, value in mapping(body.get("inputs")).items():
+            yield from local((*where, "inputs", input_name, "path"), mapping(value).get("path"))
+        component = body.get("component")
+        if isinstance(component, Mapping):
+            yield from steps((*where, "component"), component)
+        for step_name, step in mapping(body.get("jobs")).items():
+            if isinstance(step, Mapping):
+                yield from steps((*where, "jobs", step_name), step)
+
     for input_name, value in mapping(job.get("inputs")).items():
         yield from local(("inputs", input_name, "path"), mapping(value).get("path"))
+    if job.get("type") == "command":
+        yield from local(("code",), job.get("code"))
+        return
+    component = job.get("component")
+    if isinstance(component, Mapping):
+        yield from steps(("component",), component)
     for step_name, step in _steps(job).items():
-        if not isinstance(step, Mapping):
-            continue
-        yield from local(("jobs", step_name, "code"), step.get("code"))
-        for input_name, value in mapping(step.get("inputs")).items():
-            yield from local(
-                ("jobs", step_name, "inputs", input_name, "path"), mapping(value).get("path")
-            )
+        if isinstance(step, Mapping):
+            yield from steps(("jobs", step_name), step)
 
 
 def _schedule_problems(cron: str | None, time_zone: str) -> Iterator[tuple[FieldPath, str]]:
@@ -377,25 +778,63 @@ def _schedule(spec: Mapping[str, Any]) -> tuple[str | None, str]:
     )
 
 
-def parse(spec: Mapping[str, Any], locator: Locator) -> tuple[PipelineSpec | None, list[Finding]]:
+def parse(
+    spec: Mapping[str, Any], locator: Locator, load: LoadComponent | None = None
+) -> tuple[PipelineSpec | None, list[Finding]]:
     """Read a Pipeline spec once. Without a job it is None; a job that cannot run (or a
     schedule that cannot fire) comes with its finding (and, for the job, no graph), so the
-    pipeline still reports its runs."""
+    pipeline still reports its runs. ``load`` reads the component files the job names
+    (``inline_components``); without it a job naming one cannot run."""
     job = spec.get("job")
     if not isinstance(job, Mapping):
         return None, [spec_finding(locator, "Pipeline", JOB, "write the pipeline job here")]
+    inlined = inline_components(job, load) if load is not None else Inlined(job)
     cron, time_zone = _schedule(spec)
-    graph, problems = _read(job, cron, time_zone)
-    findings = [spec_finding(locator, "Pipeline", path, message) for path, message in problems]
+    graph, problems = _read(inlined.job, cron, time_zone)
+    findings = [
+        _located(locator, inlined, (*JOB, *where), RULE_SPEC, message)
+        for where, _, message in inlined.problems
+    ]
+    findings += [_located(locator, inlined, path, RULE_SPEC, message) for path, message in problems]
     return PipelineSpec(
-        job=job,
+        job=inlined.job,
         graph=graph,
-        local_files=tuple(_local_files(job)),
+        local_files=tuple(_local_files(inlined.job)),
         cron=cron,
         time_zone=time_zone,
         run_on_change=bool(spec.get("runOnChange", True)),
         lifecycle=Lifecycle.of(spec),
     ), findings
+
+
+def _located(
+    locator: Locator,
+    inlined: Inlined,
+    path: FieldPath,
+    rule: str,
+    message: str,
+    severity: Severity = Severity.ERROR,
+) -> Finding:
+    """A finding at ``path`` (``spec.job...``): in the component file it was written in, or
+    where ``locator`` (the manifest) says."""
+    origin = inlined.origin(path[len(JOB) :]) if path[: len(JOB)] == JOB else None
+    if origin is not None:
+        return finding_at(origin[0], origin[1], rule, message, severity, kind="Pipeline")
+    return finding_at(locator, path, rule, message, severity, kind="Pipeline")
+
+
+def _found(
+    m: Manifest,
+    inlined: Inlined,
+    path: FieldPath,
+    rule: str,
+    message: str,
+    severity: Severity = Severity.ERROR,
+) -> Finding:
+    """``_located`` for a manifest: the finding names the object, and the field as written."""
+    if inlined.origin(path[len(JOB) :]) is None or path[: len(JOB)] != JOB:
+        return m.finding(path, rule, message, severity)
+    return replace(_located(m, inlined, path, rule, message, severity), name=m.name)
 
 
 # -- the kind: what a Pipeline manifest declares and references -------------------------------
@@ -429,7 +868,10 @@ def _models(spec: Mapping[str, Any]) -> Iterator[tuple[FieldPath, Any]]:
 
 
 def _environments(spec: Mapping[str, Any]) -> Iterator[tuple[FieldPath, Any]]:
-    for step, body in _steps(_job(spec)).items():
+    job = _job(spec)
+    if job.get("type") == "command" and "environment" in job:
+        yield (*JOB, "environment"), job["environment"]
+    for step, body in _steps(job).items():
         if isinstance(body, Mapping) and "environment" in body:
             yield (*JOB, "jobs", step, "environment"), body["environment"]
 
@@ -447,47 +889,180 @@ def _references(m: Manifest, declared: Declared) -> Iterator[Finding]:
                 "ref.compute",
                 f"compute {name!r} is not a ComputeCluster of workspace {ws!r}",
             )
-    bindings_found = list(_check_bindings(m, job))
+    if not isinstance(m.spec.get("job"), Mapping):
+        return  # the schema's finding
+    inlined = inline_components(job, _component_files(m))
+    covered: set[tuple[str, int]] = set()
+    for where, rule, message in inlined.problems:
+        finding = _found(m, inlined, (*JOB, *where), rule, message)
+        covered.add((finding.file, finding.line))
+        # a file the manifest itself names is checked with its other files (refs.check_files)
+        if inlined.origin(where[:-1]) is not None or rule not in _FILE_RULES:
+            yield finding
+    yield from _component_paths(m, inlined)
+    checked, found = _named_components(m, inlined, declared)
+    yield from found
+    bindings_found = list(_check_bindings(m, job, checked))
     yield from bindings_found
     # What the reconciler refuses, validate reports: whatever validate accepts, ``up`` runs.
     # A binding to something missing is reported once, by its ref.binding finding.
-    if not isinstance(m.spec.get("job"), Mapping):
-        return  # the schema's finding
-    covered = {(f.file, f.line) for f in bindings_found}
-    for path, message in _read(job, *_schedule(m.spec))[1]:
-        finding = m.finding(path, RULE_SPEC, message)
+    covered |= {(f.file, f.line) for f in bindings_found}
+    for path, message in _read(checked, *_schedule(m.spec))[1]:
+        finding = _found(m, inlined, path, RULE_SPEC, message)
         if (finding.file, finding.line) not in covered:
             yield finding
 
 
-def _check_bindings(m: Manifest, job: Mapping[str, Any]) -> Iterator[Finding]:
-    """Every ``parent.`` binding in a step that names a missing input, output or step."""
-    if not isinstance(m.spec.get("job"), dict):
-        return
+_FILE_RULES = (*files.RULES, "ref.missing-file")
+RULE_COMPONENT = "ref.component"
+RULE_UNCHECKED = "ref.component-unchecked"
+
+
+def _component_paths(m: Manifest, inlined: Inlined) -> Iterator[Finding]:
+    """The files the component files name (``code``, input paths), checked as the manifest's
+    own are (``refs.check_files``): inside the source root, regular, within the limits."""
+    checker = files.Checker()
+    for where, _ in _local_files(inlined.job):
+        origin = inlined.origin(where)
+        if origin is None:
+            continue
+        doc, inside = origin
+        written: Any = doc.data
+        for key in inside:
+            written = written.get(key) if isinstance(written, Mapping) else None
+        if not isinstance(written, str):
+            continue
+        verdict = checker.check(doc.file, doc.root, written)
+        field_name = str(inside[-1])
+        if verdict.problem is not None:
+            rule, message = verdict.problem.rule, f"{field_name}: {verdict.problem}"
+        elif not verdict.exists:
+            rule = "ref.missing-file"
+            message = (
+                f"{field_name}: {written!r} does not exist (resolved to {verdict.resolved}); "
+                "paths are relative to the file that names them"
+            )
+        else:
+            continue
+        yield replace(finding_at(doc, inside, rule, message, kind="Pipeline"), name=m.name)
+
+
+def _component_files(m: Manifest) -> LoadComponent:
+    """Component files named in ``m``'s job, read under its source root."""
+
+    def load(named: str) -> Document:
+        return read_component_file(m.resolve_path(JOB, named), m.source_root(JOB))
+
+    return load
+
+
+def _named_components(
+    m: Manifest, inlined: Inlined, declared: Declared
+) -> tuple[Mapping[str, Any], list[Finding]]:
+    """The job as the checks read it: each ``azureml:NAME:VERSION`` component the repository
+    declares put in place (its interface is known), and a finding for every component named
+    that the repository does not hold: an error when nothing declares it, a note when it is
+    in a registry or listed under ``external.components`` (its bindings are not checked)."""
+    findings: list[Finding] = []
+    ws = m.workspace or ""
+
+    def note(value: str) -> tuple[str, str, Severity] | None:
+        """What to say about the component ``value`` names; None: nothing."""
+        ref = component_ref(value)
+        if ref == REGISTRY:
+            return RULE_UNCHECKED, registry_note(value), Severity.WARNING
+        if ref != ASSET or not isinstance(declared, ComponentsDeclared):
+            return None
+        name, version = _name_version(value)
+        if declared.external.has("components", name, version):
+            return (
+                RULE_UNCHECKED,
+                f"component {value!r} is listed under `external.components` in amlops.yaml: "
+                "its inputs and outputs are not known here, so the bindings to it are not "
+                "checked",
+                Severity.WARNING,
+            )
+        return (
+            RULE_COMPONENT,
+            f"component {value.removeprefix('azureml:')!r} is not declared in workspace "
+            f"{ws!r}; add a Component manifest (or a component file with its $schema), name "
+            "the file (`component: ./train.yml`), or list it under `external.components` in "
+            "amlops.yaml",
+            Severity.ERROR,
+        )
+
+    def visit(body: Any, where: FieldPath) -> Any:
+        if not isinstance(body, Mapping):
+            return body
+        data = dict(body)
+        value = data.get("component")
+        if isinstance(value, str):
+            known = (
+                declared.component(ws, value)
+                if isinstance(declared, ComponentsDeclared) and component_ref(value) == ASSET
+                else None
+            )
+            said = note(value) if known is None else None
+            if known is not None:
+                data["component"] = known
+            elif said is not None:
+                rule, message, severity = said
+                path: FieldPath = (*JOB, *where, "component")
+                findings.append(_found(m, inlined, path, rule, message, severity))
+        if isinstance(data.get("component"), Mapping):
+            data["component"] = visit(data["component"], (*where, "component"))
+        if isinstance(data.get("jobs"), Mapping):
+            data["jobs"] = {k: visit(v, (*where, "jobs", k)) for k, v in data["jobs"].items()}
+        return data
+
+    checked = visit(inlined.job, ())
+    return checked, findings
+
+
+def _name_version(value: str) -> tuple[str, str | None]:
+    ref = parse_asset_ref(value)
+    return (ref.name, ref.version) if ref is not None else (value, None)
+
+
+def _check_bindings(
+    m: Manifest, job: Mapping[str, Any], checked: Mapping[str, Any]
+) -> Iterator[Finding]:
+    """Every ``parent.`` binding in a step of ``job`` (as written) that names a missing input,
+    output or step; a step's outputs are its component's (``checked``: the job with its
+    components put in place), when they are known."""
     steps = _steps(job)
+    interfaces = {
+        name: _outputs_of(body)
+        for name, body in _steps(checked).items()
+        if isinstance(body, Mapping)
+    }
     inputs, outputs = mapping(job.get("inputs")), mapping(job.get("outputs"))
-    for path, text in _strings((*JOB, "jobs"), steps):
-        for expr in BINDING_RE.findall(text):
-            parsed = parent_binding(expr)
-            if parsed is None:
-                continue
-            what, rest = parsed
-            if what == "inputs" and rest[0] not in inputs:
-                yield m.finding(path, "ref.binding", f"pipeline has no input {rest[0]!r}")
-            elif what == "outputs" and rest[0] not in outputs:
-                yield m.finding(path, "ref.binding", f"pipeline has no output {rest[0]!r}")
-            elif what == "jobs":
-                step = steps.get(rest[0])
-                if not isinstance(step, dict):
-                    yield m.finding(path, "ref.binding", f"pipeline has no step {rest[0]!r}")
-                elif (
-                    len(rest) >= 3
-                    and rest[1] == "outputs"
-                    and rest[2] not in mapping(step.get("outputs"))
-                ):
-                    yield m.finding(
-                        path, "ref.binding", f"step {rest[0]!r} has no output {rest[2]!r}"
-                    )
+    for name, body in steps.items():
+        written = {k: v for k, v in mapping(body).items() if k != "component"}
+        for path, text in _strings((*JOB, "jobs", name), written):
+            for expr in BINDING_RE.findall(text):
+                parsed = parent_binding(expr)
+                if parsed is None:
+                    continue
+                what, rest = parsed
+                if what == "inputs" and rest[0] not in inputs:
+                    yield m.finding(path, "ref.binding", f"pipeline has no input {rest[0]!r}")
+                elif what == "outputs" and rest[0] not in outputs:
+                    yield m.finding(path, "ref.binding", f"pipeline has no output {rest[0]!r}")
+                elif what == "jobs":
+                    if rest[0] not in interfaces:
+                        yield m.finding(path, "ref.binding", f"pipeline has no step {rest[0]!r}")
+                        continue
+                    known = interfaces[rest[0]]
+                    if (
+                        known is not None
+                        and len(rest) >= 3
+                        and rest[1] == "outputs"
+                        and (rest[2] not in known)
+                    ):
+                        yield m.finding(
+                            path, "ref.binding", f"step {rest[0]!r} has no output {rest[2]!r}"
+                        )
 
 
 def _strings(prefix: FieldPath, value: Any) -> Iterator[tuple[FieldPath, str]]:

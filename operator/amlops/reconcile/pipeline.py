@@ -30,9 +30,12 @@ from amlops.backends.base import (
     PipelineRun,
     PipelineRunSpec,
 )
+from amlops.core.files import PathRefusedError
 from amlops.core.findings import Finding
 from amlops.core.provenance import TAG_PIPELINE, TAG_TRIGGER
-from amlops.core.source import FieldPath
+from amlops.core.source import Document, FieldPath
+from amlops.kinds.component import ComponentFileError, LoadComponent
+from amlops.kinds.component import read_file as read_component_file
 from amlops.kinds.pipeline import JOB, JobGraph, PipelineSpec, parse
 from amlops.reconcile import driver
 from amlops.reconcile.actions import Action, Result
@@ -133,9 +136,23 @@ def desired_pipeline(
 
 
 def desired(inputs: Inputs) -> PipelineDesired:
-    """The spec parsed once (``amlops.kinds.pipeline``); SpecError when it cannot be read."""
-    pipeline, findings = parse(inputs.spec, inputs.source.locator)
+    """The spec parsed once (``amlops.kinds.pipeline``), with the component files its job
+    names put in place; SpecError when it cannot be read."""
+    pipeline, findings = parse(inputs.spec, inputs.source.locator, component_files(inputs.source))
     return desired_pipeline(inputs, accepted((pipeline, findings)), findings)
+
+
+def component_files(source: Source) -> LoadComponent:
+    """Component files named in a job, read through the source's containment rule."""
+
+    def load(named: str) -> Document:
+        try:
+            path = source.resolve(JOB, named)
+        except PathRefusedError as exc:
+            raise ComponentFileError(exc.rule, str(exc)) from exc
+        return read_component_file(path, None)
+
+    return load
 
 
 def observe(backend: Backend, desired: PipelineDesired) -> PipelineObserved:

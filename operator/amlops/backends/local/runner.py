@@ -10,6 +10,12 @@ its exit code in the message; steps after it never start and parallel ones are s
 every step completes, outputs that carry ``name`` are registered as model versions in the same
 transaction that marks the run Completed.
 
+Component steps run the same way: a command component's command in a snapshot of its code,
+with the step's bindings; a pipeline component's inner jobs as steps named ``OUTER.INNER``
+(``amlops.kinds.pipeline`` maps their bindings). A job with a step running a component this
+repository does not hold (``azureml:NAME:VERSION``, a registry's) is refused when submitted,
+naming the component: its command is only known to Azure ML.
+
 Inputs are read-only, as Azure ML mounts them (``ro_mount``). A local path or a model input is
 copied into the run's folder (``inputs/<name>``, never the repository's or the registry's own
 files) and the copy's write permissions are removed; a step's outputs lose theirs when the step
@@ -545,7 +551,9 @@ class PipelineRunner:
                 return ctx.parent_inputs.get(parts[2])
             if parts[1] == "outputs":
                 return ctx.parent_outputs[parts[2]]
-            return ctx.step_outputs[parts[2]][parts[4]]  # parent.jobs.<step>.outputs.<name>
+            # parent.jobs.<step>.outputs.<name>; a step of a pipeline component is OUTER.STEP
+            other, _, output = expr.removeprefix("parent.jobs.").rpartition(".outputs.")
+            return ctx.step_outputs[other][output]
 
         values: dict[str, str | None] = {}
         for name, value in step.inputs.items():
@@ -728,7 +736,17 @@ def _stage(source: Path, folder: Path) -> str:
 
 
 def job_graph_or_error(job: Mapping[str, Any]) -> JobGraph:
+    """The job's graph, when this backend can run every step of it."""
     try:
-        return parse_job(job)
+        graph = parse_job(job)
     except JobSpecError as exc:
         raise BackendError(f"job.{'.'.join(map(str, exc.field))}: {exc.message}") from exc
+    for step in graph.steps:
+        if step.component is not None:
+            raise BackendError(
+                f"step {step.name} runs component {step.component}, which the local backend "
+                "cannot run: it runs command and pipeline components written in the "
+                "repository (a file, or written out in the step); run this pipeline on Azure "
+                "ML, or copy the component into the repository and name its file"
+            )
+    return graph
