@@ -94,7 +94,7 @@ def test_azure_ml_names_that_are_no_dns_labels_validate_clean(tmp_path: Path) ->
     repo = _repo(tmp_path, {"sklearn-env.yml": SKLEARN_ENV, "nemo.yml": NEMO_PIPELINE})
     report = validate_paths([repo])
     assert _errors(report) == []
-    assert {m.name for m in report.manifests} >= {"SKLearnEnv", "nemo_pipeline_job"}
+    assert {m.name for m in report.manifests} >= {"SKLearnEnv-1", "nemo_pipeline_job"}
 
 
 def test_apply_names_custom_resources_with_dns_labels(tmp_path: Path) -> None:

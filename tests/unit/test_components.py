@@ -124,7 +124,7 @@ def _manifests(root: Path) -> list[Manifest]:
 
 
 def test_a_component_file_is_a_component_object_with_its_typed_spec() -> None:
-    m = next(m for m in _manifests(FIXTURES) if m.kind == "Component" and m.name == "train_model")
+    m = next(m for m in _manifests(FIXTURES) if m.kind == "Component" and m.name == "train_model-1")
     spec, findings = component.parse(m.spec, m)
     assert findings == []
     assert spec is not None
@@ -138,7 +138,7 @@ def test_a_component_file_is_a_component_object_with_its_typed_spec() -> None:
     assert spec.inputs["epochs"] == {"type": "integer", "default": 2}
     assert set(spec.outputs) == {"model"}
     assert spec.required_inputs() == ["data"]
-    nested = next(m for m in _manifests(FIXTURES) if m.name == "prep_and_train")
+    nested = next(m for m in _manifests(FIXTURES) if m.name == "prep_and_train-1")
     pipeline_spec, _ = component.parse(nested.spec, nested)
     assert pipeline_spec is not None and pipeline_spec.type == "pipeline"
     assert list(pipeline_spec.jobs) == ["prep", "train"]

@@ -28,7 +28,7 @@ from amlops.core.files import local_target
 from amlops.core.findings import Finding
 from amlops.core.manifests import ORIGIN_CLI, Manifest
 from amlops.core.refs import local_paths
-from amlops.core.source import FieldPath
+from amlops.core.source import Document, FieldPath
 from amlops.kinds import KINDS
 from amlops.paths import cache_dir
 
@@ -49,7 +49,14 @@ def _loader(name: str) -> Loader:
 def _check_whole_file(manifest: Manifest, loader_name: str) -> list[Finding]:
     """Plain CLI v2 workspace / compute files are translated into our camelCase fields; the
     SDK checks the file as written."""
-    doc = manifest.segments[0].doc
+    return check_document(manifest.segments[0].doc, loader_name, manifest.kind, manifest.name)
+
+
+def check_document(
+    doc: Document, loader_name: str, kind: str | None = None, name: str | None = None
+) -> list[Finding]:
+    """The SDK's verdict on a whole plain file, at the lines of ``doc``: also for the types
+    amlops leaves alone (data assets, datastores), whose mistakes still count."""
     out = []
     for path, message in verdict(loader_name, doc.data, doc.file):
         pos = doc.locate(path)
@@ -60,8 +67,8 @@ def _check_whole_file(manifest: Manifest, loader_name: str) -> list[Finding]:
                 pos.column,
                 RULE,
                 f"Azure ML: {message}",
-                kind=manifest.kind,
-                name=manifest.name,
+                kind=kind,
+                name=name,
                 field=".".join(map(str, path)),
             )
         )
@@ -111,7 +118,9 @@ def verdict(loader_name: str, data: dict[str, Any], origin: str) -> list[tuple[F
     inputs = _file_inputs(data, os.path.dirname(origin))
     key = hashlib.sha256(
         json.dumps(
-            [_sdk_version(), loader_name, data, origin, inputs], sort_keys=True, default=str
+            [_sdk_version(), _READING, loader_name, data, origin, inputs],
+            sort_keys=True,
+            default=str,
         ).encode()
     ).hexdigest()
     cache = _verdicts()
@@ -124,7 +133,10 @@ def verdict(loader_name: str, data: dict[str, Any], origin: str) -> list[tuple[F
         )
         errors: list[tuple[FieldPath, str]] = []
     except Exception as exc:  # the SDK raises many types; each becomes a finding
-        errors = list(_errors(exc))
+        errors = [
+            (_as_written(data, path) or _attr_named(data, message), message)
+            for path, message in _errors(exc)
+        ]
         if not errors:
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             errors = [((), f"Azure ML rejects this: {text}")]
@@ -132,6 +144,9 @@ def verdict(loader_name: str, data: dict[str, Any], origin: str) -> list[tuple[F
     return errors
 
 
+# How the SDK's errors are read into (field, message): part of a remembered verdict's key, so
+# a change in that reading is not hidden behind verdicts remembered before it.
+_READING = 2
 _HASHED_FILE_LIMIT = 1 << 20
 
 
@@ -236,22 +251,40 @@ def _errors(exc: BaseException) -> Iterator[tuple[FieldPath, str]]:
 
 
 def _json_block(text: str) -> Any:
+    """The JSON of a message 'Validation for X failed: {json} ...', or of a message that is
+    only JSON (load_serverless_endpoint's); None when there is none."""
     match = re.search(r"failed:\s*(\{.*\})\s", text, re.DOTALL)
-    if not match:
+    block = match.group(1) if match else text.strip()
+    if not block.startswith("{"):
         return None
     try:
-        return json.loads(match.group(1))
+        return json.loads(block)
     except json.JSONDecodeError:
         return None
 
 
-def _from_json(parsed: Any) -> Iterator[tuple[FieldPath, str]]:
+_NESTING = 4  # how deep messages that nest another schema's errors are read
+
+
+def _from_json(parsed: Any, depth: int = 0) -> Iterator[tuple[FieldPath, str]]:
+    """The errors of a validation result (``{"errors": [{"path", "message"}]}``) or of a
+    marshmallow schema (a dict keyed by field). An error whose message is another schema's
+    failure (load_job reports a command job's errors as one entry at ``*``, the whole
+    document, whose message is 'Validation for CommandJobSchema failed: {json}') becomes that
+    schema's errors, under the entry's path."""
     if isinstance(parsed, dict) and isinstance(parsed.get("errors"), list):
         for error in parsed["errors"]:
             if isinstance(error, dict):
                 dotted = str(error.get("path", ""))
-                path: FieldPath = tuple(_part(p) for p in dotted.split(".") if p)
-                yield path, str(error.get("message", "invalid"))
+                # `*` is the whole document: no field of it
+                path: FieldPath = tuple(_part(p) for p in dotted.split(".") if p and p != "*")
+                message = str(error.get("message", "invalid"))
+                inner = _json_block(message) if depth < _NESTING else None
+                nested = list(_from_json(inner, depth + 1)) if inner is not None else []
+                if nested:
+                    yield from (((*path, *where), text) for where, text in nested)
+                else:
+                    yield path, message
     elif isinstance(parsed, dict):
         yield from _flatten(parsed, ())
 
@@ -260,6 +293,12 @@ def _flatten(messages: Any, path: FieldPath) -> Iterator[tuple[FieldPath, str]]:
     if isinstance(messages, dict):
         for key, value in messages.items():
             yield from _flatten(value, (*path, _part(str(key))))
+    elif (
+        isinstance(messages, list)
+        and len(messages) > 1
+        and all(isinstance(item, dict) for item in messages)
+    ):
+        yield from _union(messages, path)
     elif isinstance(messages, list):
         for item in messages:
             if isinstance(item, dict | list):
@@ -268,6 +307,77 @@ def _flatten(messages: Any, path: FieldPath) -> Iterator[tuple[FieldPath, str]]:
                 yield path, _plain(str(item), path)
     else:
         yield path, _plain(str(messages), path)
+
+
+def _union(alternatives: list[Any], path: FieldPath) -> Iterator[tuple[FieldPath, str]]:
+    """A union field's errors: one dict per shape the value could have taken. The shapes with
+    the fewest errors are the ones the value came closest to (the others also complain of
+    fields it rightly has, or that it is not a number); their errors, one per field."""
+    fewest = min(_count(alternative) for alternative in alternatives)
+    by_field: dict[FieldPath, list[str]] = {}
+    for alternative in alternatives:
+        if _count(alternative) == fewest:
+            for where, message in _flatten(alternative, path):
+                if message not in by_field.setdefault(where, []):
+                    by_field[where].append(message)
+    for where, messages in by_field.items():
+        yield where, " or ".join(messages)
+
+
+def _count(messages: Any) -> int:
+    """How many error messages ``messages`` holds, at any depth."""
+    if isinstance(messages, dict):
+        return sum(_count(value) for value in messages.values())
+    if isinstance(messages, list):
+        return sum(_count(item) for item in messages)
+    return 1
+
+
+# marshmallow's levels that name no field: a Dict field's entry's value and key, and
+# ``_schema`` (the object itself)
+_WRAPPERS = ("value", "key", "_schema")
+
+
+def _as_written(data: Any, path: FieldPath) -> FieldPath:
+    """``path`` as the document writes it: marshmallow reports an entry of a mapping field
+    (``inputs.iris``) one level down, under ``value`` (or ``key``), and an object's own errors
+    under ``_schema``; such a level is dropped where the document has no such field, so the
+    finding lands on the field's line and names the field written."""
+    if not path:
+        return ()
+    head, rest = path[0], path[1:]
+    options: list[FieldPath] = []
+    if _has(data, head):
+        options.append((head, *_as_written(data[head], rest)))
+    if head in _WRAPPERS:
+        options.append(_as_written(data, rest))
+    if not options:
+        return path
+    return next((option for option in options if _written(data, option)), options[0])
+
+
+def _written(data: Any, path: FieldPath) -> bool:
+    for part in path:
+        if not _has(data, part):
+            return False
+        data = data[part]
+    return True
+
+
+_ATTR = re.compile(r"\bType of attr (\w+) is of type\b")
+
+
+def _attr_named(data: Any, message: str) -> FieldPath:
+    """The field a whole-document error names (the SDK's type check of an entity's attribute:
+    'Type of attr model_id is of type <class 'list'>, not <class 'str'>'), when written."""
+    match = _ATTR.search(message)
+    return (match.group(1),) if match and _has(data, match.group(1)) else ()
+
+
+def _has(data: Any, part: str | int) -> bool:
+    return (isinstance(data, dict) and part in data) or (
+        isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+    )
 
 
 def _plain(message: str, path: FieldPath) -> str:

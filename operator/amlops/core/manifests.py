@@ -15,7 +15,7 @@ from typing import Any
 from amlops import API_VERSION
 from amlops.core import files
 from amlops.core.assets import MODEL_TYPES
-from amlops.core.config import CONFIG_FILE
+from amlops.core.config import CONFIG_FILE, DefaultWorkspace
 from amlops.core.findings import Finding, Severity, format_path
 from amlops.core.limits import Limits, current
 from amlops.core.locator import finding_at
@@ -200,6 +200,8 @@ class LoadResult:
     findings: list[Finding] = field(default_factory=list)
     files: int = 0
     skipped: list[str] = field(default_factory=list)
+    # Plain files of a type amlops leaves alone, with the SDK loader that still checks them.
+    unmanaged: list[tuple[str, Document]] = field(default_factory=list)
 
 
 # -- plain Azure ML CLI v2 files ------------------------------------------------------------
@@ -219,6 +221,26 @@ _SCHEMA_KINDS = {
     "workspace": "workspace",
 }
 _SCHEMA_RE = re.compile(r"/([A-Za-z]+)\.schema\.json$")
+# Types amlops does not manage, each with the azure-ai-ml loader that still judges the file: a
+# repository of `az ml` YAML keeps its data assets and datastores, and their mistakes count.
+UNMANAGED_LOADERS = {
+    "data": "load_data",
+    "azureblob": "load_datastore",
+    "azurefile": "load_datastore",
+    "azuredatalakegen1": "load_datastore",
+    "azuredatalakegen2": "load_datastore",
+    "serverlessendpoint": "load_serverless_endpoint",
+    "batchendpoint": "load_batch_endpoint",
+    "batchdeployment": "load_batch_deployment",
+    "modelbatchdeployment": "load_batch_deployment",
+    "sweepjob": "load_job",
+    "paralleljob": "load_job",
+    "sparkjob": "load_job",
+    "computeinstance": "load_compute",
+    "kubernetescompute": "load_compute",
+    "registry": "load_registry",
+}
+_DATA_TYPES = ("uri_file", "uri_folder", "mltable")
 
 
 def cli_v2_type(data: dict[str, Any]) -> str | None:
@@ -236,6 +258,10 @@ def cli_v2_type(data: dict[str, Any]) -> str | None:
         return "compute"
     if "endpoint_name" in data and "name" in data:
         return "online_deployment"
+    if "model_id" in data and "name" in data:  # a model-catalog (serverless) endpoint
+        return "unsupported:serverlessEndpoint"
+    if "name" in data and "path" in data and data.get("type") in _DATA_TYPES:
+        return "unsupported:data"
     if "auth_mode" in data and "name" in data:
         return "online_endpoint"
     if "name" in data and ("image" in data or "build" in data) and "path" not in data:
@@ -355,8 +381,17 @@ def _unmapped(doc: Document, path: FieldPath, kind: str) -> Finding:
     )
 
 
+# What `az ml compute create` fills in for an amlcompute file that leaves it out (the SDK's
+# azure.ai.ml.constants ComputeDefaults), so the Pulumi program creates the same cluster.
+_COMPUTE_DEFAULTS = {"vmSize": "Standard_DS3_v2", "minInstances": 0, "maxInstances": 4}
+
+
 def _from_cli(
-    cli_type: str, doc: Document, default_workspace: str | None, findings: list[Finding]
+    cli_type: str,
+    doc: Document,
+    default_workspace: str | None,
+    findings: list[Finding],
+    config: DefaultWorkspace | None = None,
 ) -> Manifest | Finding:
     data: dict[str, Any] = doc.data
     name = data.get("name")
@@ -385,8 +420,17 @@ def _from_cli(
         if cli_type == "workspace":
             # `az ml workspace create` puts the workspace in a resource group that must exist
             spec["existingResourceGroup"] = True
+            if config is not None:  # amlops.yaml is the repository's `az configure --defaults`
+                given = {"resourceGroup": config.resource_group, "location": config.location}
+                spec.update({k: v for k, v in given.items() if v and k not in spec})
+        else:
+            spec.update({k: v for k, v in _COMPUTE_DEFAULTS.items() if k not in spec})
         return _wrap(kind_name, name, spec, doc, [name_seg, *segs])
     kind, part = _CLI_PARTS[cli_type]
+    version = data.get("version")
+    if part.versioned and isinstance(version, (str, int)) and not isinstance(version, bool):
+        # An asset version is the asset: two files, two versions of one model, two objects.
+        name = f"{name}-{version}"
     spec = {**ws_spec, part.key: data}
     # The kind's lists of parts start empty: plain deployment files attach to their endpoint.
     spec.update({other.key: [] for other in kind.parts if other.many})
@@ -447,7 +491,7 @@ def load_tree(
     *,
     root: Path | str | None = None,
     limits: Limits | None = None,
-    default_workspace: str | None = None,
+    default_workspace: str | DefaultWorkspace | None = None,
     exclude: Callable[[str], bool] | None = None,
 ) -> LoadResult:
     """Load every manifest under ``paths``. ``texts`` overrides file contents (Git revisions).
@@ -512,7 +556,7 @@ def _load_tree(
     texts: dict[str, str] | None,
     root: Path | str | None,
     limits: Limits,
-    default_workspace: str | None = None,
+    default_workspace: str | DefaultWorkspace | None = None,
     exclude: Callable[[str], bool] | None = None,
 ) -> LoadResult:
     result = LoadResult()
@@ -644,15 +688,19 @@ def _default_workspace(manifests: list[Manifest]) -> str | None:
 
 
 def _attach_cli_docs(
-    result: LoadResult, cli_docs: list[tuple[str, Document]], configured: str | None
+    result: LoadResult,
+    cli_docs: list[tuple[str, Document]],
+    configured: str | DefaultWorkspace | None,
 ) -> None:
+    config = configured if isinstance(configured, DefaultWorkspace) else None
     # Workspaces first: the other plain files bind to the default workspace.
     for cli_type, doc in cli_docs:
         if cli_type == "workspace":
-            wrapped = _from_cli(cli_type, doc, None, result.findings)
+            wrapped = _from_cli(cli_type, doc, None, result.findings, config)
             _add(result, wrapped)
     # The repository config names it explicitly, so it wins over the manifests' heuristics.
-    default_ws = configured or _default_workspace(result.manifests)
+    named = config.name if config is not None else configured
+    default_ws = named if isinstance(named, str) else _default_workspace(result.manifests)
     deployments: list[Document] = []
     for cli_type, doc in cli_docs:
         if cli_type == "workspace":
@@ -660,6 +708,9 @@ def _attach_cli_docs(
         if cli_type == "online_deployment":
             deployments.append(doc)
             continue
+        loader = UNMANAGED_LOADERS.get(cli_type.removeprefix("unsupported:").lower())
+        if cli_type.startswith("unsupported:") and loader is not None:
+            result.unmanaged.append((loader, doc))
         if default_ws is None and not cli_type.startswith("unsupported:"):
             result.findings.append(
                 finding_at(

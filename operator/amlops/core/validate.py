@@ -95,7 +95,7 @@ def _validate(
         texts,
         root=root,
         limits=limits,
-        default_workspace=workspace,
+        default_workspace=config.workspace,
         exclude=config.excludes,
     )
     findings = [*loaded.findings, *config.findings]
@@ -117,6 +117,9 @@ def _validate(
         # hand them one the containment rule refused.
         if sdk and not files.refused(p.rule for p in problems):
             findings.extend(azureml.check(manifest))
+    if sdk:
+        for loader, doc in loaded.unmanaged:
+            findings.extend(azureml.check_document(doc, loader))
     with outside_git(Outside(workspace, config.external)):
         ref_findings = refs.check(loaded.manifests, valid)
     policy_ids = [p.id for p in policies.policies]

@@ -35,6 +35,9 @@ class Part:
     # The Azure ML CLI v2 document type a plain file of this part is (amlops.core.manifests
     # wraps such a file into the kind).
     cli_type: str | None = None
+    # An asset with versions (name + version is the asset): each version a plain file names is
+    # an object of its own.
+    versioned: bool = False
 
 
 @dataclass(frozen=True)

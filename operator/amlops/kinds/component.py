@@ -393,7 +393,7 @@ def _references(m: Manifest, declared: Declared) -> Iterator[Finding]:
 KIND = Kind(
     name="Component",
     engine="operator",
-    parts=(Part("component", "load_component", cli_type="component"),),
+    parts=(Part("component", "load_component", cli_type="component", versioned=True),),
     declare=_declare,
     references=_references,
     environments=_environments,

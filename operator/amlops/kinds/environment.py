@@ -11,7 +11,7 @@ from amlops.kinds.base import Kind, Part, check_workspace, declare_asset
 KIND = Kind(
     name="Environment",
     engine="operator",
-    parts=(Part("environment", "load_environment", cli_type="environment"),),
+    parts=(Part("environment", "load_environment", cli_type="environment", versioned=True),),
     declare=declare_asset("environment", "environments"),
     references=check_workspace,
 )

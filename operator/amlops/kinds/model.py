@@ -87,7 +87,7 @@ KIND = base.Kind(
         short_names=("amlmodel",),
         columns=({"name": "Version", "type": "string", "jsonPath": ".status.version"},),
     ),
-    parts=(base.Part("model", "load_model", cli_type="model"),),
+    parts=(base.Part("model", "load_model", cli_type="model", versioned=True),),
     declare=base.declare_asset("model", "models"),
     references=_references,
 )

@@ -150,11 +150,14 @@ def parse_job(job: Mapping[str, Any]) -> JobGraph:
     step running a pipeline component becomes that component's steps, named
     ``STEP.INNER``, with its bindings mapped onto the outer pipeline's: one graph of command
     steps, whatever the nesting. A single-component pipeline job (``component:`` at the top)
-    is the steps of that component; a command job (``type: command``) is one step, ``main``.
+    is the steps of that component; a command job (``type: command``, or no ``type`` with a
+    ``command`` and no ``jobs``: ``job_type``) is one step, ``main``. A step that names no
+    compute (nor does the job's ``settings.default_compute``) runs on Azure ML's serverless
+    compute (``SERVERLESS``), which is not among the graph's ``computes``.
     A step running a component the repository does not hold (``azureml:``, a registry) keeps
     it in ``Step.component``: its interface is unknown, and only Azure ML can run it.
     """
-    kind = job.get("type", "pipeline")
+    kind = job_type(job)
     if kind not in ("pipeline", "command"):
         raise JobSpecError(
             ("type",), "only `type: pipeline` and `type: command` jobs are supported"
@@ -183,13 +186,26 @@ def parse_job(job: Mapping[str, Any]) -> JobGraph:
         tuple(_toposort(steps)),
         inputs,
         outputs,
-        computes=frozenset(s.compute for s in steps.values() if s.compute),
+        computes=frozenset(
+            s.compute for s in steps.values() if s.compute and s.compute != SERVERLESS
+        ),
         model_inputs=_model_inputs(inputs),
         registered_outputs=_registered_outputs(outputs),
     )
 
 
+def job_type(job: Mapping[str, Any]) -> Any:
+    """The job's ``type`` as written; left out, what Azure ML takes it for: a command job when
+    it has a ``command`` and no ``jobs`` (``load_job`` defaults to command), else a pipeline."""
+    if "type" in job:
+        return job["type"]
+    return "command" if "command" in job and "jobs" not in job else "pipeline"
+
+
 MAIN_STEP = "main"  # the step of a command job (and of a single-component pipeline job)
+# Azure ML's serverless compute: what a step without `compute:` (and without the pipeline's
+# `settings.default_compute`) runs on. No ComputeCluster declares it, so no job waits for it.
+SERVERLESS = "serverless"
 
 
 def _passed_through(inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -250,7 +266,8 @@ class _Builder:
                     _check_parent_binding(
                         expr, (*where, what, key), level.inputs, level.outputs, interfaces
                     )
-        compute = body.get("compute") or default_compute
+        # no compute named: Azure ML runs the step on serverless compute
+        compute = body.get("compute") or default_compute or SERVERLESS
         component = body.get("component")
         ref = component_ref(component) if component is not None else None
         if ref == FILE:
@@ -277,9 +294,7 @@ class _Builder:
             )
             return
         if not isinstance(compute, str):
-            raise JobSpecError(
-                (*where, "compute"), "set `compute:` or the pipeline's `settings.default_compute`"
-            )
+            raise JobSpecError((*where, "compute"), "must be the name of a compute")
         if ref is None:
             self._command(level, name, where, body, step_inputs, step_outputs, compute)
             return
@@ -727,7 +742,7 @@ def _local_files(job: Mapping[str, Any]) -> Iterator[tuple[FieldPath, str]]:
 
     for input_name, value in mapping(job.get("inputs")).items():
         yield from local(("inputs", input_name, "path"), mapping(value).get("path"))
-    if job.get("type") == "command":
+    if job_type(job) == "command":
         yield from local(("code",), job.get("code"))
         return
     component = job.get("component")
@@ -869,7 +884,7 @@ def _models(spec: Mapping[str, Any]) -> Iterator[tuple[FieldPath, Any]]:
 
 def _environments(spec: Mapping[str, Any]) -> Iterator[tuple[FieldPath, Any]]:
     job = _job(spec)
-    if job.get("type") == "command" and "environment" in job:
+    if job_type(job) == "command" and "environment" in job:
         yield (*JOB, "environment"), job["environment"]
     for step, body in _steps(job).items():
         if isinstance(body, Mapping) and "environment" in body:
