@@ -84,6 +84,17 @@ def test_without_config_plain_files_have_no_workspace(repo: Path) -> None:
     assert {r for _, _, r in _rules(_validate(repo))} == {"load.no-default-workspace"}
 
 
+def test_without_a_workspace_the_sdk_still_checks_each_plain_file(repo: Path) -> None:
+    """No workspace to bind to hides no mistake: the file's own errors are reported at their
+    line next to the missing workspace."""
+    (repo / "amlops.yaml").unlink()
+    (repo / "compute.yml").write_text(COMPUTE.replace("max_instances: 2", "max_instances: many"))
+    report = validate_paths([repo])
+    found = {(Path(f.file).name, f.line, f.rule) for f in report.findings}
+    assert ("compute.yml", 6, "azureml.schema") in found
+    assert {r for _, _, r in found} == {"load.no-default-workspace", "azureml.schema"}
+
+
 def test_external_assets_are_allowed_and_others_still_checked(repo: Path) -> None:
     (repo / "amlops.yaml").write_text(CONFIG.replace('"team-env:3"', '"team-env:2"'))
     assert _rules(_validate(repo)) == [("job.yml", 9, "ref.environment")]

@@ -200,8 +200,9 @@ class LoadResult:
     findings: list[Finding] = field(default_factory=list)
     files: int = 0
     skipped: list[str] = field(default_factory=list)
-    # Plain files of a type amlops leaves alone, with the SDK loader that still checks them.
-    unmanaged: list[tuple[str, Document]] = field(default_factory=list)
+    # Plain files nothing but the SDK loader (named) checks: types amlops leaves alone, and
+    # files that cannot become objects without a default workspace (their mistakes still count).
+    sdk_only: list[tuple[str, Document]] = field(default_factory=list)
 
 
 # -- plain Azure ML CLI v2 files ------------------------------------------------------------
@@ -710,7 +711,7 @@ def _attach_cli_docs(
             continue
         loader = UNMANAGED_LOADERS.get(cli_type.removeprefix("unsupported:").lower())
         if cli_type.startswith("unsupported:") and loader is not None:
-            result.unmanaged.append((loader, doc))
+            result.sdk_only.append((loader, doc))
         if default_ws is None and not cli_type.startswith("unsupported:"):
             result.findings.append(
                 finding_at(
@@ -722,6 +723,10 @@ def _attach_cli_docs(
                     "`workspace:` in amlops.yaml at the repository root",
                 )
             )
+            if cli_type == "compute":
+                result.sdk_only.append(("load_compute", doc))
+            else:
+                result.sdk_only.append((_CLI_PARTS[cli_type][1].loader, doc))
             continue
         _add(result, _from_cli(cli_type, doc, default_ws, result.findings))
     for doc in deployments:

@@ -118,7 +118,7 @@ def _validate(
         if sdk and not files.refused(p.rule for p in problems):
             findings.extend(azureml.check(manifest))
     if sdk:
-        for loader, doc in loaded.unmanaged:
+        for loader, doc in loaded.sdk_only:
             findings.extend(azureml.check_document(doc, loader))
     with outside_git(Outside(workspace, config.external)):
         ref_findings = refs.check(loaded.manifests, valid)
