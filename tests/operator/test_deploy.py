@@ -57,7 +57,9 @@ def test_operator_container_probes_resources_and_settings() -> None:
     pod = one("Deployment")["spec"]["template"]["spec"]
     (operator,) = [c for c in pod["containers"] if c["name"] == "operator"]
     assert operator["args"][0] == "operator"
-    env = {e["name"]: e["value"] for e in operator["env"]}
+    env = {e["name"]: e["value"] for e in operator["env"] if "value" in e}
+    # from the downward API: the namespace the azureml backend's owner tag names
+    assert {e["name"] for e in operator["env"] if "value" not in e} == {"POD_NAMESPACE"}
     Settings.from_env(env)  # every variable is one the operator understands, and valid
     assert set(env) <= {f"AMLOPS_{n}" for n in _setting_names()}
     liveness = re.fullmatch(r"http://0\.0\.0\.0:(\d+)(/\S+)", env["AMLOPS_LIVENESS"])

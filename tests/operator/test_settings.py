@@ -19,7 +19,8 @@ def test_environment_overrides_defaults_and_bad_values_name_the_variable() -> No
     with pytest.raises(SettingsError, match="AMLOPS_WORKERS"):
         Settings.from_env({"AMLOPS_WORKERS": "many"})
     with pytest.raises(SettingsError, match="AMLOPS_BACKEND"):
-        Settings.from_env({"AMLOPS_BACKEND": "azureml"})
+        Settings.from_env({"AMLOPS_BACKEND": "nosuch"})
+    assert Settings.from_env({"AMLOPS_BACKEND": "azureml"}).backend == "azureml"
     with pytest.raises(SettingsError, match="AMLOPS_RETRY_MAX"):
         Settings.from_env({"AMLOPS_RETRY_MAX": "0"})
 

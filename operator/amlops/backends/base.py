@@ -26,6 +26,12 @@ class BackendError(Exception):
     """A request the backend refused or could not carry out; the message is for users."""
 
 
+# Who made an asset: a backend that shares its assets with others (Azure ML) tags what it makes
+# with its owner identity and never adopts, changes or deletes an asset carrying another (or
+# none). Next to the provenance tags (amlops.core.provenance), in the same ``amlops-`` form.
+TAG_OWNER = "amlops-owner"
+
+
 class ProvisioningState(StrEnum):
     """Azure ML's provisioning states, plus ``Stopped`` for the local backend: the object is in
     the catalog but nothing serves it (after ``amlops up --once`` or a crash); reconcile
@@ -192,6 +198,9 @@ class DeploymentSpec:
     environment_variables: Mapping[str, str] = field(default_factory=dict)
     instance_count: int = 1
     tags: Mapping[str, str] = field(default_factory=dict)
+    # The CLI v2 deployment YAML as written, for a backend that deploys more than the fields
+    # above (Azure ML: instance_type, environment); empty when the driver does not pass it.
+    written: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """``amlops status``, ``invoke`` and ``run``: the local backend's state, read or asked of it
 while (or after) ``amlops up`` runs.
 
-``status`` prints the table ``up`` shows, from the state directory; ``invoke`` scores through a
-running endpoint; ``run`` asks a running ``up`` for a pipeline run, or runs the pipeline itself
-when none runs.
+``status`` prints the table ``up`` shows, from the state directory (whichever backend ``up``
+ran); ``invoke`` scores through a running endpoint (the local router, or Azure's scoring URI
+after ``up --backend azureml``); ``run`` asks a running ``up`` for a pipeline run, or runs the
+pipeline itself when none runs.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from amlops.backends.base import BackendError
+from amlops.backends import BackendOptions, open_backend
+from amlops.backends.base import Backend, BackendError
 from amlops.backends.local.backend import LocalBackend, StateDirLockedError, lock_holder
 from amlops.cli import common, state
 from amlops.cli.request_body import DEFAULT_MAX_MIB, read_body
 from amlops.cli.up import DEFAULT_TIMEOUT_S, validate_or_show
 from amlops.cli.view import Row, line, prog, status_json, status_table
+from amlops.core.config import find_config
 from amlops.reconcile.conditions import Phase
 from amlops.reconcile.tree import TreeReconciler
 
@@ -105,7 +108,10 @@ def run_status(args: argparse.Namespace) -> int:
     try:
         records = backend.objects.list_objects()
         holder = lock_holder(backend.root)
-        assets = [_asset_tags(backend, r) for r in records] if args.output == "json" else []
+        remote = state.last_backend(backend)
+        # the assets' tags are in the local catalog only when the local backend made them
+        local = remote == "local" and args.output == "json"
+        assets = [_asset_tags(backend, r) if local else {} for r in records]
     finally:
         backend.close()
     if args.output == "json":
@@ -113,7 +119,15 @@ def run_status(args: argparse.Namespace) -> int:
         return common.EXIT_OK
     rows = [Row(r["kind"], r["workspace"], r["name"], r["status"]) for r in records]
     common.stdout.print(status_table(rows, f"state in {backend.root}"))
-    if holder:
+    if remote != "local":
+        running = f"{holder} is running" if holder else f"`{prog()} up` is not running"
+        common.stdout.print(
+            line(
+                f"{running}; these objects are in {remote} (`{prog()} up --backend {remote}`), "
+                "where endpoints are served"
+            )
+        )
+    elif holder:
         common.stdout.print(line(f"{holder} is running: endpoints are being served"))
     else:
         common.stdout.print(
@@ -152,7 +166,8 @@ def run_invoke(args: argparse.Namespace) -> int:
         record = _find(backend.objects.list_objects(), "Endpoint", args.endpoint, args.workspace)
         name = str(record["status"].get("endpointName", args.endpoint))
         try:
-            result = backend.invoke(record["workspace"], name, body, args.deployment)
+            target = _invoke_target(args.state_dir, backend)
+            result = target.invoke(record["workspace"], name, body, args.deployment)
         except BackendError as exc:
             common.stderr.print(line(("error:", "red"), f" {exc}"))
             return common.EXIT_FINDINGS
@@ -167,6 +182,20 @@ def run_invoke(args: argparse.Namespace) -> int:
         line((f"{result.status} from deployment {result.deployment or '-'}", "dim"))
     )
     return common.EXIT_OK if 200 <= result.status < 300 else common.EXIT_FINDINGS
+
+
+def _invoke_target(state_dir: str, backend: LocalBackend) -> Backend:
+    """The local backend, or the remote one the last ``up`` ran (same owner, same config)."""
+    remote = state.last_backend(backend)
+    if remote == "local":
+        return backend
+    path = backend.last_manifests_path()
+    config = find_config([Path(path)]).workspace if path else None
+    options = BackendOptions(owner=state.owner_identity(state_dir), config=config)
+    try:
+        return open_backend(remote, options).backend
+    except ValueError as exc:
+        raise BackendError(str(exc)) from exc
 
 
 # -- amlops run -----------------------------------------------------------------------------

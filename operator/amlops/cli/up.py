@@ -1,7 +1,8 @@
 """``amlops up``: the whole loop on a laptop.
 
-``up`` validates the manifests, then reconciles them into the local backend and keeps doing
-so, on file changes and on an interval (drift correction), with a live status table. ``--once``
+``up`` validates the manifests, then reconciles them into the local backend (or Azure ML,
+``--backend azureml``) and keeps doing so, on file changes and on an interval (drift
+correction), with a live status table. ``--once``
 reconciles until everything is Ready or Stalled, stops what it started and exits 0 (all Ready)
 or 1; state stays in the state directory, so the next ``up`` resumes. The commands that read or
 ask the state directory while ``up`` runs (``status``, ``invoke``, ``run``) are in
@@ -19,10 +20,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from amlops.backends.base import BackendError
-from amlops.backends.local.backend import LocalBackend, StateDirLockedError
+from amlops.backends.base import Backend, BackendError
+from amlops.backends.local.backend import StateDirLockedError
 from amlops.backends.local.db import StateError
 from amlops.cli import common, state
+from amlops.cli.state import UpSession
 from amlops.cli.validate import findings_table
 from amlops.cli.view import (
     Display,
@@ -48,7 +50,7 @@ _DEADLOCK_PASSES = 3
 _SMOKE_FILE = "sample-request.json"
 
 
-HELP = "run the manifests on this machine (local backend) and keep them in sync"
+HELP = "run the manifests on this machine (or in Azure ML) and keep them in sync"
 EXITS = (
     "Exit (with --once): 0 everything Ready; 1 validation errors, something "
     "Stalled, a failed smoke request, the timeout or an unusable state directory; 2 usage."
@@ -58,6 +60,14 @@ EXITS = (
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = common.command(sub, "up", HELP, EXITS, path="manifests")
     state.add_state_dir_option(p)
+    p.add_argument(
+        "--backend",
+        choices=state.BACKENDS,
+        default="local",
+        help="where the assets go: this machine (default) or Azure ML (AMLOPS_AZURE_* and "
+        "amlops.yaml `workspace:` say which workspace; the state directory keeps the object "
+        "records)",
+    )
     p.add_argument(
         "--once", action="store_true", help="reconcile until settled, stop what started, exit"
     )
@@ -122,31 +132,32 @@ def run_up(args: argparse.Namespace) -> int:
     report = validate_or_show(path)
     if report is None:
         return common.EXIT_FINDINGS
-    backend = state.open_writable(args.state_dir, path)
+    session = state.open_session(getattr(args, "backend", "local"), args.state_dir, path)
     try:
-        backend.start()
+        session.start()
     except StateDirLockedError as exc:
-        backend.close()
+        session.close("")
         raise common.UsageError(str(exc)) from exc
-    backend.record_manifests_path(path)
+    session.record_manifests_path(path)
     ok = False
     try:
         with _sigterm_as_interrupt(), Display(transient=args.once) as display:
-            reports = _loop(args, path, report.manifests, backend, display)
+            reports = _loop(args, path, report.manifests, session, display)
             if args.once:
                 common.stdout.print(status_table(rows_of(reports)))
                 ok = all(r.settled and r.outcome.phase is not Phase.STALLED for r in reports)
                 if ok and args.smoke:
-                    ok = _smoke(backend, report.manifests)
+                    ok = _smoke(session.backend, report.manifests)
     except KeyboardInterrupt:
         if args.once:
             raise  # a script asked for one pass and did not get it: exit 130
         return common.EXIT_OK
     finally:
-        common.stderr.print("[dim]stopping the scoring servers and pipeline runs…[/]")
-        backend.close("stopped by amlops up")
+        if session.name == "local":
+            common.stderr.print("[dim]stopping the scoring servers and pipeline runs…[/]")
+        session.close("stopped by amlops up")
     if ok:
-        _what_next(path, args.state_dir, report.manifests)
+        _what_next(path, args.state_dir, report.manifests, session.name)
     return common.EXIT_OK if ok else common.EXIT_FINDINGS
 
 
@@ -154,34 +165,34 @@ def _loop(
     args: argparse.Namespace,
     path: Path,
     manifests: list[Manifest],
-    backend: LocalBackend,
+    session: UpSession,
     display: Display,
 ) -> list[ObjectReport]:
-    reconciler = TreeReconciler(backend, backend.objects, backend.seed_computes)
+    reconciler = TreeReconciler(session.backend, session.objects, session.learn)
     watcher = Watcher(path)
     started = time.monotonic()
     reports: list[ObjectReport] = []
     stuck = 0
     while True:
-        if not backend.state_dir_intact():
+        if not session.state_dir_intact():
             display.note(
-                (f"{backend.root} was deleted while running", "yellow"),
+                (f"{session.root} was deleted while running", "yellow"),
                 ": stopped what it ran and starting over from an empty state directory",
             )
-            backend.reset_after_loss()
-            backend.record_manifests_path(path)
-            reconciler = TreeReconciler(backend, backend.objects, backend.seed_computes)
+            session.reset_after_loss()
+            session.record_manifests_path(path)
+            reconciler = TreeReconciler(session.backend, session.objects, session.learn)
         try:
             reports = reconciler.reconcile(manifests)
         except StateError:
             raise  # a damaged catalog or an unwritable folder does not mend itself: stop
         except Exception as exc:  # shown, then retried: `up` keeps running
-            if backend.state_dir_intact():
-                backend.check_state()  # a damaged catalog would fail every pass: stop
+            if session.state_dir_intact():
+                session.check_state()  # a damaged catalog would fail every pass: stop
                 display.note(("reconcile pass failed", "red"), f": {type(exc).__name__}: {exc}")
             time.sleep(args.interval if not args.once else 1.0)
             continue
-        display.show(rows_of(reports), f"amlops up {path} — state in {backend.root}")
+        display.show(rows_of(reports), f"amlops up {path} — state in {session.root}")
         if args.once:
             if all(r.settled for r in reports):
                 return reports
@@ -238,7 +249,7 @@ def _sample_request(m: Manifest) -> Path | None:
     return None
 
 
-def _smoke(backend: LocalBackend, manifests: Sequence[Manifest]) -> bool:
+def _smoke(backend: Backend, manifests: Sequence[Manifest]) -> bool:
     ok = True
     for m in manifests:
         if m.kind != "Endpoint":
@@ -274,12 +285,15 @@ def _smoke(backend: LocalBackend, manifests: Sequence[Manifest]) -> bool:
     return ok
 
 
-def _what_next(path: Path, state_dir: str, manifests: Sequence[Manifest]) -> None:
+def _what_next(
+    path: Path, state_dir: str, manifests: Sequence[Manifest], backend: str = "local"
+) -> None:
     program = prog()
     option = state_dir_option(state_dir)
+    where = f" --backend {backend}" if backend != "local" else ""
     hints = [
         (
-            f"{program} up {shlex.quote(str(path))}{option}",
+            f"{program} up {shlex.quote(str(path))}{where}{option}",
             "keep it running: live table, file watch, drift correction",
         )
     ]
@@ -291,11 +305,11 @@ def _what_next(path: Path, state_dir: str, manifests: Sequence[Manifest]) -> Non
             hints.append(
                 (
                     f"{program} invoke {shlex.quote(name)} --data {data}{option}",
-                    "score, while `up` runs",
+                    "score, while `up` runs" if backend == "local" else "score, in Azure ML",
                 )
             )
     for m in manifests:
-        if m.kind == "Pipeline":
+        if m.kind == "Pipeline" and backend == "local":
             hints.append((f"{program} run {shlex.quote(m.name)}{option}", "retrain now"))
     hints.append((f"{program} status{option}", "the table above, from the state directory"))
     width = max(len(command) for command, _ in hints)

@@ -5,7 +5,9 @@
 Environment (all optional; the Deployment in operator/deploy/ sets them):
 
 =============================  ==============================================================
-``AMLOPS_BACKEND``             ``local`` (the only backend so far)
+``AMLOPS_BACKEND``             ``local`` (default) or ``azureml`` (``AMLOPS_AZURE_*``: the
+                               workspaces' coordinates, the owner tag, retries; see
+                               ``amlops.backends.azureml.settings``)
 ``AMLOPS_STATE_DIR``           the local backend's state directory (a volume in the pod)
 ``AMLOPS_SOURCE_ROOT``         the Git checkout relative paths in specs resolve against
 ``AMLOPS_DRIFT_INTERVAL``      seconds between drift checks of one object (default 300)
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from amlops import API_GROUP
+from amlops.backends import BACKENDS
 from amlops.core.limits import Limits, LimitsError
 
 # Kopf keeps its bookkeeping (per-handler progress, the last handled spec) under this key of
@@ -98,8 +101,9 @@ class Settings:
         return settings
 
     def check(self) -> None:
-        if self.backend != "local":
-            raise SettingsError(f"AMLOPS_BACKEND={self.backend!r}: only 'local' exists so far")
+        if self.backend not in BACKENDS:
+            known = ", ".join(sorted(BACKENDS))
+            raise SettingsError(f"AMLOPS_BACKEND={self.backend!r}: the backends are {known}")
         for name in ("drift_interval_s", "retry_base_s", "retry_max_s"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"AMLOPS_{name.upper().removesuffix('_S')} must be > 0")

@@ -16,8 +16,9 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
+from amlops.backends import BackendOptions, open_backend
 from amlops.backends.base import Backend
-from amlops.backends.local.backend import LocalBackend
+from amlops.core.config import load_config
 from amlops.core.manifests import load_tree
 from amlops.handlers.metrics import Metrics
 from amlops.handlers.options import Settings
@@ -86,13 +87,30 @@ def kube_client() -> Any:
     return k8s.ApiClient(configuration)
 
 
+def owner_identity() -> str:
+    """Who this operator is to Azure ML (the ``amlops-owner`` tag) unless AMLOPS_AZURE_OWNER
+    says: its namespace (the Deployment sets POD_NAMESPACE). Set AMLOPS_AZURE_OWNER to a
+    cluster-wide unique name when several clusters share a workspace."""
+    return f"amlops-operator:{os.environ.get('POD_NAMESPACE') or 'default'}"
+
+
 def start(settings: Settings) -> Runtime:
-    backend = LocalBackend(settings.state_dir)
-    backend.start()  # takes the state directory; adopts what a killed operator left running
     root = settings.source_root
-    # The local backend's compute is what the checkout declares (Pulumi provisions it in Azure).
+    config = load_config(root).workspace if root.is_dir() else None
+    opened = open_backend(
+        settings.backend,
+        BackendOptions(
+            state_dir=settings.state_dir,
+            # the local backend in the pod reads what the handlers resolved, as before
+            source_root=root if settings.backend != "local" else None,
+            owner=owner_identity(),
+            config=config,
+        ),
+    )
+    # What the checkout declares: the local backend's compute (Pulumi provisions it in Azure),
+    # Azure ML's resource groups.
     if root.is_dir():
-        backend.seed_computes(load_tree([root], root=root).manifests)
+        opened.learn(load_tree([root], root=root).manifests)
     metrics = Metrics()
     if settings.metrics_port:
         metrics.serve(settings.metrics_port)
@@ -102,4 +120,4 @@ def start(settings: Settings) -> Runtime:
         settings.state_dir,
         settings.source_root,
     )
-    return Runtime(settings, backend, kube_client(), metrics, backend.close)
+    return Runtime(settings, opened.backend, kube_client(), metrics, opened.close)

@@ -347,6 +347,7 @@ def reconcile_endpoint(
                         fingerprint=fp,
                         environment_variables=dep.environment_variables,
                         instance_count=dep.instance_count,
+                        written=dep.written,
                         tags=(state.tags if current and state is not None else None)
                         or desired.tags,
                     )

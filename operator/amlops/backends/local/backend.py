@@ -551,3 +551,10 @@ def lock_holder(state_dir: Path) -> str | None:
             return f.read().strip() or "another process"
         fcntl.flock(f, fcntl.LOCK_UN)
     return None
+
+
+def lock_state_dir(root: Path) -> IO[str]:
+    """Take ``root`` for this process (``up.lock``), as ``LocalBackend.start`` does: for a
+    driver that keeps only its object records here (``amlops up --backend azureml``).
+    Raises StateDirLockedError naming the holder."""
+    return _lock(root / "up.lock")

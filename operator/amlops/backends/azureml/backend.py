@@ -1,0 +1,731 @@
+"""The Backend protocol on Azure ML, through the official SDK (``azure.ai.ml.MLClient``).
+
+One MLClient per workspace, made on first use and kept. Credentials are
+``DefaultAzureCredential`` unless one is given (tests inject theirs).
+
+Tags the backend keeps on what it makes, besides the specs' own (provenance):
+
+* ``amlops-owner`` (``TAG_OWNER``) on every asset: the owner identity. An asset with another
+  owner, or none, is never changed, adopted or deleted (``OwnershipError``, a BackendError).
+* ``amlops-digest`` on model versions: the sha256 of their files (``amlops.core.digest``), so
+  registering the same files again is a no-op and changed files are seen.
+* ``amlops-fingerprint`` on deployments: the reconciler's fingerprint of what was deployed.
+* ``amlops-zero-traffic`` / ``amlops-zero-mirror`` on endpoints: the deployments asked for at
+  0% (the SDK drops zeros from the request), so that a split read back compares equal to the
+  split asked for and an unchanged endpoint is not written again.
+
+Long-running operations never block: ``begin_*`` is started and the call returns the state it
+leaves (Creating, Updating); the next reconcile observes the progress with a GET. While Azure
+reports an operation in progress on an endpoint or deployment (Creating, Updating, Deleting),
+nothing is written to it: Azure would refuse it (409), and the next reconcile comes soon.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from amlops.backends.azureml.calls import (
+    OwnershipError,
+    Scrubber,
+    captured_console,
+    quiet_sdk,
+    translate,
+    within,
+)
+from amlops.backends.azureml.settings import AzureSettings, Locator
+from amlops.backends.base import (
+    TAG_OWNER,
+    BackendError,
+    ComputeInfo,
+    DeploymentSpec,
+    DeploymentState,
+    EndpointKeys,
+    EndpointSpec,
+    EndpointState,
+    InvokeResult,
+    ModelVersion,
+    ModelVersionSpec,
+    PipelineRun,
+    PipelineRunSpec,
+    ProvisioningState,
+)
+from amlops.core import files
+from amlops.core.config import DefaultWorkspace
+from amlops.core.digest import tree_digest
+from amlops.core.files import PathRefusedError
+from amlops.core.manifests import Manifest
+
+TAG_DIGEST = "amlops-digest"
+TAG_FINGERPRINT = "amlops-fingerprint"
+TAG_ZERO_TRAFFIC = "amlops-zero-traffic"
+TAG_ZERO_MIRROR = "amlops-zero-mirror"
+_BOOKKEEPING = (TAG_ZERO_TRAFFIC, TAG_ZERO_MIRROR)
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+_INVOKE_TIMEOUT_S = 60.0
+_PIPELINES = (
+    "pipeline jobs on the azureml backend are not supported yet: run them with the local "
+    "backend (`amlops up`) or submit them with `az ml job create`"
+)
+_MODEL_IN_ID = re.compile(r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
+_IN_PROGRESS = (ProvisioningState.CREATING, ProvisioningState.UPDATING, ProvisioningState.DELETING)
+
+T = TypeVar("T")
+
+
+def default_credential() -> Any:
+    """Workload identity in a cluster, ``az login`` on a laptop, environment variables in CI."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def _state(value: str | None) -> ProvisioningState:
+    try:
+        return ProvisioningState(value or "Creating")
+    except ValueError:  # Canceled, and whatever the service adds
+        return ProvisioningState.FAILED
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A deployment as written in a manifest: where its relative paths resolve."""
+
+    body: Mapping[str, Any]
+    manifest: Manifest | None
+    index: int
+
+
+class AzureMLBackend:
+    """Implements amlops.backends.base.Backend on Azure ML workspaces."""
+
+    def __init__(
+        self,
+        settings: AzureSettings | None = None,
+        *,
+        owner: str = "",
+        credential: Any = None,
+        config: DefaultWorkspace | None = None,
+        client_kwargs: Mapping[str, Any] | None = None,
+        source_root: Path | None = None,
+    ) -> None:
+        self.settings = settings or AzureSettings.from_env()
+        # files named by manifests must stay inside it: checked again right before an upload,
+        # links deep in a folder included, as the local backend does; None: the caller vouches
+        self.source_root = source_root
+        # AMLOPS_AZURE_OWNER, when set, wins over the driver's default identity
+        self.owner = self.settings.owner or owner
+        if not self.owner:
+            raise BackendError("the azureml backend needs an owner identity (AMLOPS_AZURE_OWNER)")
+        if len(self.owner) > 256:  # Azure's limit for a tag value
+            raise BackendError(f"AMLOPS_AZURE_OWNER: at most 256 characters, not {len(self.owner)}")
+        self.locator = Locator(self.settings, config)
+        self._credential = credential
+        self._client_kwargs = dict(client_kwargs or {})
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._pollers: dict[tuple[str, ...], Any] = {}
+        self._reasons: dict[tuple[str, ...], tuple[str, str]] = {}  # key -> (fingerprint, why)
+        self._written: dict[tuple[str, str, str], _Written] = {}
+        self._owned: set[tuple[str, ...]] = set()
+        # model versions read in the last seconds: an endpoint reads the versions its Model
+        # objects just read. Versions' files never change; our own writes drop the entry.
+        self._versions: dict[tuple[str, str, str], tuple[float, ModelVersion]] = {}
+        self.scrub = Scrubber()
+
+    # -- what the manifests say ------------------------------------------------------------
+
+    def learn(self, manifests: Sequence[Manifest]) -> None:
+        """Workspaces' resource groups, and each deployment as written (until the reconcile
+        core passes ``DeploymentSpec.written``): the driver calls it on every pass."""
+        self.locator.learn(manifests)
+        for m in manifests:
+            if m.kind != "Endpoint":
+                continue
+            endpoint = m.spec.get("endpoint") or {}
+            name = str(endpoint.get("name", m.name)) if isinstance(endpoint, Mapping) else m.name
+            for i, dep in enumerate(m.spec.get("deployments") or []):
+                if isinstance(dep, Mapping) and "name" in dep:
+                    key = (m.workspace or "", name, str(dep["name"]))
+                    self._written[key] = _Written(dep, m, i)
+
+    # -- clients ---------------------------------------------------------------------------
+
+    def client(self, workspace: str) -> Any:
+        """The workspace's MLClient (made once)."""
+        with self._lock:
+            ml = self._clients.get(workspace)
+            if ml is not None:
+                return ml
+            where = self.locator.coordinates(workspace)
+            if self._credential is None:
+                self._credential = default_credential()
+            from azure.ai.ml import MLClient
+
+            quiet_sdk()
+            s = self.settings
+            ml = MLClient(
+                self._credential,
+                where.subscription_id,
+                where.resource_group,
+                where.workspace_name,
+                # True: with False a failed upload is swallowed and waited for forever; the
+                # bars are captured (calls.captured_console)
+                show_progress=True,
+                enable_telemetry=False,
+                retry_total=s.retry_total,
+                retry_backoff_factor=s.retry_backoff_factor,
+                retry_backoff_max=s.retry_backoff_max,
+                connection_timeout=s.connection_timeout_s,
+                read_timeout=s.read_timeout_s,
+                **self._client_kwargs,
+            )
+            self._clients[workspace] = ml
+            return ml
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except Exception as exc:
+            raise translate(exc, what, self.scrub) from None
+
+    def _admit(self, path: Path) -> None:
+        """Raise PathRefusedError when ``path`` (or a link in it) leads out of the source root."""
+        if self.source_root is not None:
+            files.admit(self.source_root, path)
+
+    def _upload(self, what: str, fn: Callable[[], T]) -> T:
+        """A call that uploads files: quiet, and with its deadline."""
+        try:
+            with captured_console():
+                return within(self.settings.upload_timeout_s, what, fn)
+        except Exception as exc:
+            raise translate(exc, what, self.scrub) from None
+
+    def _get(self, what: str, fn: Callable[[], T]) -> T | None:
+        """A GET; None when it does not exist."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return fn()
+        except ResourceNotFoundError:
+            return None
+        except Exception as exc:
+            raise translate(exc, what, self.scrub) from None
+
+    def _seen(self, key: tuple[str, ...], tags: Mapping[str, str] | None) -> None:
+        if (tags or {}).get(TAG_OWNER) == self.owner:
+            self._owned.add(key)
+
+    def _check_owner(
+        self, what: str, tags: Mapping[str, str] | None, key: tuple[str, ...] = ()
+    ) -> None:
+        """Refuse to touch an asset that is not ours. One seen with our owner tag by this
+        process stays ours when the tag goes (tags removed in the portal are drift: the next
+        write puts them back)."""
+        owner = (tags or {}).get(TAG_OWNER)
+        if owner is None and key and key in self._owned:
+            return
+        if owner != self.owner:
+            by = f"owner {owner!r}" if owner else "no amlops owner tag"
+            raise OwnershipError(
+                f"{what} exists in Azure ML and is not this amlops's ({by}; this is "
+                f"{self.owner!r}): amlops does not adopt, change or delete it. Rename it in "
+                f"the manifest, or tag it {TAG_OWNER}={self.owner} to hand it over"
+            )
+
+    # -- compute ---------------------------------------------------------------------------
+
+    def get_compute(self, workspace: str, name: str) -> ComputeInfo | None:
+        ml = self.client(workspace)
+        found = self._get(f"compute {name}", lambda: ml.compute.get(name))
+        if found is None:
+            return None
+        return ComputeInfo(
+            workspace,
+            name,
+            int(getattr(found, "max_instances", None) or 1),
+            str(getattr(found, "size", "") or ""),
+        )
+
+    # -- models ----------------------------------------------------------------------------
+
+    def _model(self, workspace: str, found: Any) -> ModelVersion:
+        tags = {str(k): str(v) for k, v in (found.tags or {}).items()}
+        created = getattr(found.creation_context, "created_at", None)
+        return ModelVersion(
+            workspace=workspace,
+            name=str(found.name),
+            version=str(found.version),
+            asset_id=str(found.id or ""),
+            digest=tags.get(TAG_DIGEST, ""),
+            type=str(found.type or "custom_model"),
+            description=str(found.description or ""),
+            tags=tags,
+            created_at=str(created or ""),
+            location=str(found.path or ""),
+        )
+
+    def get_model_version(self, workspace: str, name: str, version: str) -> ModelVersion | None:
+        key = (workspace, name, version)
+        cached = self._versions.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self.settings.model_cache_s:
+            return cached[1]
+        ml = self.client(workspace)
+        found = self._get(f"model {name}:{version}", lambda: ml.models.get(name, version=version))
+        if found is None:
+            self._versions.pop(key, None)
+            return None
+        return self._remember(self._model(workspace, found))
+
+    def _remember(self, model: ModelVersion) -> ModelVersion:
+        key = (model.workspace, model.name, model.version)
+        self._seen(("model", *key), model.tags)
+        self._versions[key] = (time.monotonic(), model)
+        return model
+
+    def latest_model_version(self, workspace: str, name: str) -> ModelVersion | None:
+        from azure.ai.ml.exceptions import ValidationException
+
+        ml = self.client(workspace)
+
+        def latest() -> Any:
+            try:
+                return ml.models.get(name, label="latest")
+            except ValidationException as exc:  # how the SDK says "no version yet"
+                if "does not exist" in str(exc):
+                    return None
+                raise
+
+        found = self._get(f"model {name}@latest", latest)
+        return self._remember(self._model(workspace, found)) if found is not None else None
+
+    def create_or_update_model_version(
+        self, workspace: str, spec: ModelVersionSpec
+    ) -> ModelVersion:
+        try:
+            self._admit(spec.path)
+            digest = tree_digest(spec.path)
+        except FileNotFoundError as exc:
+            raise BackendError(f"model path {spec.path} does not exist") from exc
+        except (OSError, PathRefusedError) as exc:
+            raise BackendError(f"cannot read model files at {spec.path}: {exc}") from exc
+        if spec.version is not None:
+            existing = self.get_model_version(workspace, spec.name, spec.version)
+        else:
+            existing = self.latest_model_version(workspace, spec.name)
+        label = f"model {existing.name}:{existing.version}" if existing else ""
+        if existing is not None:
+            self._check_owner(
+                label, existing.tags, ("model", workspace, existing.name, existing.version)
+            )
+            if existing.digest == digest:
+                return existing
+            if spec.version is not None:
+                raise BackendError(
+                    f"{label} already exists in Azure ML with other files "
+                    f"({_short(existing.digest) or 'no digest'}, now {_short(digest)}); Azure ML "
+                    "never changes a version's files: give the new files a new version"
+                )
+        from azure.ai.ml.entities import Model
+
+        model = Model(
+            name=spec.name,
+            version=spec.version,
+            path=str(spec.path),
+            type=spec.type,
+            description=spec.description or None,
+            tags={**spec.tags, TAG_DIGEST: digest, TAG_OWNER: self.owner},
+        )
+        ml = self.client(workspace)
+        what = f"register model {spec.name}:{spec.version or 'next'}"
+        created = self._upload(what, lambda: ml.models.create_or_update(model))
+        return self._remember(self._model(workspace, created))
+
+    def delete_model_version(self, workspace: str, name: str, version: str) -> None:
+        """A REST DELETE of the version, through the SDK's own pipeline (credential, retries):
+        ``ml.models.archive`` would only hide it, and a Model with ``deletionPolicy: Delete``
+        asks for the version to go (``Retain`` keeps it)."""
+        self._versions.pop((workspace, name, version), None)
+        existing = self.get_model_version(workspace, name, version)
+        if existing is None:
+            return
+        self._check_owner(
+            f"model {name}:{version}", existing.tags, ("model", workspace, name, version)
+        )
+        self._versions.pop((workspace, name, version), None)
+        ml = self.client(workspace)
+        rest = getattr(ml.models, "_model_versions_operation", None)
+        if rest is None:  # a later SDK without it: hide the version, as the SDK can
+            self._call(f"archive model {name}:{version}", lambda: ml.models.archive(name, version))
+            return
+        self._call(
+            f"delete model {name}:{version}",
+            lambda: rest.delete(
+                resource_group_name=ml.resource_group_name,
+                workspace_name=ml.workspace_name,
+                name=name,
+                version=version,
+            ),
+        )
+
+    # -- pipeline runs (the next issue) ----------------------------------------------------
+
+    def latest_pipeline_run(self, workspace: str, pipeline: str) -> PipelineRun | None:
+        raise BackendError(f"{_PIPELINES} (pipeline {pipeline})")
+
+    def submit_pipeline_run(self, spec: PipelineRunSpec) -> PipelineRun:
+        raise BackendError(f"{_PIPELINES} (pipeline {spec.pipeline})")
+
+    def cancel_pipeline_run(self, workspace: str, run_id: str) -> None:
+        raise BackendError(f"{_PIPELINES} (run {run_id})")
+
+    # -- endpoints -------------------------------------------------------------------------
+
+    def _endpoint(self, workspace: str, found: Any) -> EndpointState:
+        tags = {str(k): str(v) for k, v in (found.tags or {}).items()}
+        return EndpointState(
+            workspace=workspace,
+            name=str(found.name),
+            scoring_uri=str(found.scoring_uri or ""),
+            auth_mode=str(found.auth_mode or "key").lower(),
+            provisioning_state=_state(found.provisioning_state),
+            traffic=_split(found.traffic, tags.get(TAG_ZERO_TRAFFIC)),
+            mirror_traffic=_split(found.mirror_traffic, tags.get(TAG_ZERO_MIRROR)),
+            tags={k: v for k, v in tags.items() if k not in _BOOKKEEPING},
+        )
+
+    def get_endpoint(self, workspace: str, name: str) -> EndpointState | None:
+        ml = self.client(workspace)
+        found = self._get(f"endpoint {name}", lambda: _read_endpoint(ml, name))
+        if found is None:
+            return None
+        state = self._endpoint(workspace, found)
+        key = ("endpoint", workspace, name)
+        self._seen(key, state.tags)
+        # an endpoint is its name: one of another owner is not observed as ours either
+        self._check_owner(f"endpoint {name}", state.tags, key)
+        return state
+
+    def create_or_update_endpoint(self, spec: EndpointSpec) -> EndpointState:
+        ml = self.client(spec.workspace)
+        key = (spec.workspace, spec.name)
+        current = self.get_endpoint(spec.workspace, spec.name)
+        if current is not None:
+            self._check_owner(
+                f"endpoint {spec.name}", current.tags, ("endpoint", spec.workspace, spec.name)
+            )
+            if current.provisioning_state in _IN_PROGRESS:
+                return current  # Azure is busy with it: observe it next time
+        from azure.ai.ml.entities import ManagedOnlineEndpoint
+
+        tags = {**spec.tags, TAG_OWNER: self.owner}
+        for tag, split in (
+            (TAG_ZERO_TRAFFIC, spec.traffic),
+            (TAG_ZERO_MIRROR, spec.mirror_traffic),
+        ):
+            zeros = sorted(n for n, v in split.items() if not v)
+            if zeros:
+                tags[tag] = ",".join(zeros)
+        endpoint = ManagedOnlineEndpoint(
+            name=spec.name,
+            auth_mode=spec.auth_mode,
+            description=spec.description or None,
+            tags=tags,
+            traffic={n: v for n, v in spec.traffic.items() if v},
+            mirror_traffic={n: v for n, v in spec.mirror_traffic.items() if v},
+        )
+        self._pollers[key] = self._call(
+            f"apply endpoint {spec.name}",
+            lambda: ml.online_endpoints.begin_create_or_update(endpoint),
+        )
+        self._owned.add(("endpoint", spec.workspace, spec.name))
+        return EndpointState(
+            workspace=spec.workspace,
+            name=spec.name,
+            scoring_uri=current.scoring_uri if current is not None else "",
+            auth_mode=spec.auth_mode,
+            provisioning_state=(
+                ProvisioningState.UPDATING if current is not None else ProvisioningState.CREATING
+            ),
+            traffic=dict(spec.traffic),
+            mirror_traffic=dict(spec.mirror_traffic),
+            tags={k: v for k, v in tags.items() if k not in _BOOKKEEPING},
+        )
+
+    def delete_endpoint(self, workspace: str, name: str) -> None:
+        current = self.get_endpoint(workspace, name)
+        if current is None:
+            return
+        self._check_owner(f"endpoint {name}", current.tags, ("endpoint", workspace, name))
+        if current.provisioning_state is ProvisioningState.DELETING:
+            return
+        ml = self.client(workspace)
+        self._pollers[(workspace, name)] = self._call(
+            f"delete endpoint {name}", lambda: ml.online_endpoints.begin_delete(name)
+        )
+
+    def get_endpoint_keys(self, workspace: str, name: str) -> EndpointKeys:
+        ml = self.client(workspace)
+        found = self._call(f"keys of endpoint {name}", lambda: ml.online_endpoints.get_keys(name))
+        primary = getattr(found, "primary_key", None) or getattr(found, "access_token", "") or ""
+        secondary = getattr(found, "secondary_key", None) or ""
+        self.scrub.remember(primary, secondary)
+        return EndpointKeys(str(primary), str(secondary))
+
+    def invoke(
+        self, workspace: str, endpoint: str, body: bytes, deployment: str | None = None
+    ) -> InvokeResult:
+        """POST to Azure's scoring URI with the endpoint's primary key (or token)."""
+        state = self.get_endpoint(workspace, endpoint)
+        if state is None:
+            raise BackendError(f"endpoint {endpoint} does not exist in workspace {workspace}")
+        if not state.scoring_uri:
+            raise BackendError(f"endpoint {endpoint} has no scoring URI yet")
+        keys = self.get_endpoint_keys(workspace, endpoint)
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {keys.primary}"}
+        if deployment:
+            headers[DEPLOYMENT_HEADER] = deployment
+        request = urllib.request.Request(state.scoring_uri, body, headers, method="POST")
+        context = ssl.create_default_context()
+        try:
+            with urllib.request.urlopen(request, timeout=_INVOKE_TIMEOUT_S, context=context) as r:
+                return InvokeResult(r.status, r.read(), r.headers.get(DEPLOYMENT_HEADER) or "")
+        except urllib.error.HTTPError as exc:
+            return InvokeResult(
+                exc.code, exc.read(), exc.headers.get(DEPLOYMENT_HEADER, "") if exc.headers else ""
+            )
+        except (OSError, ValueError) as exc:
+            raise BackendError(self.scrub(f"endpoint {endpoint}: {exc}")) from None
+
+    # -- deployments -----------------------------------------------------------------------
+
+    def _deployment(self, workspace: str, endpoint: str, found: Any) -> DeploymentState:
+        tags = {str(k): str(v) for k, v in (found.tags or {}).items()}
+        model = str(found.model or "")
+        match = _MODEL_IN_ID.search(model)
+        state = _state(found.provisioning_state)
+        fingerprint = tags.get(TAG_FINGERPRINT, "")
+        self._seen(("deployment", workspace, endpoint, str(found.name)), tags)
+        message = ""
+        if state is ProvisioningState.FAILED:
+            message = self._failure(workspace, endpoint, str(found.name), fingerprint)
+        return DeploymentState(
+            workspace=workspace,
+            endpoint=endpoint,
+            name=str(found.name),
+            model=f"{match['name']}:{match['version']}" if match else model,
+            provisioning_state=state,
+            fingerprint=fingerprint,
+            message=message,
+            tags=tags,
+        )
+
+    def _failure(self, workspace: str, endpoint: str, name: str, fingerprint: str) -> str:
+        """Why a deployment failed, as Azure says: the failed operation's error when this
+        process started it, else the deployment's log. Looked up once per fingerprint."""
+        key = (workspace, endpoint, name)
+        known = self._reasons.get(key)
+        if known is not None and known[0] == fingerprint:
+            return known[1]
+        reason = ""
+        poller = self._pollers.get(key)
+        if poller is not None and poller.done():
+            try:
+                poller.result(0)
+            except Exception as exc:
+                reason = str(translate(exc, "Azure ML", self.scrub))
+        if not reason:
+            ml = self.client(workspace)
+            logs = self._get(
+                f"logs of deployment {endpoint}/{name}",
+                lambda: ml.online_deployments.get_logs(name, endpoint, lines=50),
+            )
+            lines = [ln.strip() for ln in str(logs or "").splitlines() if ln.strip()]
+            errors = [ln for ln in lines if "error" in ln.lower()] or lines
+            reason = self.scrub(f"Azure ML: {errors[-1]}") if errors else "Azure ML: Failed"
+        self._reasons[key] = (fingerprint, reason)
+        return reason
+
+    def list_deployments(self, workspace: str, endpoint: str) -> list[DeploymentState]:
+        ml = self.client(workspace)
+        found = self._get(
+            f"deployments of endpoint {endpoint}",
+            lambda: list(ml.online_deployments.list(endpoint)),
+        )
+        return [self._deployment(workspace, endpoint, d) for d in found or []]
+
+    def _get_deployment(self, workspace: str, endpoint: str, name: str) -> DeploymentState | None:
+        ml = self.client(workspace)
+        found = self._get(
+            f"deployment {endpoint}/{name}", lambda: ml.online_deployments.get(name, endpoint)
+        )
+        return self._deployment(workspace, endpoint, found) if found is not None else None
+
+    def create_or_update_deployment(self, spec: DeploymentSpec) -> DeploymentState:
+        key = (spec.workspace, spec.endpoint, spec.name)
+        endpoint = self.get_endpoint(spec.workspace, spec.endpoint)
+        if endpoint is not None:  # else Azure refuses the PUT, naming the endpoint
+            self._check_owner(
+                f"endpoint {spec.endpoint}",
+                endpoint.tags,
+                ("endpoint", spec.workspace, spec.endpoint),
+            )
+        current = self._get_deployment(spec.workspace, spec.endpoint, spec.name)
+        if current is not None:
+            self._check_owner(
+                f"deployment {spec.endpoint}/{spec.name}", current.tags, ("deployment", *key)
+            )
+            if current.provisioning_state in _IN_PROGRESS:
+                return current
+        try:
+            if spec.code_dir is not None:
+                self._admit(spec.code_dir)
+        except (OSError, PathRefusedError) as exc:
+            raise BackendError(f"deployment {spec.endpoint}/{spec.name}: code: {exc}") from exc
+        deployment = self._build_deployment(spec)
+        ml = self.client(spec.workspace)
+        self._pollers[key] = self._upload(
+            f"deploy {spec.endpoint}/{spec.name}",
+            lambda: ml.online_deployments.begin_create_or_update(deployment),
+        )
+        self._reasons.pop(key, None)
+        self._owned.add(("deployment", *key))
+        return DeploymentState(
+            workspace=spec.workspace,
+            endpoint=spec.endpoint,
+            name=spec.name,
+            model=f"{spec.model.name}:{spec.model.version}",
+            provisioning_state=(
+                ProvisioningState.UPDATING if current is not None else ProvisioningState.CREATING
+            ),
+            fingerprint=spec.fingerprint,
+            tags=dict(deployment.tags),
+        )
+
+    def _build_deployment(self, spec: DeploymentSpec) -> Any:
+        from azure.ai.ml.entities import CodeConfiguration, ManagedOnlineDeployment
+
+        # The driver's copy knows where the manifest's relative paths resolve; the spec's
+        # (the operator's, from the object) is the deployment as written, paths and all.
+        written = self._written.get((spec.workspace, spec.endpoint, spec.name))
+        written = written or (_Written(spec.written, None, 0) if spec.written else None)
+        body: Mapping[str, Any] = written.body if written is not None else {}
+        where = f"deployment {spec.endpoint}/{spec.name}"
+        instance_type = body.get("instance_type")
+        if not isinstance(instance_type, str) or not instance_type:
+            raise BackendError(
+                f"{where}: Azure ML needs instance_type (a VM size such as Standard_DS3_v2)"
+            )
+        environment = body.get("environment")
+        no_code = spec.code_dir is None  # an MLflow model, served by Azure's own server
+        return ManagedOnlineDeployment(
+            name=spec.name,
+            endpoint_name=spec.endpoint,
+            model=f"azureml:{spec.model.name}:{spec.model.version}",
+            environment=(
+                None
+                if no_code and environment is None
+                else self._environment(where, environment, written)
+            ),
+            code_configuration=(
+                None
+                if no_code
+                else CodeConfiguration(code=str(spec.code_dir), scoring_script=spec.scoring_script)
+            ),
+            environment_variables=dict(spec.environment_variables) or None,
+            instance_type=instance_type,
+            instance_count=spec.instance_count,
+            tags={
+                **spec.tags,
+                TAG_OWNER: self.owner,
+                TAG_FINGERPRINT: spec.fingerprint,
+            },
+        )
+
+    def _environment(self, where: str, value: Any, written: _Written | None) -> Any:
+        if isinstance(value, str) and value:
+            return value  # azureml:NAME:VERSION, a registry or curated environment
+        if not isinstance(value, Mapping) or not isinstance(value.get("image"), str):
+            raise BackendError(
+                f"{where}: Azure ML needs an environment: azureml:NAME:VERSION, or "
+                "{image: ..., conda_file: ...}"
+            )
+        from azure.ai.ml.entities import Environment
+
+        conda: Path | None = None
+        if isinstance(value.get("conda_file"), str):
+            if written is None or written.manifest is None:
+                raise BackendError(
+                    f"{where}: environment.conda_file is a path this driver cannot resolve; "
+                    "register the environment and name it (azureml:NAME:VERSION)"
+                )
+            field = ("spec", "deployments", written.index, "environment", "conda_file")
+            try:
+                conda = written.manifest.contained_path(field, value["conda_file"])
+            except PathRefusedError as exc:
+                raise BackendError(f"{where}: {exc}") from exc
+        return Environment(image=value["image"], conda_file=str(conda) if conda else None)
+
+    def delete_deployment(self, workspace: str, endpoint: str, name: str) -> None:
+        current = self._get_deployment(workspace, endpoint, name)
+        if current is None:
+            return
+        self._check_owner(
+            f"deployment {endpoint}/{name}", current.tags, ("deployment", workspace, endpoint, name)
+        )
+        if current.provisioning_state is ProvisioningState.DELETING:
+            return
+        ml = self.client(workspace)
+        self._pollers[(workspace, endpoint, name)] = self._call(
+            f"delete deployment {endpoint}/{name}",
+            lambda: ml.online_deployments.begin_delete(name, endpoint),
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Forget the workspaces' clients (MLClient has nothing to close); operations already
+        started go on in Azure and are observed by the next reconcile."""
+        with self._lock:
+            self._clients.clear()
+            self._pollers.clear()
+
+
+def _read_endpoint(ml: Any, name: str) -> Any:
+    """The endpoint as one GET. ``ml.online_endpoints.get`` also lists the deployments to fill
+    in 0% entries, a second read per endpoint per reconcile; the backend keeps its own record
+    of the 0% entries it asked for (``amlops-zero-traffic``), and the reconciler lists the
+    deployments anyway."""
+    operations = ml.online_endpoints
+    rest = getattr(operations, "_online_operation", None)
+    if rest is None:  # a later SDK without it: the public call, one read more
+        return operations.get(name)
+    from azure.ai.ml.entities import OnlineEndpoint
+
+    found = rest.get(
+        resource_group_name=ml.resource_group_name,
+        workspace_name=ml.workspace_name,
+        endpoint_name=name,
+        **getattr(operations, "_init_kwargs", {}),
+    )
+    return OnlineEndpoint._from_rest_object(found)
+
+
+def _split(azure: Mapping[str, int] | None, zeros: str | None) -> dict[str, int]:
+    """A traffic split as read back, with the 0% entries the SDK left out of the request."""
+    out = {name: 0 for name in (zeros or "").split(",") if name}
+    out.update({str(k): int(v) for k, v in (azure or {}).items()})
+    return out
+
+
+def _short(digest: str) -> str:
+    return digest.removeprefix("sha256:")[:12]

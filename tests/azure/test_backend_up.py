@@ -1,0 +1,117 @@
+"""`amlops up --backend azureml --once` on a copy of the example platform, in process."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from amlops.backends.base import TAG_OWNER
+from amlops.cli import main
+from tests.azure.conftest import AzureEnv
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+PROD = "ws-amlops-prod"
+SUPPORT_SLM = """\
+apiVersion: amlops.io/v1alpha1
+kind: Model
+metadata:
+  name: support-slm
+spec:
+  workspace: mlw-platform-dev
+  model:
+    name: support-slm
+    version: "1"
+    path: ../assets/slm-base
+"""
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Path:
+    """manifests/ without its pipeline; the model the pipeline would make is a Model."""
+    copy = tmp_path / "platform"
+    shutil.copytree(REPO / "manifests", copy)
+    shutil.rmtree(copy / "pipelines")
+    (copy / "models" / "support-slm.yaml").write_text(SUPPORT_SLM)
+    return copy
+
+
+@pytest.fixture
+def azure_up(azure_env: AzureEnv, monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureEnv]:
+    """The process set up as `amlops up --backend azureml` would be against the fake: the
+    cloud, the workspaces (dev and prod), a credential, and a clock that runs 120x."""
+    fake = azure_env.fake
+    if PROD not in fake._workspaces():
+        fake.add_workspace(PROD)
+        fake.ensure_container(fake.default_container(PROD))
+    for key, value in azure_env.env.items():
+        if key != "PYTHONPATH":
+            monkeypatch.setenv(key, value)
+    coordinates = {
+        "subscription": azure_env.subscription_id,
+        "resourceGroup": azure_env.resource_group,
+    }
+    monkeypatch.setenv(
+        "AMLOPS_AZURE_WORKSPACES",
+        json.dumps(
+            {
+                "mlw-platform-dev": {**coordinates, "name": azure_env.workspace},
+                "mlw-platform-prod": {**coordinates, "name": PROD},
+            }
+        ),
+    )
+    monkeypatch.setattr(
+        "amlops.backends.azureml.backend.default_credential", lambda: azure_env.credential
+    )
+    fake.clock.rate = 120.0
+    try:
+        yield azure_env
+    finally:
+        fake.clock.rate = 0.0
+
+
+def _model(azure_env: AzureEnv, workspace: str, name: str) -> object:
+    state = azure_env.fake.state
+    return state.get(state.resource_id(workspace, "models", name, "versions", "1"))
+
+
+def test_up_brings_the_platform_to_ready_in_azure_ml_and_deletes_it_but_retained(
+    azure_up: AzureEnv, platform: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = azure_up.fake
+    state_dir = str(tmp_path / "state")
+    up = ["up", str(platform), "--backend", "azureml", "--once", "--state-dir", state_dir]
+    assert main([*up, "--timeout", "120"]) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "support-online" in out and "Stalled" not in out
+
+    endpoint = fake.state.online_endpoint("support-online", azure_up.workspace)
+    assert endpoint is not None
+    assert endpoint["properties"]["traffic"] == {"blue": 90, "green": 10}
+    assert endpoint["tags"][TAG_OWNER].startswith("amlops-up:")
+    for workspace in (azure_up.workspace, PROD):
+        assert _model(azure_up, workspace, "slm-base") is not None
+
+    assert main(["status", "--state-dir", state_dir]) == 0
+    status = capsys.readouterr().out
+    assert "Serving" in status and "azureml" in status
+
+    # the fake serves no scoring host: invoke reaches Azure's scoring URI and says so
+    sample = platform / "src" / "score" / "sample-request.json"
+    assert main(["invoke", "support-online", "--data", str(sample), "--state-dir", state_dir]) == 1
+    failed = capsys.readouterr()
+    assert "support-online" in failed.err and "Traceback" not in failed.err + failed.out
+
+    # the models and the endpoint leave Git: deleted in Azure, but the Retain one in prod
+    (platform / "models" / "slm-base.yaml").unlink()
+    (platform / "endpoints" / "support-online.yaml").unlink()
+    assert main([*up, "--timeout", "60"]) == 0, capsys.readouterr()
+    assert fake.state.online_endpoint("support-online", azure_up.workspace) is None
+    assert _model(azure_up, azure_up.workspace, "slm-base") is None
+    assert _model(azure_up, PROD, "slm-base") is not None
+    assert _model(azure_up, azure_up.workspace, "support-slm") is not None
