@@ -19,7 +19,7 @@ from amlops.kinds import component
 from amlops.kinds.pipeline import JobGraph
 from amlops.kinds.pipeline import parse as parse_pipeline
 from amlops.reconcile.inputs import Source
-from amlops.reconcile.pipeline import component_files
+from amlops.reconcile.pipeline import component_files, named_components
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "components"
 REGISTRY_URI = "azureml://registries/azureml/components/text_generation_finetune/labels/latest"
@@ -278,6 +278,84 @@ def test_an_azureml_reference_to_a_declared_component_uses_its_interface(repo: P
     assert _errors(repo) == [("ref.binding", "pipeline.yml", 18, "jobs.train.inputs.data")]
 
 
+def test_an_azureml_pipeline_component_is_read_with_the_files_next_to_it(repo: Path) -> None:
+    """``azureml:prep_and_train:1`` names ./prep.yml and ./train.yml: they are relative to its
+    own file, wherever the pipeline naming it is, and what is wrong in it is reported there."""
+    (repo / "pipelines").mkdir()
+    (repo / "pipelines" / "fit.yml").write_text(
+        "type: pipeline\n"
+        "settings: {default_compute: azureml:gpu}\n"
+        "inputs:\n"
+        "  raw: {type: uri_folder, path: ../data}\n"
+        "jobs:\n"
+        "  fit:\n"
+        "    type: pipeline\n"
+        "    component: azureml:prep_and_train@latest\n"
+        "    inputs:\n"
+        "      raw: ${{parent.inputs.raw}}\n"
+        "  show:\n"
+        "    type: command\n"
+        "    command: cat ${{inputs.m}}/model.txt\n"
+        "    inputs: {m: '${{parent.jobs.fit.outputs.%s}}'}\n"
+    )
+    text = (repo / "pipelines" / "fit.yml").read_text()
+    (repo / "pipelines" / "fit.yml").write_text(text % "model")
+    assert _findings(repo) == []
+    graph = _graph(repo, "fit")
+    assert _shape(graph) == [
+        ("fit.prep", []),
+        ("fit.train", ["fit.prep"]),
+        ("show", ["fit.train"]),
+    ]
+    assert graph.step("fit.train").code == "../components/src"
+    (repo / "pipelines" / "fit.yml").write_text(text % "nope")
+    assert _errors(repo) == [("ref.binding", "pipelines/fit.yml", 14, "jobs.show.inputs.m")]
+    (repo / "pipelines" / "fit.yml").write_text(text % "model")
+    nested = repo / "components" / "prep_train.yml"
+    nested.write_text(nested.read_text().replace("./train.yml", "./missing.yml"))
+    errors = _errors(repo)  # also once for the Component object the file is
+    assert ("ref.missing-file", "components/prep_train.yml", 22, "jobs.train.component") in errors
+    assert all(file == "components/prep_train.yml" for _, file, _, _ in errors), errors
+
+
+def test_azureml_components_that_include_each_other_are_a_finding(repo: Path) -> None:
+    (repo / "components" / "loop.yml").write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/pipelineComponent.schema.json\n"
+        "name: loop\n"
+        "version: 1\n"
+        "type: pipeline\n"
+        "jobs:\n"
+        "  again:\n"
+        "    type: pipeline\n"
+        "    component: azureml:loop:1\n"
+    )
+    (repo / "pipeline.yml").write_text(
+        "type: pipeline\n"
+        "settings: {default_compute: azureml:gpu}\n"
+        "jobs:\n"
+        "  loop:\n"
+        "    type: pipeline\n"
+        "    component: azureml:loop:1\n"
+    )
+    assert ("spec.invalid", "components/loop.yml", 8, "jobs.again.component") in _errors(repo)
+
+
+def test_latest_is_the_highest_version_compared_as_numbers_when_both_are(repo: Path) -> None:
+    train = (repo / "components" / "train.yml").read_text()
+    for version in ("2", "10", "1.5"):
+        (repo / "components" / f"train_{version}.yml").write_text(
+            train.replace("version: 1", f"version: {version!r}")
+        )
+    repository = component.Repository(_manifests(repo))
+    found = repository.find("mlw-dev", "azureml:train_model@latest")
+    assert found is not None and found.name == "train_model-10"  # not "2", the highest as text
+    found = repository.find("mlw-dev", "azureml:train_model:1.5")
+    assert found is not None and found.name == "train_model-1.5"
+    assert repository.find("mlw-dev", "azureml:train_model:3") is None
+    assert repository.find("mlw-other", "azureml:train_model:1") is None
+    assert repository.find("mlw-dev", REGISTRY_URI) is None
+
+
 def test_an_azureml_reference_to_an_undeclared_component_is_an_error(repo: Path) -> None:
     (repo / "pipeline.yml").write_text(_pipeline(prep="azureml:prep_data:2"))
     assert _errors(repo) == [("ref.component", "pipeline.yml", 11, "jobs.prep.component")]
@@ -310,8 +388,11 @@ def test_a_registry_component_is_a_note_and_its_bindings_are_unchecked(repo: Pat
 
 
 def _graph(root: Path, name: str) -> JobGraph:
-    m = next(m for m in _manifests(root) if m.kind == "Pipeline" and m.name == name)
-    spec, findings = parse_pipeline(m.spec, m, component_files(Source.of(m)))
+    """The job graph as ``amlops up`` reads it: with the repository's Components."""
+    manifests = _manifests(root)
+    m = next(m for m in manifests if m.kind == "Pipeline" and m.name == name)
+    source = Source.of(m, components=component.Repository(manifests))
+    spec, findings = parse_pipeline(m.spec, m, component_files(source), named_components(source))
     assert findings == []
     assert spec is not None and spec.graph is not None
     return spec.graph

@@ -9,7 +9,8 @@ environment; or, for a pipeline component, the jobs it runs) that a pipeline ste
   through the bounded loader and the containment rule (``amlops.core.source``,
   ``amlops.core.files``);
 * ``azureml:NAME:VERSION`` / ``azureml:NAME@latest``: a Component declared in the repository
-  (its interface is known) or listed under ``external.components`` in amlops.yaml (it is not);
+  (its interface is known; ``Repository`` finds it, and ``amlops up`` runs it as it runs a
+  file) or listed under ``external.components`` in amlops.yaml (it is not);
 * ``azureml://registries/REG/components/NAME/versions/V`` (or ``/labels/latest``): a registry
   component, such as the model catalog's fine-tuning ones. Its interface is unknown offline, so
   bindings to it are accepted with a note, and the local backend refuses to run it.
@@ -20,19 +21,20 @@ A Component object is an Azure ML CLI v2 component file (``commandComponent.sche
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from amlops.core import files
-from amlops.core.assets import is_local, parse_asset_ref
+from amlops.core.assets import AssetRef, is_local, parse_asset_ref
 from amlops.core.findings import Finding
 from amlops.core.limits import Limits
-from amlops.core.locator import Locator
-from amlops.core.source import Document, FieldPath, load_documents, read_manifest
+from amlops.core.locator import Locator, located_document
+from amlops.core.source import Document, FieldPath, Position, load_documents, read_manifest
 from amlops.kinds.base import (
     RULE_SPEC,
     Declared,
@@ -224,6 +226,19 @@ LoadComponent = Callable[[str], Document]
 
 
 @dataclass(frozen=True)
+class Named:
+    """A Component of the repository that an ``azureml:NAME:VERSION`` reference names."""
+
+    path: str  # the file it is written in, relative to the manifest naming it (posix)
+    document: Document  # the component as written, with its positions in that file
+
+
+# ``azureml:NAME:VERSION`` / ``azureml:NAME@latest`` -> the Component of the repository it
+# names; None when the repository declares no such component (``Repository.naming``).
+NameComponent = Callable[[str], Named | None]
+
+
+@dataclass(frozen=True)
 class Inlined:
     """A job with the component files it names put in place."""
 
@@ -242,29 +257,44 @@ class Inlined:
         return None if best is None else (self.origins[best], path[len(best) :])
 
 
-def inline_components(job: Mapping[str, Any], load: LoadComponent) -> Inlined:
+def inline_components(
+    job: Mapping[str, Any], load: LoadComponent, named: NameComponent | None = None
+) -> Inlined:
     """``job`` with every component file it names (``component: ./train.yml``, also inside
     a pipeline component's jobs) replaced by the component it holds, whose own relative paths
     (``code``, nested components, input paths) are rewritten relative to the manifest, so
-    that the job reads as if the components were written out in it."""
+    that the job reads as if the components were written out in it. With ``named``, an
+    ``azureml:NAME:VERSION`` component the repository declares is put in place the same way
+    (its paths relative to its own file); one it does not declare is left as written."""
     origins: dict[FieldPath, Document] = {}
     problems: list[tuple[FieldPath, str, str]] = []
 
     def component(value: Any, where: FieldPath, base: str, chain: tuple[str, ...]) -> Any:
-        if component_ref(value) != FILE:
+        ref = component_ref(value)
+        found: Named | None = None
+        if ref == ASSET and named is not None:
+            found = named(value)
+            if found is None:
+                return value  # not the repository's: only Azure ML knows it
+            at = found.path
+        elif ref == FILE:
+            at = _rebase(base, value)
+        else:
             return value
-        named = _rebase(base, value)
-        if named in chain:
-            cycle = " -> ".join((*chain, named))
+        if posixpath.normpath(at) in chain:
+            cycle = " -> ".join((*chain, posixpath.normpath(at)))
             problems.append((where, RULE_SPEC, f"component files include each other: {cycle}"))
             return value
-        try:
-            doc = load(named)
-        except ComponentFileError as exc:
-            problems.append((where, exc.rule, f"component: {exc}"))
-            return value
+        if found is None:
+            try:
+                doc = load(at)
+            except ComponentFileError as exc:
+                problems.append((where, exc.rule, f"component: {exc}"))
+                return value
+        else:
+            doc = found.document
         origins[where] = doc
-        return body(dict(doc.data), where, named, (*chain, named))
+        return body(dict(doc.data), where, at, (*chain, posixpath.normpath(at)))
 
     def body(data: dict[str, Any], where: FieldPath, base: str, chain: tuple[str, ...]) -> Any:
         code = data.get("code")
@@ -323,27 +353,84 @@ def registry_note(value: str) -> str:
 # -- the kind ------------------------------------------------------------------------------------
 
 
-@dataclass
-class ComponentsDeclared(Declared):
-    """``Declared`` plus the components of the repository: (workspace, name) -> version ->
-    the component as written."""
+T = TypeVar("T")
 
-    components: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = field(default_factory=dict)
 
-    def component(self, ws: str, value: str) -> Mapping[str, Any] | None:
-        """The component ``azureml:NAME:VERSION`` / ``azureml:NAME@latest`` names, as
-        written; None when the repository declares no such version."""
-        ref = parse_asset_ref(value)
-        versions = self.components.get((ws, ref.name)) if ref is not None else None
-        if ref is None or not versions:
-            return None
-        if ref.version is None:
-            return versions[max(versions, key=_version_key)]
-        return versions.get(ref.version)
+def pick(versions: Mapping[str, T], ref: AssetRef) -> T | None:
+    """The version ``ref`` names among ``versions`` (version -> what declares it): its own, or
+    for ``@latest`` (or no version) the highest, compared as numbers when both are integers."""
+    if not versions:
+        return None
+    if ref.version is None:
+        return versions[max(versions, key=_version_key)]
+    return versions.get(ref.version)
 
 
 def _version_key(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isdigit() else (-1, version)
+
+
+@dataclass(frozen=True)
+class _Within:
+    """The positions of the component inside the object that declares it."""
+
+    locator: Locator
+    prefix: FieldPath
+
+    def locate(self, path: FieldPath, /) -> Position:
+        return self.locator.locate((*self.prefix, *path))
+
+
+class Repository:
+    """The Components a tree of manifests declares (component files, ``kind: Component``), by
+    workspace, name and version: what an ``azureml:NAME:VERSION`` step runs under ``amlops
+    up``, which has the whole repository (the operator gets one object at a time, and none)."""
+
+    def __init__(self, manifests: Iterable[Manifest] = ()) -> None:
+        self._versions: dict[tuple[str, str], dict[str, Manifest]] = {}
+        for m in manifests:
+            self.add(m)
+
+    def add(self, m: Manifest) -> None:
+        """Count ``m`` in, when it is a Component with a name."""
+        component = m.spec.get("component") if m.kind == KIND.name else None
+        if isinstance(component, Mapping) and isinstance(component.get("name"), str):
+            version = str(component.get("version", ""))
+            key = (m.workspace or "", component["name"])
+            self._versions.setdefault(key, {})[version] = m
+
+    def find(self, workspace: str, value: str) -> Manifest | None:
+        """The Component manifest ``azureml:NAME:VERSION`` / ``azureml:NAME@latest`` names in
+        ``workspace``; None when the repository declares no such version."""
+        ref = parse_asset_ref(value) if component_ref(value) == ASSET else None
+        if ref is None:
+            return None
+        return pick(self._versions.get((workspace, ref.name), {}), ref)
+
+    def naming(self, m: Manifest, path: FieldPath) -> NameComponent:
+        """How the job written at ``path`` of ``m`` finds the Components it names: each with
+        its file relative to ``m``'s, so that its own paths resolve against its file."""
+        base = m.base_dir(path)
+
+        def named(value: str) -> Named | None:
+            found = self.find(m.workspace or "", value)
+            if found is None:
+                return None
+            written = found.document(COMPONENT)
+            document = located_document(found.spec["component"], _Within(found, COMPONENT))
+            document.file = written.file
+            document.root = found.source_root(COMPONENT)
+            relative = os.path.relpath(os.path.abspath(written.file), base)
+            return Named(Path(relative).as_posix(), document)
+
+        return named
+
+
+@dataclass
+class ComponentsDeclared(Declared):
+    """``Declared`` plus the Components of the repository (``Repository``)."""
+
+    repository: Repository = field(default_factory=Repository)
 
 
 def parse(spec: Mapping[str, Any], locator: Locator) -> tuple[ComponentSpec | None, list[Finding]]:
@@ -365,13 +452,8 @@ def parse(spec: Mapping[str, Any], locator: Locator) -> tuple[ComponentSpec | No
 
 
 def _declare(m: Manifest, declared: Declared) -> None:
-    if not isinstance(declared, ComponentsDeclared):
-        return
-    component = m.spec.get("component")
-    if not isinstance(component, Mapping) or not isinstance(component.get("name"), str):
-        return
-    version = str(component.get("version", ""))
-    declared.components.setdefault((m.workspace or "", component["name"]), {})[version] = component
+    if isinstance(declared, ComponentsDeclared):
+        declared.repository.add(m)
 
 
 def _environments(spec: Mapping[str, Any]) -> Iterator[tuple[FieldPath, Any]]:

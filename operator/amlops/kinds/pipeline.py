@@ -64,6 +64,7 @@ from amlops.kinds.component import (
     ComponentSpec,
     Inlined,
     LoadComponent,
+    NameComponent,
     component_ref,
     inline_components,
     registry_note,
@@ -100,8 +101,9 @@ class Step:
     depends_on: frozenset[str]
     environment_variables: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
-    # the component the step runs when this repository does not hold it (``azureml:NAME:V``,
-    # a registry's): its interface is unknown here, and only Azure ML can run it
+    # the component the step runs when it was not put in place (a registry's, an
+    # ``azureml:NAME:V`` the repository does not declare, or one read without the repository
+    # to look in, as the operator reads it): only Azure ML can run it
     component: str | None = None
 
 
@@ -154,8 +156,9 @@ def parse_job(job: Mapping[str, Any]) -> JobGraph:
     ``command`` and no ``jobs``: ``job_type``) is one step, ``main``. A step that names no
     compute (nor does the job's ``settings.default_compute``) runs on Azure ML's serverless
     compute (``SERVERLESS``), which is not among the graph's ``computes``.
-    A step running a component the repository does not hold (``azureml:``, a registry) keeps
-    it in ``Step.component``: its interface is unknown, and only Azure ML can run it.
+    A step running a component that was not put in place (a registry's, an ``azureml:`` one
+    the repository does not declare or that was read without the repository: ``parse``) keeps
+    it in ``Step.component``: only Azure ML can run it.
     """
     kind = job_type(job)
     if kind not in ("pipeline", "command"):
@@ -794,16 +797,22 @@ def _schedule(spec: Mapping[str, Any]) -> tuple[str | None, str]:
 
 
 def parse(
-    spec: Mapping[str, Any], locator: Locator, load: LoadComponent | None = None
+    spec: Mapping[str, Any],
+    locator: Locator,
+    load: LoadComponent | None = None,
+    named: NameComponent | None = None,
 ) -> tuple[PipelineSpec | None, list[Finding]]:
     """Read a Pipeline spec once. Without a job it is None; a job that cannot run (or a
     schedule that cannot fire) comes with its finding (and, for the job, no graph), so the
     pipeline still reports its runs. ``load`` reads the component files the job names
-    (``inline_components``); without it a job naming one cannot run."""
+    (``inline_components``); without it a job naming one cannot run. ``named`` finds the
+    repository's Components its ``azureml:`` steps name, put in place as files are; without
+    it (or for a name the repository does not declare) the step keeps the reference
+    (``Step.component``)."""
     job = spec.get("job")
     if not isinstance(job, Mapping):
         return None, [spec_finding(locator, "Pipeline", JOB, "write the pipeline job here")]
-    inlined = inline_components(job, load) if load is not None else Inlined(job)
+    inlined = inline_components(job, load, named) if load is not None else Inlined(job)
     cron, time_zone = _schedule(spec)
     graph, problems = _read(inlined.job, cron, time_zone)
     findings = [
@@ -906,7 +915,9 @@ def _references(m: Manifest, declared: Declared) -> Iterator[Finding]:
             )
     if not isinstance(m.spec.get("job"), Mapping):
         return  # the schema's finding
-    inlined = inline_components(job, _component_files(m))
+    # the repository's Components its ``azureml:`` steps name are put in place as files are
+    named = declared.repository.naming(m, JOB) if isinstance(declared, ComponentsDeclared) else None
+    inlined = inline_components(job, _component_files(m), named)
     covered: set[tuple[str, int]] = set()
     for where, rule, message in inlined.problems:
         finding = _found(m, inlined, (*JOB, *where), rule, message)
@@ -974,10 +985,10 @@ def _component_files(m: Manifest) -> LoadComponent:
 def _named_components(
     m: Manifest, inlined: Inlined, declared: Declared
 ) -> tuple[Mapping[str, Any], list[Finding]]:
-    """The job as the checks read it: each ``azureml:NAME:VERSION`` component the repository
-    declares put in place (its interface is known), and a finding for every component named
-    that the repository does not hold: an error when nothing declares it, a note when it is
-    in a registry or listed under ``external.components`` (its bindings are not checked)."""
+    """The job as the checks read it (the repository's Components already put in place by
+    ``inline_components``), and a finding for every component named that the repository does
+    not hold: an error when nothing declares it, a note when it is in a registry or listed
+    under ``external.components`` (its bindings are not checked)."""
     findings: list[Finding] = []
     ws = m.workspace or ""
 
@@ -1006,32 +1017,22 @@ def _named_components(
             Severity.ERROR,
         )
 
-    def visit(body: Any, where: FieldPath) -> Any:
+    def visit(body: Any, where: FieldPath) -> None:
         if not isinstance(body, Mapping):
-            return body
-        data = dict(body)
-        value = data.get("component")
-        if isinstance(value, str):
-            known = (
-                declared.component(ws, value)
-                if isinstance(declared, ComponentsDeclared) and component_ref(value) == ASSET
-                else None
-            )
-            said = note(value) if known is None else None
-            if known is not None:
-                data["component"] = known
-            elif said is not None:
-                rule, message, severity = said
-                path: FieldPath = (*JOB, *where, "component")
-                findings.append(_found(m, inlined, path, rule, message, severity))
-        if isinstance(data.get("component"), Mapping):
-            data["component"] = visit(data["component"], (*where, "component"))
-        if isinstance(data.get("jobs"), Mapping):
-            data["jobs"] = {k: visit(v, (*where, "jobs", k)) for k, v in data["jobs"].items()}
-        return data
+            return
+        value = body.get("component")
+        said = note(value) if isinstance(value, str) else None
+        if said is not None:
+            rule, message, severity = said
+            path: FieldPath = (*JOB, *where, "component")
+            findings.append(_found(m, inlined, path, rule, message, severity))
+        if isinstance(value, Mapping):
+            visit(value, (*where, "component"))
+        for name, step in mapping(body.get("jobs")).items():
+            visit(step, (*where, "jobs", name))
 
-    checked = visit(inlined.job, ())
-    return checked, findings
+    visit(inlined.job, ())
+    return inlined.job, findings
 
 
 def _name_version(value: str) -> tuple[str, str | None]:

@@ -23,6 +23,7 @@ from amlops.core.limits import Limits
 from amlops.core.locator import NO_LINE, Locator
 from amlops.core.manifests import Manifest
 from amlops.core.source import FieldPath
+from amlops.kinds.component import Named, Repository
 
 T = TypeVar("T")
 
@@ -55,6 +56,10 @@ def accepted(parsed: tuple[T | None, list[Finding]]) -> T:
 class Source:
     locator: Locator  # where each field of the object was written
     resolve: Callable[[FieldPath, str], Path]  # a path written at a field -> absolute path
+    # ``azureml:NAME:VERSION`` written at a field -> the Component of the repository it names
+    # (None: the repository declares none such); None: no repository to look in, as for the
+    # operator, which gets one object at a time and has no Component objects
+    components: Callable[[FieldPath, str], Named | None] | None = None
 
     def field(self, path: FieldPath) -> str:
         """``manifests/x.yaml:12 spec.model.path``: where to look, for messages."""
@@ -62,13 +67,26 @@ class Source:
         return _where(pos.file, pos.line, format_path(path))
 
     @classmethod
-    def of(cls, manifest: Manifest, limits: Limits | None = None) -> Source:
-        """Paths resolve against the manifest's file and stay inside its source root."""
+    def of(
+        cls,
+        manifest: Manifest,
+        limits: Limits | None = None,
+        components: Repository | None = None,
+    ) -> Source:
+        """Paths resolve against the manifest's file and stay inside its source root;
+        ``azureml:`` components are looked up in ``components`` (the manifests' repository)."""
 
         def resolve(path: FieldPath, value: str) -> Path:
             return manifest.contained_path(path, value, limits)
 
-        return cls(manifest, resolve)
+        if components is None:
+            return cls(manifest, resolve)
+        repository = components
+
+        def component(path: FieldPath, value: str) -> Named | None:
+            return repository.naming(manifest, path)(value)
+
+        return cls(manifest, resolve, component)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from amlops.core.files import PathRefusedError
 from amlops.core.findings import Finding
 from amlops.core.provenance import TAG_PIPELINE, TAG_TRIGGER
 from amlops.core.source import Document, FieldPath
-from amlops.kinds.component import ComponentFileError, LoadComponent
+from amlops.kinds.component import ComponentFileError, LoadComponent, NameComponent, Named
 from amlops.kinds.component import read_file as read_component_file
 from amlops.kinds.pipeline import JOB, JobGraph, PipelineSpec, parse
 from amlops.reconcile import driver
@@ -137,9 +137,27 @@ def desired_pipeline(
 
 def desired(inputs: Inputs) -> PipelineDesired:
     """The spec parsed once (``amlops.kinds.pipeline``), with the component files its job
-    names put in place; SpecError when it cannot be read."""
-    pipeline, findings = parse(inputs.spec, inputs.source.locator, component_files(inputs.source))
+    names put in place, and the repository's Components its ``azureml:`` steps name when the
+    driver has the repository; SpecError when it cannot be read."""
+    source = inputs.source
+    pipeline, findings = parse(
+        inputs.spec, source.locator, component_files(source), named_components(source)
+    )
     return desired_pipeline(inputs, accepted((pipeline, findings)), findings)
+
+
+def named_components(source: Source) -> NameComponent | None:
+    """The Components of the repository the job's ``azureml:`` steps name, when the driver
+    has the repository (``amlops up``): they run as component files do. Without it (the
+    operator) such a step keeps its reference, and the local backend refuses to run it."""
+    lookup = source.components
+    if lookup is None:
+        return None
+
+    def named(value: str) -> Named | None:
+        return lookup(JOB, value)
+
+    return named
 
 
 def component_files(source: Source) -> LoadComponent:

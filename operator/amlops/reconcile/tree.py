@@ -5,6 +5,9 @@ far as it can. Each object's record (generation, spec hash, status) lives in a s
 the local stand-in for the Kubernetes API: the generation goes up when the spec changes, and a
 record is written only when it changed, so a pass over an unchanged tree writes nothing.
 Objects whose manifests are gone are finalized (deleted unless ``deletionPolicy: Retain``).
+The tree's Components (which have no reconciler of their own) are what a pipeline step's
+``azureml:NAME:VERSION`` runs: each object's ``Source`` looks them up, which the operator's,
+with one object at a time, cannot.
 
 Every asset is tagged with the Git commit and the manifest path it came from
 (amlops.core.provenance), looked up once per pass so a new commit is seen on the next one. The
@@ -26,6 +29,7 @@ from amlops.core.manifests import Manifest
 from amlops.core.provenance import Provenance
 from amlops.kinds import ORDER
 from amlops.kinds.base import Lifecycle
+from amlops.kinds.component import Repository
 from amlops.reconcile import driver
 from amlops.reconcile.actions import Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status
@@ -94,18 +98,22 @@ class TreeReconciler:
         reports: list[ObjectReport] = []
         seen: set[tuple[str, str, str]] = set()
         provenance = Provenance()
+        # the Components of the tree: what a pipeline step's ``azureml:NAME:VERSION`` runs
+        components = Repository(manifests)
         for kind in (k for k in ORDER if k in kinds):
             for m in manifests:
                 if m.kind == kind:
                     seen.add((m.kind, m.workspace or "", m.name))
-                    reports.append(self._one(m, when, provenance))
+                    reports.append(self._one(m, when, provenance, components))
         for record in self.store.list_objects():
             key = (record["kind"], record["workspace"], record["name"])
             if key not in seen and record["kind"] in kinds:
                 self._finalize(record)
         return reports
 
-    def _one(self, m: Manifest, now: datetime, provenance: Provenance) -> ObjectReport:
+    def _one(
+        self, m: Manifest, now: datetime, provenance: Provenance, components: Repository
+    ) -> ObjectReport:
         workspace = m.workspace or ""
         record = self.store.get_object(m.kind, workspace, m.name)
         spec_hash = digest_of(m.spec)
@@ -118,7 +126,7 @@ class TreeReconciler:
             m.name,
             m.spec,
             generation,
-            Source.of(m),
+            Source.of(m, components=components),
             provenance.tags(m.file),
             self.store.get_request(m.kind, workspace, m.name),
         )

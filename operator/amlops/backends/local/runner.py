@@ -746,7 +746,8 @@ def job_graph_or_error(job: Mapping[str, Any]) -> JobGraph:
             raise BackendError(
                 f"step {step.name} runs component {step.component}, which the local backend "
                 "cannot run: it runs command and pipeline components written in the "
-                "repository (a file, or written out in the step); run this pipeline on Azure "
+                "repository (a file, written out in the step, or for `amlops up` an "
+                "`azureml:` Component the repository declares); run this pipeline on Azure "
                 "ML, or copy the component into the repository and name its file"
             )
     return graph
