@@ -246,3 +246,26 @@ def test_a_deployment_without_code_is_a_no_code_deployment(
     stored = azure_env.fake.state.online_deployment("ep-mlflow", "only", azure_env.workspace)
     assert stored is not None and not stored["properties"].get("codeConfiguration")
     assert not stored["properties"].get("environmentId")
+
+
+CATALOG_MODEL = "azureml://registries/azureml/models/phi-3-mini/versions/3"
+
+
+def test_a_model_catalog_model_is_deployed_as_it_is(azure_env: AzureEnv, tmp_path: Path) -> None:
+    """A registry model is passed through to the deployment: nothing registered in the
+    workspace, and the deployment names the registry's asset."""
+    tree = write_tree(tmp_path / "tree")
+    (tree / "endpoint.yaml").write_text(
+        NO_CODE.replace("azureml:base:1", CATALOG_MODEL).replace("ep-mlflow", "ep-catalog")
+    )
+    backend = make_backend(azure_env)
+    reconciler = TreeReconciler(backend, MemoryStore(), backend.learn)
+    manifests = load_tree([tree], root=tree).manifests
+    reports = converge(reconciler, manifests, azure_env.fake.clock)
+    endpoint = report(reports, "Endpoint", "ep-catalog")
+    assert endpoint.outcome.phase is Phase.READY, endpoint.outcome
+    stored = azure_env.fake.state.online_deployment("ep-catalog", "only", azure_env.workspace)
+    assert stored is not None and stored["properties"]["model"] == CATALOG_MODEL
+    assert azure_env.fake.log.count("ModelVersions_CreateOrUpdate") == len(
+        [r for r in reports if r.kind == "Model"]
+    )

@@ -168,3 +168,26 @@ def test_a_model_in_a_datastore_is_refused_by_validate_as_up_refuses_it(tree: Pa
     (ep,) = load_tree([tree / "endpoint.yaml"]).manifests
     _, (finding,) = endpoint.parse(ep.spec, ep)
     assert (finding.field, finding.line) == ("spec.deployments[0].model.path", 14)
+
+
+CATALOG_MODEL = "azureml://registries/azureml-meta/models/Llama-2-7b/versions/12"
+
+
+def test_a_registry_model_validates_and_the_local_backend_refuses_it_naming_it(
+    tree: Path, backend: LocalBackend
+) -> None:
+    """A deployment of a model-catalog model is valid Azure ML: validate accepts it and the
+    endpoint stalls under `up` with the local backend's own reason, naming the model."""
+    text = ENDPOINT.replace(
+        "      model:\n        path: ./model\n", f"      model: {CATALOG_MODEL}\n"
+    )
+    (tree / "endpoint.yaml").write_text(text)
+    assert validate_paths([tree], sdk=False).errors == []
+    (manifest,) = [m for m in load_tree([tree]).manifests if m.kind == "Endpoint"]
+    spec, findings = endpoint.parse(manifest.spec, _NOWHERE)
+    assert findings == [] and spec is not None
+    assert str(spec.deployments[0].model) == CATALOG_MODEL
+    report = _converge(backend, tree)
+    assert report.outcome.phase is Phase.STALLED
+    assert CATALOG_MODEL in report.outcome.message
+    assert backend.list_deployments("mlw-dev", "echo") == []

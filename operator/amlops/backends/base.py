@@ -89,10 +89,11 @@ class ModelVersion:
     # Where the files are, as a scoring server or a pipeline step would see them: a local
     # folder for the local backend, a datastore URI for Azure ML.
     location: str
+    registry: str | None = None  # a registry's model (``get_registry_model``)
 
     @property
     def ref(self) -> ModelRef:
-        return ModelRef(self.name, self.version)
+        return ModelRef(self.name, self.version, self.registry)
 
 
 # -- compute ----------------------------------------------------------------------------------
@@ -250,6 +251,9 @@ class Backend(Protocol):
     ) -> ModelVersion: ...
 
     def delete_model_version(self, workspace: str, name: str, version: str) -> None: ...
+
+    # a model in an Azure ML registry (the model catalog's), served as it is, never registered
+    def get_registry_model(self, ref: ModelRef) -> ModelVersion | None: ...
 
     def latest_pipeline_run(self, workspace: str, pipeline: str) -> PipelineRun | None: ...
 

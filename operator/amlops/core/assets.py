@@ -16,6 +16,11 @@ MODEL_TYPES = ("custom_model", "mlflow_model", "triton_model")
 _ASSET_RE = re.compile(
     r"^azureml:(?P<name>[A-Za-z0-9_.-]+)(?::(?P<version>[^:@]+)|@(?P<label>\w+))?$"
 )
+# A model in an Azure ML registry, such as the model catalog's (``azureml`` registry).
+_REGISTRY_MODEL_RE = re.compile(
+    r"^azureml://registries/(?P<registry>[^/]+)/models/(?P<name>[^/]+)"
+    r"/(?:versions/(?P<version>[^/]+)|labels/latest)$"
+)
 
 
 @dataclass(frozen=True)
@@ -37,8 +42,12 @@ class ModelRef:
 
     name: str
     version: str | None = None
+    registry: str | None = None  # a registry's model (the model catalog's), not the workspace's
 
     def __str__(self) -> str:
+        if self.registry is not None:
+            at = f"versions/{self.version}" if self.version else "labels/latest"
+            return f"azureml://registries/{self.registry}/models/{self.name}/{at}"
         return f"{self.name}:{self.version}" if self.version else f"{self.name}@latest"
 
 
@@ -51,7 +60,11 @@ def parse_asset_ref(value: str) -> AssetRef | None:
 
 
 def parse_model_ref(value: str) -> ModelRef | None:
-    """``azureml:name:version`` / ``azureml:name@latest`` -> ModelRef; None for anything else."""
+    """``azureml:name:version`` / ``azureml:name@latest`` / a registry's
+    ``azureml://registries/REG/models/NAME/versions/V`` -> ModelRef; None for anything else."""
+    registry = _REGISTRY_MODEL_RE.match(value)
+    if registry is not None:
+        return ModelRef(registry["name"], registry["version"], registry["registry"])
     ref = parse_asset_ref(value)
     if ref is None or ref.label not in (None, "latest"):
         return None

@@ -24,6 +24,8 @@ def digest_or_none(path: Path) -> str | None:
 
 def model_version(backend: Backend, workspace: str, ref: ModelRef) -> ModelVersion | None:
     """The version ``ref`` names, or the latest when it names none."""
+    if ref.registry is not None:
+        return backend.get_registry_model(ref)
     if ref.version is None:
         return backend.latest_model_version(workspace, ref.name)
     return backend.get_model_version(workspace, ref.name, ref.version)

@@ -52,6 +52,7 @@ from amlops.backends.base import (
     EndpointSpec,
     EndpointState,
     InvokeResult,
+    ModelRef,
     ModelVersion,
     ModelVersionSpec,
     PipelineRun,
@@ -307,6 +308,30 @@ class AzureMLBackend:
 
         found = self._get(f"model {name}@latest", latest)
         return self._remember(self._model(workspace, found)) if found is not None else None
+
+    def get_registry_model(self, ref: ModelRef) -> ModelVersion | None:
+        """A registry's model (the model catalog's) is served as it is: nothing to register and
+        nothing read here (another tenant's registry may not be readable with our identity);
+        Azure ML resolves it when the deployment is created, and a wrong one fails that
+        deployment with Azure's reason in the condition."""
+        if ref.version is None:
+            raise BackendError(
+                f"model {ref}: a deployment serves one version; name it "
+                f"(azureml://registries/{ref.registry}/models/{ref.name}/versions/N)"
+            )
+        return ModelVersion(
+            workspace="",
+            name=ref.name,
+            version=ref.version,
+            asset_id=str(ref),
+            digest="",
+            type="",
+            description="",
+            tags={},
+            created_at="",
+            location=str(ref),
+            registry=ref.registry,
+        )
 
     def create_or_update_model_version(
         self, workspace: str, spec: ModelVersionSpec
@@ -603,7 +628,9 @@ class AzureMLBackend:
             workspace=spec.workspace,
             endpoint=spec.endpoint,
             name=spec.name,
-            model=f"{spec.model.name}:{spec.model.version}",
+            model=str(spec.model)
+            if spec.model.registry is not None
+            else f"{spec.model.name}:{spec.model.version}",
             provisioning_state=(
                 ProvisioningState.UPDATING if current is not None else ProvisioningState.CREATING
             ),
@@ -630,7 +657,9 @@ class AzureMLBackend:
         return ManagedOnlineDeployment(
             name=spec.name,
             endpoint_name=spec.endpoint,
-            model=f"azureml:{spec.model.name}:{spec.model.version}",
+            model=str(spec.model)
+            if spec.model.registry is not None
+            else f"azureml:{spec.model.name}:{spec.model.version}",
             environment=(
                 None
                 if no_code and environment is None

@@ -56,6 +56,7 @@ from amlops.backends.base import (
     EndpointSpec,
     EndpointState,
     InvokeResult,
+    ModelRef,
     ModelVersion,
     ModelVersionSpec,
     PipelineRun,
@@ -217,6 +218,13 @@ class LocalBackend:
 
     def latest_model_version(self, workspace: str, name: str) -> ModelVersion | None:
         return self.models.latest(workspace, name)
+
+    def get_registry_model(self, ref: ModelRef) -> ModelVersion | None:
+        raise BackendError(
+            f"model {ref} is in Azure ML registry {ref.registry!r}, which the local backend "
+            "cannot reach offline; register the model's files in the workspace (a Model with a "
+            "path) to serve it here, or deploy this endpoint with the azureml backend"
+        )
 
     def list_model_versions(self, workspace: str, name: str) -> list[ModelVersion]:
         return self.catalog.list_model_versions(workspace, name, self.root)
