@@ -42,18 +42,7 @@ from amlops.core.assets import (
 from amlops.core.findings import Finding, Severity
 from amlops.core.locator import Locator, finding_at
 from amlops.core.source import Document, FieldPath
-from amlops.kinds.base import (
-    RULE_SPEC,
-    Crd,
-    Declared,
-    Kind,
-    Lifecycle,
-    Part,
-    check_assets,
-    check_workspace,
-    mapping,
-    spec_finding,
-)
+from amlops.kinds import base
 from amlops.kinds.component import (
     ASSET,
     FILE,
@@ -233,6 +222,31 @@ class _Level:
     single: bool = False  # a single-component pipeline job: its steps keep their names
 
 
+def _run(
+    name: str,
+    where: FieldPath,
+    body: Mapping[str, Any],
+    compute: str,
+    command: str,
+    code: str | None,
+    inputs: Mapping[str, Any],
+    outputs: Mapping[str, Any],
+) -> Step:
+    """A step that runs ``command`` (its own, or its command component's) with the step's
+    settings (environment variables, timeout) read from ``body``."""
+    return Step(
+        name=name,
+        command=command,
+        code=code,
+        compute=compute_name(compute),
+        inputs=inputs,
+        outputs=outputs,
+        depends_on=frozenset(),
+        environment_variables=_environment_variables(body, where),
+        timeout_s=_timeout(body, where),
+    )
+
+
 class _Builder:
     """Collects the command steps of every level, in the top level's terms."""
 
@@ -308,22 +322,9 @@ class _Builder:
             return
         inputs: dict[str, Any] = {k: v for k, v in spec.inputs.items() if k not in step_inputs}
         inputs.update(step_inputs)
-        self._add(
-            level,
-            name,
-            where,
-            Step(
-                name=name,
-                command=spec.command or "",
-                code=spec.code,
-                compute=compute_name(compute),
-                inputs=inputs,
-                outputs={k: step_outputs.get(k, v) for k, v in spec.outputs.items()},
-                depends_on=frozenset(),
-                environment_variables=_environment_variables(body, where),
-                timeout_s=_timeout(body, where),
-            ),
-        )
+        outputs = {k: step_outputs.get(k, v) for k, v in spec.outputs.items()}
+        step = _run(name, where, body, compute, spec.command or "", spec.code, inputs, outputs)
+        self._add(level, name, where, step)
 
     def _command(
         self,
@@ -342,22 +343,9 @@ class _Builder:
             raise JobSpecError((*where, "command"), "a command step needs a `command`")
         for expr in BINDING_RE.findall(command):
             _check_command_binding(expr, (*where, "command"), step_inputs, step_outputs)
-        self._add(
-            level,
-            name,
-            where,
-            Step(
-                name=name,
-                command=command,
-                code=body.get("code") if isinstance(body.get("code"), str) else None,
-                compute=compute_name(compute),
-                inputs=step_inputs,
-                outputs=step_outputs,
-                depends_on=frozenset(),
-                environment_variables=_environment_variables(body, where),
-                timeout_s=_timeout(body, where),
-            ),
-        )
+        code = body.get("code") if isinstance(body.get("code"), str) else None
+        step = _run(name, where, body, compute, command, code, step_inputs, step_outputs)
+        self._add(level, name, where, step)
 
     def _pipeline(
         self,
@@ -557,10 +545,10 @@ def _outputs_of(body: Mapping[str, Any]) -> frozenset[str] | None:
     """The outputs a step has: its component's (None: not known offline) or its own."""
     component = body.get("component")
     if component is None:
-        return frozenset(str(k) for k in mapping(body.get("outputs")))
+        return frozenset(str(k) for k in base.mapping(body.get("outputs")))
     if component_ref(component) != INLINE:
         return None
-    return frozenset(str(k) for k in mapping(component.get("outputs")))
+    return frozenset(str(k) for k in base.mapping(component.get("outputs")))
 
 
 def _environment_variables(body: Mapping[str, Any], where: FieldPath) -> dict[str, str]:
@@ -657,12 +645,12 @@ def _find_cycle(steps: Mapping[str, Step], pending: list[str]) -> list[str]:
 
 
 def _steps(job: Mapping[str, Any]) -> Mapping[str, Any]:
-    return mapping(job.get("jobs"))
+    return base.mapping(job.get("jobs"))
 
 
 def compute_fields(job: Mapping[str, Any]) -> Iterator[tuple[FieldPath, str]]:
     """Every compute the job names, with where (inside the job) it is written."""
-    default = mapping(job.get("settings")).get("default_compute")
+    default = base.mapping(job.get("settings")).get("default_compute")
     if isinstance(default, str):
         yield ("settings", "default_compute"), default
     if isinstance(job.get("compute"), str):
@@ -721,7 +709,7 @@ class PipelineSpec:
     cron: str | None = None
     time_zone: str = "UTC"
     run_on_change: bool = True
-    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    lifecycle: base.Lifecycle = field(default_factory=base.Lifecycle)
 
 
 def _local_files(job: Mapping[str, Any]) -> Iterator[tuple[FieldPath, str]]:
@@ -734,17 +722,19 @@ def _local_files(job: Mapping[str, Any]) -> Iterator[tuple[FieldPath, str]]:
 
     def steps(where: FieldPath, body: Mapping[str, Any]) -> Iterator[tuple[FieldPath, str]]:
         yield from local((*where, "code"), body.get("code"))
-        for input_name, value in mapping(body.get("inputs")).items():
-            yield from local((*where, "inputs", input_name, "path"), mapping(value).get("path"))
+        for input_name, value in base.mapping(body.get("inputs")).items():
+            yield from local(
+                (*where, "inputs", input_name, "path"), base.mapping(value).get("path")
+            )
         component = body.get("component")
         if isinstance(component, Mapping):
             yield from steps((*where, "component"), component)
-        for step_name, step in mapping(body.get("jobs")).items():
+        for step_name, step in base.mapping(body.get("jobs")).items():
             if isinstance(step, Mapping):
                 yield from steps((*where, "jobs", step_name), step)
 
-    for input_name, value in mapping(job.get("inputs")).items():
-        yield from local(("inputs", input_name, "path"), mapping(value).get("path"))
+    for input_name, value in base.mapping(job.get("inputs")).items():
+        yield from local(("inputs", input_name, "path"), base.mapping(value).get("path"))
     if job_type(job) == "command":
         yield from local(("code",), job.get("code"))
         return
@@ -789,7 +779,7 @@ def _read(
 
 
 def _schedule(spec: Mapping[str, Any]) -> tuple[str | None, str]:
-    schedule = mapping(spec.get("schedule"))
+    schedule = base.mapping(spec.get("schedule"))
     return (
         str(schedule["cron"]) if "cron" in schedule else None,
         str(schedule.get("timeZone", "UTC")),
@@ -811,15 +801,17 @@ def parse(
     (``Step.component``)."""
     job = spec.get("job")
     if not isinstance(job, Mapping):
-        return None, [spec_finding(locator, "Pipeline", JOB, "write the pipeline job here")]
+        return None, [base.spec_finding(locator, "Pipeline", JOB, "write the pipeline job here")]
     inlined = inline_components(job, load, named) if load is not None else Inlined(job)
     cron, time_zone = _schedule(spec)
     graph, problems = _read(inlined.job, cron, time_zone)
     findings = [
-        _located(locator, inlined, (*JOB, *where), RULE_SPEC, message)
+        _located(locator, inlined, (*JOB, *where), base.RULE_SPEC, message)
         for where, _, message in inlined.problems
     ]
-    findings += [_located(locator, inlined, path, RULE_SPEC, message) for path, message in problems]
+    findings += [
+        _located(locator, inlined, path, base.RULE_SPEC, message) for path, message in problems
+    ]
     return PipelineSpec(
         job=inlined.job,
         graph=graph,
@@ -827,7 +819,7 @@ def parse(
         cron=cron,
         time_zone=time_zone,
         run_on_change=bool(spec.get("runOnChange", True)),
-        lifecycle=Lifecycle.of(spec),
+        lifecycle=base.Lifecycle.of(spec),
     ), findings
 
 
@@ -865,24 +857,24 @@ def _found(
 
 
 def _job(spec: Mapping[str, Any]) -> Mapping[str, Any]:
-    return mapping(spec.get("job"))
+    return base.mapping(spec.get("job"))
 
 
-def _declare(m: Manifest, declared: Declared) -> None:
+def _declare(m: Manifest, declared: base.Declared) -> None:
     """Outputs of a model type with a name register that model: deployments may name it."""
-    for out in mapping(_job(m.spec).get("outputs")).values():
+    for out in base.mapping(_job(m.spec).get("outputs")).values():
         if (
             isinstance(out, Mapping)
             and out.get("type") in MODEL_TYPES
             and isinstance(out.get("name"), str)
         ):
-            Declared.add(
+            base.Declared.add(
                 declared.models, m.workspace or "", out["name"], str(out.get("version", ""))
             )
 
 
 def _models(spec: Mapping[str, Any]) -> Iterator[tuple[FieldPath, Any]]:
-    for name, value in mapping(_job(spec).get("inputs")).items():
+    for name, value in base.mapping(_job(spec).get("inputs")).items():
         if (
             isinstance(value, Mapping)
             and value.get("type") in MODEL_TYPES
@@ -900,9 +892,9 @@ def _environments(spec: Mapping[str, Any]) -> Iterator[tuple[FieldPath, Any]]:
             yield (*JOB, "jobs", step, "environment"), body["environment"]
 
 
-def _references(m: Manifest, declared: Declared) -> Iterator[Finding]:
-    yield from check_workspace(m, declared)
-    yield from check_assets(m, declared, KIND)
+def _references(m: Manifest, declared: base.Declared) -> Iterator[Finding]:
+    yield from base.check_workspace(m, declared)
+    yield from base.check_assets(m, declared, KIND)
     ws = m.workspace or ""
     job = _job(m.spec)
     for path, value in compute_fields(job):
@@ -934,7 +926,7 @@ def _references(m: Manifest, declared: Declared) -> Iterator[Finding]:
     # A binding to something missing is reported once, by its ref.binding finding.
     covered |= {(f.file, f.line) for f in bindings_found}
     for path, message in _read(checked, *_schedule(m.spec))[1]:
-        finding = _found(m, inlined, path, RULE_SPEC, message)
+        finding = _found(m, inlined, path, base.RULE_SPEC, message)
         if (finding.file, finding.line) not in covered:
             yield finding
 
@@ -983,7 +975,7 @@ def _component_files(m: Manifest) -> LoadComponent:
 
 
 def _named_components(
-    m: Manifest, inlined: Inlined, declared: Declared
+    m: Manifest, inlined: Inlined, declared: base.Declared
 ) -> tuple[Mapping[str, Any], list[Finding]]:
     """The job as the checks read it (the repository's Components already put in place by
     ``inline_components``), and a finding for every component named that the repository does
@@ -1028,7 +1020,7 @@ def _named_components(
             findings.append(_found(m, inlined, path, rule, message, severity))
         if isinstance(value, Mapping):
             visit(value, (*where, "component"))
-        for name, step in mapping(body.get("jobs")).items():
+        for name, step in base.mapping(body.get("jobs")).items():
             visit(step, (*where, "jobs", name))
 
     visit(inlined.job, ())
@@ -1052,9 +1044,9 @@ def _check_bindings(
         for name, body in _steps(checked).items()
         if isinstance(body, Mapping)
     }
-    inputs, outputs = mapping(job.get("inputs")), mapping(job.get("outputs"))
+    inputs, outputs = base.mapping(job.get("inputs")), base.mapping(job.get("outputs"))
     for name, body in steps.items():
-        written = {k: v for k, v in mapping(body).items() if k != "component"}
+        written = {k: v for k, v in base.mapping(body).items() if k != "component"}
         for path, text in _strings((*JOB, "jobs", name), written):
             for expr in BINDING_RE.findall(text):
                 parsed = parent_binding(expr)
@@ -1092,10 +1084,10 @@ def _strings(prefix: FieldPath, value: Any) -> Iterator[tuple[FieldPath, str]]:
             yield from _strings((*prefix, i), item)
 
 
-KIND = Kind(
+KIND = base.Kind(
     name="Pipeline",
     engine="operator",
-    crd=Crd(
+    crd=base.Crd(
         plural="pipelines",
         short_names=("amlpipeline", "amlpipe"),
         columns=(
@@ -1103,7 +1095,7 @@ KIND = Kind(
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         ),
     ),
-    parts=(Part("job", "load_job", cli_type="pipeline_job"),),
+    parts=(base.Part("job", "load_job", cli_type="pipeline_job"),),
     declare=_declare,
     references=_references,
     models=_models,

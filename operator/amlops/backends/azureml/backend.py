@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from amlops.backends import base
 from amlops.backends.azureml.calls import (
     OwnershipError,
     Scrubber,
@@ -42,23 +43,6 @@ from amlops.backends.azureml.calls import (
     within,
 )
 from amlops.backends.azureml.settings import AzureSettings, Locator
-from amlops.backends.base import (
-    TAG_OWNER,
-    BackendError,
-    ComputeInfo,
-    DeploymentSpec,
-    DeploymentState,
-    EndpointKeys,
-    EndpointSpec,
-    EndpointState,
-    InvokeResult,
-    ModelRef,
-    ModelVersion,
-    ModelVersionSpec,
-    PipelineRun,
-    PipelineRunSpec,
-    ProvisioningState,
-)
 from amlops.core import files
 from amlops.core.config import DefaultWorkspace
 from amlops.core.digest import tree_digest
@@ -77,7 +61,11 @@ _PIPELINES = (
     "backend (`amlops up`) or submit them with `az ml job create`"
 )
 _MODEL_IN_ID = re.compile(r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
-_IN_PROGRESS = (ProvisioningState.CREATING, ProvisioningState.UPDATING, ProvisioningState.DELETING)
+_IN_PROGRESS = (
+    base.ProvisioningState.CREATING,
+    base.ProvisioningState.UPDATING,
+    base.ProvisioningState.DELETING,
+)
 
 T = TypeVar("T")
 
@@ -89,11 +77,11 @@ def default_credential() -> Any:
     return DefaultAzureCredential()
 
 
-def _state(value: str | None) -> ProvisioningState:
+def _state(value: str | None) -> base.ProvisioningState:
     try:
-        return ProvisioningState(value or "Creating")
+        return base.ProvisioningState(value or "Creating")
     except ValueError:  # Canceled, and whatever the service adds
-        return ProvisioningState.FAILED
+        return base.ProvisioningState.FAILED
 
 
 @dataclass(frozen=True)
@@ -125,9 +113,13 @@ class AzureMLBackend:
         # AMLOPS_AZURE_OWNER, when set, wins over the driver's default identity
         self.owner = self.settings.owner or owner
         if not self.owner:
-            raise BackendError("the azureml backend needs an owner identity (AMLOPS_AZURE_OWNER)")
+            raise base.BackendError(
+                "the azureml backend needs an owner identity (AMLOPS_AZURE_OWNER)"
+            )
         if len(self.owner) > 256:  # Azure's limit for a tag value
-            raise BackendError(f"AMLOPS_AZURE_OWNER: at most 256 characters, not {len(self.owner)}")
+            raise base.BackendError(
+                f"AMLOPS_AZURE_OWNER: at most 256 characters, not {len(self.owner)}"
+            )
         self.locator = Locator(self.settings, config)
         self._credential = credential
         self._client_kwargs = dict(client_kwargs or {})
@@ -139,7 +131,7 @@ class AzureMLBackend:
         self._owned: set[tuple[str, ...]] = set()
         # model versions read in the last seconds: an endpoint reads the versions its Model
         # objects just read. Versions' files never change; our own writes drop the entry.
-        self._versions: dict[tuple[str, str, str], tuple[float, ModelVersion]] = {}
+        self._versions: dict[tuple[str, str, str], tuple[float, base.ModelVersion]] = {}
         self.scrub = Scrubber()
 
     # -- what the manifests say ------------------------------------------------------------
@@ -223,7 +215,7 @@ class AzureMLBackend:
             raise translate(exc, what, self.scrub) from None
 
     def _seen(self, key: tuple[str, ...], tags: Mapping[str, str] | None) -> None:
-        if (tags or {}).get(TAG_OWNER) == self.owner:
+        if (tags or {}).get(base.TAG_OWNER) == self.owner:
             self._owned.add(key)
 
     def _check_owner(
@@ -232,7 +224,7 @@ class AzureMLBackend:
         """Refuse to touch an asset that is not ours. One seen with our owner tag by this
         process stays ours when the tag goes (tags removed in the portal are drift: the next
         write puts them back)."""
-        owner = (tags or {}).get(TAG_OWNER)
+        owner = (tags or {}).get(base.TAG_OWNER)
         if owner is None and key and key in self._owned:
             return
         if owner != self.owner:
@@ -240,17 +232,17 @@ class AzureMLBackend:
             raise OwnershipError(
                 f"{what} exists in Azure ML and is not this amlops's ({by}; this is "
                 f"{self.owner!r}): amlops does not adopt, change or delete it. Rename it in "
-                f"the manifest, or tag it {TAG_OWNER}={self.owner} to hand it over"
+                f"the manifest, or tag it {base.TAG_OWNER}={self.owner} to hand it over"
             )
 
     # -- compute ---------------------------------------------------------------------------
 
-    def get_compute(self, workspace: str, name: str) -> ComputeInfo | None:
+    def get_compute(self, workspace: str, name: str) -> base.ComputeInfo | None:
         ml = self.client(workspace)
         found = self._get(f"compute {name}", lambda: ml.compute.get(name))
         if found is None:
             return None
-        return ComputeInfo(
+        return base.ComputeInfo(
             workspace,
             name,
             int(getattr(found, "max_instances", None) or 1),
@@ -259,10 +251,10 @@ class AzureMLBackend:
 
     # -- models ----------------------------------------------------------------------------
 
-    def _model(self, workspace: str, found: Any) -> ModelVersion:
+    def _model(self, workspace: str, found: Any) -> base.ModelVersion:
         tags = {str(k): str(v) for k, v in (found.tags or {}).items()}
         created = getattr(found.creation_context, "created_at", None)
-        return ModelVersion(
+        return base.ModelVersion(
             workspace=workspace,
             name=str(found.name),
             version=str(found.version),
@@ -275,7 +267,9 @@ class AzureMLBackend:
             location=str(found.path or ""),
         )
 
-    def get_model_version(self, workspace: str, name: str, version: str) -> ModelVersion | None:
+    def get_model_version(
+        self, workspace: str, name: str, version: str
+    ) -> base.ModelVersion | None:
         key = (workspace, name, version)
         cached = self._versions.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.settings.model_cache_s:
@@ -287,13 +281,13 @@ class AzureMLBackend:
             return None
         return self._remember(self._model(workspace, found))
 
-    def _remember(self, model: ModelVersion) -> ModelVersion:
+    def _remember(self, model: base.ModelVersion) -> base.ModelVersion:
         key = (model.workspace, model.name, model.version)
         self._seen(("model", *key), model.tags)
         self._versions[key] = (time.monotonic(), model)
         return model
 
-    def latest_model_version(self, workspace: str, name: str) -> ModelVersion | None:
+    def latest_model_version(self, workspace: str, name: str) -> base.ModelVersion | None:
         from azure.ai.ml.exceptions import ValidationException
 
         ml = self.client(workspace)
@@ -309,17 +303,17 @@ class AzureMLBackend:
         found = self._get(f"model {name}@latest", latest)
         return self._remember(self._model(workspace, found)) if found is not None else None
 
-    def get_registry_model(self, ref: ModelRef) -> ModelVersion | None:
+    def get_registry_model(self, ref: base.ModelRef) -> base.ModelVersion | None:
         """A registry's model (the model catalog's) is served as it is: nothing to register and
         nothing read here (another tenant's registry may not be readable with our identity);
         Azure ML resolves it when the deployment is created, and a wrong one fails that
         deployment with Azure's reason in the condition."""
         if ref.version is None:
-            raise BackendError(
+            raise base.BackendError(
                 f"model {ref}: a deployment serves one version; name it "
                 f"(azureml://registries/{ref.registry}/models/{ref.name}/versions/N)"
             )
-        return ModelVersion(
+        return base.ModelVersion(
             workspace="",
             name=ref.name,
             version=ref.version,
@@ -334,15 +328,15 @@ class AzureMLBackend:
         )
 
     def create_or_update_model_version(
-        self, workspace: str, spec: ModelVersionSpec
-    ) -> ModelVersion:
+        self, workspace: str, spec: base.ModelVersionSpec
+    ) -> base.ModelVersion:
         try:
             self._admit(spec.path)
             digest = tree_digest(spec.path)
         except FileNotFoundError as exc:
-            raise BackendError(f"model path {spec.path} does not exist") from exc
+            raise base.BackendError(f"model path {spec.path} does not exist") from exc
         except (OSError, PathRefusedError) as exc:
-            raise BackendError(f"cannot read model files at {spec.path}: {exc}") from exc
+            raise base.BackendError(f"cannot read model files at {spec.path}: {exc}") from exc
         if spec.version is not None:
             existing = self.get_model_version(workspace, spec.name, spec.version)
         else:
@@ -355,7 +349,7 @@ class AzureMLBackend:
             if existing.digest == digest:
                 return existing
             if spec.version is not None:
-                raise BackendError(
+                raise base.BackendError(
                     f"{label} already exists in Azure ML with other files "
                     f"({_short(existing.digest) or 'no digest'}, now {_short(digest)}); Azure ML "
                     "never changes a version's files: give the new files a new version"
@@ -368,7 +362,7 @@ class AzureMLBackend:
             path=str(spec.path),
             type=spec.type,
             description=spec.description or None,
-            tags={**spec.tags, TAG_DIGEST: digest, TAG_OWNER: self.owner},
+            tags={**spec.tags, TAG_DIGEST: digest, base.TAG_OWNER: self.owner},
         )
         ml = self.client(workspace)
         what = f"register model {spec.name}:{spec.version or 'next'}"
@@ -404,20 +398,20 @@ class AzureMLBackend:
 
     # -- pipeline runs (the next issue) ----------------------------------------------------
 
-    def latest_pipeline_run(self, workspace: str, pipeline: str) -> PipelineRun | None:
-        raise BackendError(f"{_PIPELINES} (pipeline {pipeline})")
+    def latest_pipeline_run(self, workspace: str, pipeline: str) -> base.PipelineRun | None:
+        raise base.BackendError(f"{_PIPELINES} (pipeline {pipeline})")
 
-    def submit_pipeline_run(self, spec: PipelineRunSpec) -> PipelineRun:
-        raise BackendError(f"{_PIPELINES} (pipeline {spec.pipeline})")
+    def submit_pipeline_run(self, spec: base.PipelineRunSpec) -> base.PipelineRun:
+        raise base.BackendError(f"{_PIPELINES} (pipeline {spec.pipeline})")
 
     def cancel_pipeline_run(self, workspace: str, run_id: str) -> None:
-        raise BackendError(f"{_PIPELINES} (run {run_id})")
+        raise base.BackendError(f"{_PIPELINES} (run {run_id})")
 
     # -- endpoints -------------------------------------------------------------------------
 
-    def _endpoint(self, workspace: str, found: Any) -> EndpointState:
+    def _endpoint(self, workspace: str, found: Any) -> base.EndpointState:
         tags = {str(k): str(v) for k, v in (found.tags or {}).items()}
-        return EndpointState(
+        return base.EndpointState(
             workspace=workspace,
             name=str(found.name),
             scoring_uri=str(found.scoring_uri or ""),
@@ -428,7 +422,7 @@ class AzureMLBackend:
             tags={k: v for k, v in tags.items() if k not in _BOOKKEEPING},
         )
 
-    def get_endpoint(self, workspace: str, name: str) -> EndpointState | None:
+    def get_endpoint(self, workspace: str, name: str) -> base.EndpointState | None:
         ml = self.client(workspace)
         found = self._get(f"endpoint {name}", lambda: _read_endpoint(ml, name))
         if found is None:
@@ -440,7 +434,7 @@ class AzureMLBackend:
         self._check_owner(f"endpoint {name}", state.tags, key)
         return state
 
-    def create_or_update_endpoint(self, spec: EndpointSpec) -> EndpointState:
+    def create_or_update_endpoint(self, spec: base.EndpointSpec) -> base.EndpointState:
         ml = self.client(spec.workspace)
         key = (spec.workspace, spec.name)
         current = self.get_endpoint(spec.workspace, spec.name)
@@ -452,7 +446,7 @@ class AzureMLBackend:
                 return current  # Azure is busy with it: observe it next time
         from azure.ai.ml.entities import ManagedOnlineEndpoint
 
-        tags = {**spec.tags, TAG_OWNER: self.owner}
+        tags = {**spec.tags, base.TAG_OWNER: self.owner}
         for tag, split in (
             (TAG_ZERO_TRAFFIC, spec.traffic),
             (TAG_ZERO_MIRROR, spec.mirror_traffic),
@@ -473,13 +467,15 @@ class AzureMLBackend:
             lambda: ml.online_endpoints.begin_create_or_update(endpoint),
         )
         self._owned.add(("endpoint", spec.workspace, spec.name))
-        return EndpointState(
+        return base.EndpointState(
             workspace=spec.workspace,
             name=spec.name,
             scoring_uri=current.scoring_uri if current is not None else "",
             auth_mode=spec.auth_mode,
             provisioning_state=(
-                ProvisioningState.UPDATING if current is not None else ProvisioningState.CREATING
+                base.ProvisioningState.UPDATING
+                if current is not None
+                else base.ProvisioningState.CREATING
             ),
             traffic=dict(spec.traffic),
             mirror_traffic=dict(spec.mirror_traffic),
@@ -491,30 +487,30 @@ class AzureMLBackend:
         if current is None:
             return
         self._check_owner(f"endpoint {name}", current.tags, ("endpoint", workspace, name))
-        if current.provisioning_state is ProvisioningState.DELETING:
+        if current.provisioning_state is base.ProvisioningState.DELETING:
             return
         ml = self.client(workspace)
         self._pollers[(workspace, name)] = self._call(
             f"delete endpoint {name}", lambda: ml.online_endpoints.begin_delete(name)
         )
 
-    def get_endpoint_keys(self, workspace: str, name: str) -> EndpointKeys:
+    def get_endpoint_keys(self, workspace: str, name: str) -> base.EndpointKeys:
         ml = self.client(workspace)
         found = self._call(f"keys of endpoint {name}", lambda: ml.online_endpoints.get_keys(name))
         primary = getattr(found, "primary_key", None) or getattr(found, "access_token", "") or ""
         secondary = getattr(found, "secondary_key", None) or ""
         self.scrub.remember(primary, secondary)
-        return EndpointKeys(str(primary), str(secondary))
+        return base.EndpointKeys(str(primary), str(secondary))
 
     def invoke(
         self, workspace: str, endpoint: str, body: bytes, deployment: str | None = None
-    ) -> InvokeResult:
+    ) -> base.InvokeResult:
         """POST to Azure's scoring URI with the endpoint's primary key (or token)."""
         state = self.get_endpoint(workspace, endpoint)
         if state is None:
-            raise BackendError(f"endpoint {endpoint} does not exist in workspace {workspace}")
+            raise base.BackendError(f"endpoint {endpoint} does not exist in workspace {workspace}")
         if not state.scoring_uri:
-            raise BackendError(f"endpoint {endpoint} has no scoring URI yet")
+            raise base.BackendError(f"endpoint {endpoint} has no scoring URI yet")
         keys = self.get_endpoint_keys(workspace, endpoint)
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {keys.primary}"}
         if deployment:
@@ -523,17 +519,17 @@ class AzureMLBackend:
         context = ssl.create_default_context()
         try:
             with urllib.request.urlopen(request, timeout=_INVOKE_TIMEOUT_S, context=context) as r:
-                return InvokeResult(r.status, r.read(), r.headers.get(DEPLOYMENT_HEADER) or "")
+                return base.InvokeResult(r.status, r.read(), r.headers.get(DEPLOYMENT_HEADER) or "")
         except urllib.error.HTTPError as exc:
-            return InvokeResult(
+            return base.InvokeResult(
                 exc.code, exc.read(), exc.headers.get(DEPLOYMENT_HEADER, "") if exc.headers else ""
             )
         except (OSError, ValueError) as exc:
-            raise BackendError(self.scrub(f"endpoint {endpoint}: {exc}")) from None
+            raise base.BackendError(self.scrub(f"endpoint {endpoint}: {exc}")) from None
 
     # -- deployments -----------------------------------------------------------------------
 
-    def _deployment(self, workspace: str, endpoint: str, found: Any) -> DeploymentState:
+    def _deployment(self, workspace: str, endpoint: str, found: Any) -> base.DeploymentState:
         tags = {str(k): str(v) for k, v in (found.tags or {}).items()}
         model = str(found.model or "")
         match = _MODEL_IN_ID.search(model)
@@ -541,9 +537,9 @@ class AzureMLBackend:
         fingerprint = tags.get(TAG_FINGERPRINT, "")
         self._seen(("deployment", workspace, endpoint, str(found.name)), tags)
         message = ""
-        if state is ProvisioningState.FAILED:
+        if state is base.ProvisioningState.FAILED:
             message = self._failure(workspace, endpoint, str(found.name), fingerprint)
-        return DeploymentState(
+        return base.DeploymentState(
             workspace=workspace,
             endpoint=endpoint,
             name=str(found.name),
@@ -580,7 +576,7 @@ class AzureMLBackend:
         self._reasons[key] = (fingerprint, reason)
         return reason
 
-    def list_deployments(self, workspace: str, endpoint: str) -> list[DeploymentState]:
+    def list_deployments(self, workspace: str, endpoint: str) -> list[base.DeploymentState]:
         ml = self.client(workspace)
         found = self._get(
             f"deployments of endpoint {endpoint}",
@@ -588,14 +584,16 @@ class AzureMLBackend:
         )
         return [self._deployment(workspace, endpoint, d) for d in found or []]
 
-    def _get_deployment(self, workspace: str, endpoint: str, name: str) -> DeploymentState | None:
+    def _get_deployment(
+        self, workspace: str, endpoint: str, name: str
+    ) -> base.DeploymentState | None:
         ml = self.client(workspace)
         found = self._get(
             f"deployment {endpoint}/{name}", lambda: ml.online_deployments.get(name, endpoint)
         )
         return self._deployment(workspace, endpoint, found) if found is not None else None
 
-    def create_or_update_deployment(self, spec: DeploymentSpec) -> DeploymentState:
+    def create_or_update_deployment(self, spec: base.DeploymentSpec) -> base.DeploymentState:
         key = (spec.workspace, spec.endpoint, spec.name)
         endpoint = self.get_endpoint(spec.workspace, spec.endpoint)
         if endpoint is not None:  # else Azure refuses the PUT, naming the endpoint
@@ -615,7 +613,7 @@ class AzureMLBackend:
             if spec.code_dir is not None:
                 self._admit(spec.code_dir)
         except (OSError, PathRefusedError) as exc:
-            raise BackendError(f"deployment {spec.endpoint}/{spec.name}: code: {exc}") from exc
+            raise base.BackendError(f"deployment {spec.endpoint}/{spec.name}: code: {exc}") from exc
         deployment = self._build_deployment(spec)
         ml = self.client(spec.workspace)
         self._pollers[key] = self._upload(
@@ -624,21 +622,21 @@ class AzureMLBackend:
         )
         self._reasons.pop(key, None)
         self._owned.add(("deployment", *key))
-        return DeploymentState(
+        return base.DeploymentState(
             workspace=spec.workspace,
             endpoint=spec.endpoint,
             name=spec.name,
-            model=str(spec.model)
-            if spec.model.registry is not None
-            else f"{spec.model.name}:{spec.model.version}",
+            model=str(spec.model),
             provisioning_state=(
-                ProvisioningState.UPDATING if current is not None else ProvisioningState.CREATING
+                base.ProvisioningState.UPDATING
+                if current is not None
+                else base.ProvisioningState.CREATING
             ),
             fingerprint=spec.fingerprint,
             tags=dict(deployment.tags),
         )
 
-    def _build_deployment(self, spec: DeploymentSpec) -> Any:
+    def _build_deployment(self, spec: base.DeploymentSpec) -> Any:
         from azure.ai.ml.entities import CodeConfiguration, ManagedOnlineDeployment
 
         # The driver's copy knows where the manifest's relative paths resolve; the spec's
@@ -649,7 +647,7 @@ class AzureMLBackend:
         where = f"deployment {spec.endpoint}/{spec.name}"
         instance_type = body.get("instance_type")
         if not isinstance(instance_type, str) or not instance_type:
-            raise BackendError(
+            raise base.BackendError(
                 f"{where}: Azure ML needs instance_type (a VM size such as Standard_DS3_v2)"
             )
         environment = body.get("environment")
@@ -657,9 +655,7 @@ class AzureMLBackend:
         return ManagedOnlineDeployment(
             name=spec.name,
             endpoint_name=spec.endpoint,
-            model=str(spec.model)
-            if spec.model.registry is not None
-            else f"azureml:{spec.model.name}:{spec.model.version}",
+            model=_model_id(spec.model),
             environment=(
                 None
                 if no_code and environment is None
@@ -675,7 +671,7 @@ class AzureMLBackend:
             instance_count=spec.instance_count,
             tags={
                 **spec.tags,
-                TAG_OWNER: self.owner,
+                base.TAG_OWNER: self.owner,
                 TAG_FINGERPRINT: spec.fingerprint,
             },
         )
@@ -684,7 +680,7 @@ class AzureMLBackend:
         if isinstance(value, str) and value:
             return value  # azureml:NAME:VERSION, a registry or curated environment
         if not isinstance(value, Mapping) or not isinstance(value.get("image"), str):
-            raise BackendError(
+            raise base.BackendError(
                 f"{where}: Azure ML needs an environment: azureml:NAME:VERSION, or "
                 "{image: ..., conda_file: ...}"
             )
@@ -693,7 +689,7 @@ class AzureMLBackend:
         conda: Path | None = None
         if isinstance(value.get("conda_file"), str):
             if written is None or written.manifest is None:
-                raise BackendError(
+                raise base.BackendError(
                     f"{where}: environment.conda_file is a path this driver cannot resolve; "
                     "register the environment and name it (azureml:NAME:VERSION)"
                 )
@@ -701,7 +697,7 @@ class AzureMLBackend:
             try:
                 conda = written.manifest.contained_path(field, value["conda_file"])
             except PathRefusedError as exc:
-                raise BackendError(f"{where}: {exc}") from exc
+                raise base.BackendError(f"{where}: {exc}") from exc
         return Environment(image=value["image"], conda_file=str(conda) if conda else None)
 
     def delete_deployment(self, workspace: str, endpoint: str, name: str) -> None:
@@ -711,7 +707,7 @@ class AzureMLBackend:
         self._check_owner(
             f"deployment {endpoint}/{name}", current.tags, ("deployment", workspace, endpoint, name)
         )
-        if current.provisioning_state is ProvisioningState.DELETING:
+        if current.provisioning_state is base.ProvisioningState.DELETING:
             return
         ml = self.client(workspace)
         self._pollers[(workspace, endpoint, name)] = self._call(
@@ -758,3 +754,9 @@ def _split(azure: Mapping[str, int] | None, zeros: str | None) -> dict[str, int]
 
 def _short(digest: str) -> str:
     return digest.removeprefix("sha256:")[:12]
+
+
+def _model_id(ref: base.ModelRef) -> str:
+    """How a deployment names its model: a registry's asset ID, or the workspace's
+    ``azureml:NAME:VERSION``."""
+    return str(ref) if ref.registry is not None else f"azureml:{ref.name}:{ref.version}"
