@@ -43,7 +43,7 @@ contract: $(STAMP) azure-tools
 		-q -p no:randomly --ignore=tests/azure/test_contract.py
 	$(BIN)/python -m tests.azure.oav $(CONTRACT_DIR)/traffic --out $(CONTRACT_DIR)
 
-## crds: regenerate operator/deploy/crds/ from policies/schemas/
+## crds: regenerate operator/deploy/crds/ (CRDs, the operator's ClusterRole, kustomization) from the kinds
 crds: $(STAMP)
 	$(BIN)/python -m amlops.crds operator/deploy/crds
 

@@ -65,7 +65,12 @@ from tests.operator.harness import (
 from tests.operator.proxy import Proxy, Record, by_verb, writes
 
 NAMESPACE = "bench"
-RBAC = ("namespace.yaml", "serviceaccount.yaml", "clusterrole.yaml", "clusterrolebinding.yaml")
+RBAC = (
+    "namespace.yaml",
+    "serviceaccount.yaml",
+    "crds/clusterrole.yaml",
+    "clusterrolebinding.yaml",
+)
 
 
 def ready_count(kube: Kube) -> int:

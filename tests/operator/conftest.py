@@ -28,7 +28,7 @@ from tests.operator.proxy import Proxy
 RBAC_FILES = (
     "namespace.yaml",
     "serviceaccount.yaml",
-    "clusterrole.yaml",
+    "crds/clusterrole.yaml",
     "clusterrolebinding.yaml",
 )
 

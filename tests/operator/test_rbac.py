@@ -33,7 +33,7 @@ SA = "system:serviceaccount:amlops-system:amlops-operator"
 
 
 def granted() -> set[tuple[str, str, str]]:
-    role = yaml.safe_load((DEPLOY / "clusterrole.yaml").read_text())
+    role = yaml.safe_load((DEPLOY / "crds" / "clusterrole.yaml").read_text())
     return {
         (group, resource, verb)
         for rule in role["rules"]

@@ -7,8 +7,9 @@ from typing import Any
 
 import yaml
 
+from amlops import API_GROUP
 from amlops.crds import render, structural
-from amlops.kinds import ORDER
+from amlops.kinds import KINDS, ORDER
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "operator" / "deploy" / "crds"
@@ -34,9 +35,15 @@ def _walk(node: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _crds() -> list[dict[str, Any]]:
+    docs = [yaml.safe_load(text) for text in render().values()]
+    return [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+
+
 def test_crds_are_structural_and_list_the_amlops_category() -> None:
-    for text in render().values():
-        crd = yaml.safe_load(text)
+    crds = _crds()
+    assert len(crds) == len([k for k in ORDER if KINDS[k].crd is not None])
+    for crd in crds:
         version = crd["spec"]["versions"][0]
         assert crd["spec"]["names"]["categories"] == ["amlops"]
         assert crd["spec"]["names"]["shortNames"]
@@ -80,3 +87,14 @@ def test_structural_translates_json_schema_only_keywords() -> None:
             "c": {"type": "object", "additionalProperties": {"type": "string"}},
         },
     }
+
+
+def test_the_cluster_role_grants_exactly_the_operator_kinds() -> None:
+    """A new operator kind is granted by regenerating, never by a hand edit: the role names
+    each kind's resource and status, and nothing else of the group."""
+    role = yaml.safe_load(render()["clusterrole.yaml"])
+    ours = [r for r in role["rules"] if r["apiGroups"] == [API_GROUP]]
+    plurals = [crd.plural for k in ORDER if (crd := KINDS[k].crd) is not None]
+    assert [r["resources"] for r in ours] == [plurals, [f"{p}/status" for p in plurals]]
+    listed = yaml.safe_load(render()["kustomization.yaml"])["resources"]
+    assert set(listed) == set(render()) - {"kustomization.yaml"}
