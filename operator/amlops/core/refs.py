@@ -18,7 +18,7 @@ from amlops.core.findings import Finding
 from amlops.core.manifests import Manifest
 from amlops.core.source import FieldPath
 from amlops.kinds import KINDS
-from amlops.kinds.base import Declared
+from amlops.kinds.base import Declared, Outside
 from amlops.kinds.component import ComponentsDeclared
 
 _PATH_FIELDS = ("path", "code", "conda_file", "component")
@@ -96,9 +96,10 @@ def check_files(m: Manifest, checker: files.Checker, *, on_disk: bool = True) ->
     return findings
 
 
-def declared(manifests: list[Manifest]) -> Declared:
-    """What ``manifests`` declare, each kind adding its own."""
-    out = ComponentsDeclared()
+def declared(manifests: list[Manifest], outside: Outside | None = None) -> Declared:
+    """What ``manifests`` declare, each kind adding its own, and what ``outside`` (the
+    repository config) says exists in Azure without a manifest."""
+    out = ComponentsDeclared(outside=outside or Outside())
     for m in manifests:
         KINDS[m.kind].declare(m, out)
     return out
@@ -118,7 +119,9 @@ def environment_refs(m: Manifest) -> Iterator[tuple[FieldPath, str]]:
             yield path, value
 
 
-def check(all_manifests: list[Manifest], valid: list[Manifest]) -> list[Finding]:
+def check(
+    all_manifests: list[Manifest], valid: list[Manifest], outside: Outside | None = None
+) -> list[Finding]:
     """Cross-references of the ``valid`` manifests (the files a manifest names:
     ``check_files``).
 
@@ -127,7 +130,7 @@ def check(all_manifests: list[Manifest], valid: list[Manifest]) -> list[Finding]
     would make every pipeline on an invalid cluster report it "not declared" as well.
     """
     findings = list(_duplicates(all_manifests))
-    known = declared(all_manifests)
+    known = declared(all_manifests, outside)
     for m in valid:
         found = KINDS[m.kind].references(m, known)
         if m.workspace is None:

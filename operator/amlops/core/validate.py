@@ -19,7 +19,7 @@ from amlops.core.limits import Limits, current
 from amlops.core.manifests import Manifest, gc_paused, load_tree
 from amlops.core.policy import RULE_AZUREML_NAME, PolicySet, configured_policies
 from amlops.core.schemas import SchemaSet, load_schemas
-from amlops.kinds.base import Outside, outside_git
+from amlops.kinds.base import Outside
 
 
 @dataclass
@@ -120,8 +120,7 @@ def _validate(
     if sdk:
         for loader, doc in loaded.sdk_only:
             findings.extend(azureml.check_document(doc, loader))
-    with outside_git(Outside(workspace, config.external)):
-        ref_findings = refs.check(loaded.manifests, valid)
+    ref_findings = refs.check(loaded.manifests, valid, Outside(workspace, config.external))
     policy_ids = [p.id for p in policies.policies]
     policy_findings = suppressed(
         excepted(config, policies.evaluate(valid, loaded.manifests), policy_ids),

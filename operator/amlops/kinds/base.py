@@ -8,8 +8,6 @@ a type here, never an import at run time.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,25 +57,6 @@ class Outside:
     external: External = field(default_factory=External)
 
 
-# The repository config of the check in progress. ``amlops.core.refs`` builds ``Declared`` from
-# the manifests alone; the config reaches every kind's check through here rather than through
-# every signature between the validator and the kinds.
-_OUTSIDE: ContextVar[Outside | None] = ContextVar("amlops_outside", default=None)
-
-
-def _outside() -> Outside:
-    return _OUTSIDE.get() or Outside()
-
-
-@contextmanager
-def outside_git(outside: Outside) -> Iterator[None]:
-    token = _OUTSIDE.set(outside)
-    try:
-        yield
-    finally:
-        _OUTSIDE.reset(token)
-
-
 class _Computes(set[tuple[str, str]]):
     """(workspace, name) of declared clusters; an external compute (the config does not say
     of which workspace: it lives there already) is in it for every workspace."""
@@ -106,12 +85,16 @@ class Declared:
     computes: set[tuple[str, str]] = field(default_factory=set)
     models: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # -> versions
     environments: dict[tuple[str, str], set[str]] = field(default_factory=dict)
-    external: External = field(default_factory=lambda: _outside().external)
+    # what the repository config (amlops.yaml) says exists in Azure without a manifest
+    outside: Outside = field(default_factory=Outside)
+
+    @property
+    def external(self) -> External:
+        return self.outside.external
 
     def __post_init__(self) -> None:
-        outside = _outside()
-        if outside.workspace is not None:
-            self.workspaces.add(outside.workspace)
+        if self.outside.workspace is not None:
+            self.workspaces.add(self.outside.workspace)
         if self.external.permissive or self.external.assets.get("computes"):
             computes = _Computes(self.external)
             computes.update(self.computes)
