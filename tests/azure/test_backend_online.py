@@ -132,6 +132,31 @@ def test_drift_in_azure_is_corrected_by_the_next_pass(azure_env: AzureEnv, tmp_p
     assert stored is not None and stored["properties"]["traffic"] == {"blue": 90, "green": 10}
 
 
+def test_tags_stripped_from_the_endpoint_alone_are_put_back(
+    azure_env: AzureEnv, tmp_path: Path
+) -> None:
+    fake = azure_env.fake
+    reconciler, manifests = _setup(azure_env, tmp_path)
+    converge(reconciler, manifests, fake.clock)
+    before = fake.state.online_endpoint(EP, azure_env.workspace)
+    assert before is not None and before["tags"][TAG_OWNER] == "amlops-tests"
+
+    # someone strips the endpoint's tags in the portal; its traffic and deployments stay
+    with fake.state.locked() as state:
+        state.resources[state.resource_id(azure_env.workspace, "onlineEndpoints", EP).lower()][
+            "tags"
+        ] = {}
+    fake.log.reset()
+    reports = converge(reconciler, manifests, fake.clock)
+    assert report(reports, "Endpoint", EP).outcome.phase is Phase.READY
+    after = fake.state.online_endpoint(EP, azure_env.workspace)
+    assert after is not None and after["tags"] == before["tags"]
+    assert after["properties"]["traffic"] == {"blue": 90, "green": 10}
+    # the endpoint was written again, its deployments were not
+    assert fake.log.count("OnlineEndpoints_CreateOrUpdate") == 1
+    assert fake.log.count("OnlineDeployments_CreateOrUpdate") == 0
+
+
 def test_an_endpoint_of_another_owner_is_not_adopted(azure_env: AzureEnv, tmp_path: Path) -> None:
     fake = azure_env.fake
     tree = write_tree(tmp_path / "tree")

@@ -323,6 +323,34 @@ def test_a_new_commit_alone_changes_nothing_and_a_restart_keeps_the_first_tags()
     assert b.tags == first
 
 
+def test_an_endpoint_missing_provenance_tags_gets_them_back_keeping_those_it_kept() -> None:
+    """Tags stripped from the endpoint alone (traffic as wanted) are drift; a new commit is not."""
+    tags = {"amlops-commit": "c2", "amlops-manifest": "e.yaml", "amlops-object": "ns/e"}
+    desired = replace(_endpoint(), tags=tags)
+    deployed = _deployed(
+        desired, {"a": ProvisioningState.SUCCEEDED, "b": ProvisioningState.SUCCEEDED}
+    )
+    models = {"a": _version("m", "1"), "b": _version("m", "1")}
+    digests = {"a": "sha256:c", "b": "sha256:c"}
+
+    def run(current: dict[str, str]) -> list[CreateOrUpdateEndpoint]:
+        observed = endpoint.EndpointObserved(
+            replace(_ep({"a": 90, "b": 10}), tags=current), deployed, models, digests
+        )
+        result = endpoint.reconcile_endpoint(desired, observed, None, NOW)
+        return [a for a in result.actions if isinstance(a, CreateOrUpdateEndpoint)]
+
+    # every tag stripped: written again with the current provenance (traffic unchanged)
+    (action,) = run({})
+    assert action.spec.tags == tags and action.spec.traffic == {"a": 90, "b": 10}
+    # one stripped: the ones it kept keep the values it was made with (commit c1)
+    kept = {"amlops-commit": "c1", "amlops-manifest": "e.yaml", "team": "search"}
+    (action,) = run(kept)
+    assert action.spec.tags == {**kept, "amlops-object": "ns/e"}
+    # all there, made by an older commit: nothing to do
+    assert run({**kept, "amlops-object": "ns/e"}) == []
+
+
 def test_traffic_to_an_unknown_deployment_is_a_spec_error() -> None:
     desired = _endpoint({"a": 50, "purple": 50})
     observed = endpoint.EndpointObserved(None, {}, {}, {})

@@ -17,7 +17,10 @@ Tags (the Git commit and manifest, amlops.core.provenance) never cause a write o
 a new commit that leaves the endpoint as it was must not restart its deployments. They are
 recorded when an asset is made: the endpoint keeps the tags it was created with (it is a stable
 address), and a deployment carries the tags of the commit that produced its current
-fingerprint, kept when a stopped deployment is started again unchanged.
+fingerprint, kept when a stopped deployment is started again unchanged. Tags that are missing
+are drift, though: an endpoint without one of the provenance tags (stripped in the portal) is
+written again with the tags it kept plus the current ones it lacks (a deployment's stripped
+tags take its fingerprint with them, so it is redeployed under the current ones).
 """
 
 from __future__ import annotations
@@ -256,6 +259,13 @@ def renormalize(weights: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
+def endpoint_tags(current: EndpointState | None, tags: Mapping[str, str]) -> dict[str, str]:
+    """The tags an endpoint is written with: the ones it has (it keeps the commit it was made
+    by), plus those of ``tags`` (the current provenance) that it lost; a new one gets ``tags``."""
+    kept = dict(current.tags) if current is not None else {}
+    return {**tags, **kept}
+
+
 def deployment_fingerprint(
     desired: DeploymentDesired, code_digest: str | None, model: ModelVersion | None
 ) -> str:
@@ -364,6 +374,7 @@ def reconcile_endpoint(
         or endpoint.auth_mode != desired.auth_mode
         or dict(endpoint.traffic) != traffic
         or dict(endpoint.mirror_traffic) != mirror
+        or not desired.tags.keys() <= endpoint.tags.keys()
     ):
         spec = EndpointSpec(
             workspace=desired.workspace,
@@ -372,7 +383,7 @@ def reconcile_endpoint(
             traffic=traffic,
             mirror_traffic=mirror,
             description=desired.description,
-            tags=(endpoint.tags if endpoint is not None else None) or desired.tags,
+            tags=endpoint_tags(endpoint, desired.tags),
         )
         # the endpoint (and its traffic) first: deployments attach to it, and traffic must
         # leave a deployment before it is deleted

@@ -1,0 +1,240 @@
+"""The operator (``amlops operator``, a child process with ``AMLOPS_BACKEND=azureml``) on a real
+kube-apiserver, reconciling the example platform into the fake Azure ML API and Azurite.
+
+The objects come from ``amlops apply`` of a Git copy of manifests/ (without its pipeline; the
+model the pipeline would make is a Model), so that their ``amlops.io/source-file`` names the
+manifest the operator resolves ``path:`` and ``code:`` against (``AMLOPS_SOURCE_ROOT``). The
+subprocess gets the harness's FakeCredential as ``DefaultAzureCredential`` through the
+test-only sitecustomize (``AMLOPS_TEST_FAKE_CREDENTIAL=1``): the product builds its credential as
+in a cluster.
+
+The API server is its own (the fixtures of tests/operator, imported here): the suite's local
+operator watches every namespace of the other one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from amlops.backends.base import TAG_OWNER
+from amlops.cli import main
+from amlops.core.provenance import TAG_COMMIT, TAG_MANIFEST, TAG_OBJECT
+from tests.azure.conftest import AzureEnv
+from tests.envtest.apiserver import Cluster
+from tests.operator import conftest as operator_fixtures
+from tests.operator.harness import (
+    Kube,
+    OperatorProcess,
+    condition,
+    is_ready,
+    operator_env,
+    proxied_kubeconfig,
+    token_of,
+    wait_for,
+)
+from tests.operator.proxy import Proxy
+
+pytestmark = [pytest.mark.envtest, pytest.mark.slow]
+
+# tests/operator's API server fixtures, this module's own instances (see above)
+cluster = operator_fixtures.cluster
+kube = operator_fixtures.kube
+proxy = operator_fixtures.proxy
+
+REPO = Path(__file__).resolve().parents[2]
+DEV, PROD = "mlw-platform-dev", "mlw-platform-prod"  # amlops workspaces = namespaces
+PROD_AZURE = "ws-amlops-prod"  # the fake's second workspace
+OPERATOR_NS = "amlops-system"
+OWNER = f"amlops-operator:{OPERATOR_NS}"
+ENDPOINT = "support-online"
+SPLIT = {"blue": 90, "green": 10}
+SUPPORT_SLM = """\
+apiVersion: amlops.io/v1alpha1
+kind: Model
+metadata:
+  name: support-slm
+spec:
+  workspace: mlw-platform-dev
+  model:
+    name: support-slm
+    version: "1"
+    path: ../assets/slm-base
+"""
+
+
+def _git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return proc.stdout.strip()
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Path:
+    """manifests/ without its pipeline, the model it would make a Model; a Git checkout."""
+    copy = tmp_path / "platform"
+    shutil.copytree(REPO / "manifests", copy)
+    shutil.rmtree(copy / "pipelines")
+    (copy / "models" / "support-slm.yaml").write_text(SUPPORT_SLM)
+    _git(copy, "init", "-q")
+    _git(copy, "add", ".")
+    _git(copy, "commit", "-q", "-m", "platform")
+    return copy
+
+
+@pytest.fixture
+def azure_operator(
+    azure_env: AzureEnv, cluster: Cluster, proxy: Proxy, platform: Path, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    """``amlops operator`` with the azureml backend, pointed at the fake cloud, as the shipped
+    ServiceAccount behind the counting proxy; fails the test if it was ever forbidden."""
+    fake = azure_env.fake
+    if PROD_AZURE not in fake._workspaces():
+        fake.add_workspace(PROD_AZURE)
+        fake.ensure_container(fake.default_container(PROD_AZURE))
+    sa = cluster.service_account_kubeconfig(OPERATOR_NS, "amlops-operator")
+    kubeconfig = proxied_kubeconfig(tmp_path / "kubeconfig", proxy, token_of(sa), OPERATOR_NS)
+    env = operator_env(
+        kubeconfig,
+        tmp_path / "state",
+        platform,
+        AMLOPS_BACKEND="azureml",
+        AMLOPS_AZURE_SUBSCRIPTION_ID=azure_env.subscription_id,
+        AMLOPS_AZURE_RESOURCE_GROUP=azure_env.resource_group,
+        AMLOPS_AZURE_WORKSPACES=json.dumps(
+            {DEV: {"name": azure_env.workspace}, PROD: {"name": PROD_AZURE}}
+        ),
+        AMLOPS_AZURE_UPLOAD_TIMEOUT="60",
+        POD_NAMESPACE=OPERATOR_NS,
+        AMLOPS_TEST_FAKE_CREDENTIAL="1",
+    )
+    # the CA, the fake's cloud, and the sitecustomize hook first on the path
+    env.update({k: v for k, v in azure_env.env.items() if k != "PYTHONPATH"})
+    env["PYTHONPATH"] = os.pathsep.join([azure_env.env["PYTHONPATH"], env["PYTHONPATH"]])
+    since = proxy.mark()
+    proc = OperatorProcess(env, tmp_path / "operator.log")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+    forbidden = [r for r in proxy.records(since) if r.status == 403]
+    assert not forbidden, "the shipped ClusterRole lacks: " + ", ".join(
+        f"{r.verb} {r.path}" for r in forbidden
+    )
+
+
+def _apply(cluster: Cluster, platform: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig_path))
+    assert main(["apply", str(platform), "--instance", "azureml-example"]) == 0
+
+
+def _model(azure_env: AzureEnv, workspace: str, name: str) -> dict[str, Any] | None:
+    state = azure_env.fake.state
+    return state.get(state.resource_id(workspace, "models", name, "versions", "1"))
+
+
+def _traffic(azure_env: AzureEnv) -> dict[str, int] | None:
+    stored = azure_env.fake.state.online_endpoint(ENDPOINT, azure_env.workspace)
+    return None if stored is None else dict(stored["properties"]["traffic"])
+
+
+def _tags(azure_env: AzureEnv) -> dict[str, str] | None:
+    stored = azure_env.fake.state.online_endpoint(ENDPOINT, azure_env.workspace)
+    return None if stored is None else dict(stored["tags"])
+
+
+def _reasons(kube: Kube, namespace: str, name: str) -> list[tuple[str, str]]:
+    return [(e.type, e.reason) for e in kube.events(namespace, name)]
+
+
+def _corrections(kube: Kube) -> list[str]:
+    """The messages of the Endpoint's DriftCorrected Events, oldest first."""
+    events = kube.events(DEV, ENDPOINT)
+    return [str(e.message) for e in events if e.reason == "DriftCorrected"]
+
+
+def test_operator_brings_the_example_platform_to_ready_in_azure_ml_corrects_drift_and_retains(
+    azure_env: AzureEnv,
+    cluster: Cluster,
+    kube: Kube,
+    platform: Path,
+    azure_operator: OperatorProcess,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = azure_env.fake
+    _apply(cluster, platform, monkeypatch)
+    models = [(DEV, "slm-base"), (DEV, "support-slm"), (PROD, "slm-base")]
+    for namespace, name in models:
+        obj = kube.wait(namespace, "Model", name, is_ready, timeout=60, what="registered")
+        assert condition(obj)["reason"] == "Registered"
+
+    def serving() -> dict[str, Any] | None:
+        obj = kube.get(DEV, "Endpoint", ENDPOINT)
+        if obj is not None and is_ready(obj):
+            return obj
+        fake.clock.advance(30)  # the deployments take 60 s of the fake's clock
+        return None
+
+    obj = wait_for(serving, timeout=60, every=0.5, what=f"Endpoint {ENDPOINT} serving")
+    assert condition(obj)["reason"] == "Serving"
+    assert obj["status"]["traffic"] == SPLIT
+    assert {d: s["state"] for d, s in obj["status"]["deployments"].items()} == {
+        "blue": "Succeeded",
+        "green": "Succeeded",
+    }
+    stored = fake.state.online_endpoint(ENDPOINT, azure_env.workspace)
+    assert stored is not None and stored["properties"]["traffic"] == SPLIT
+    assert obj["status"]["scoringUri"] == stored["properties"]["scoringUri"]
+    commit = _git(platform, "rev-parse", "HEAD")
+    assert stored["tags"][TAG_OWNER] == OWNER
+    assert stored["tags"][TAG_COMMIT] == commit
+    assert stored["tags"][TAG_MANIFEST] == "endpoints/support-online.yaml"
+    assert stored["tags"][TAG_OBJECT] == f"{DEV}/{ENDPOINT}"
+    for workspace, name in ((azure_env.workspace, "slm-base"), (PROD_AZURE, "slm-base")):
+        version = _model(azure_env, workspace, name)
+        assert version is not None and version["properties"]["tags"][TAG_OWNER] == OWNER
+    secret = kube.core.read_namespaced_secret(f"{ENDPOINT}-keys", DEV)
+    assert set(secret.data) >= {"primaryKey", "secondaryKey", "scoringUri"}
+
+    # someone moves all traffic to blue in the portal: the drift timer puts the split back
+    before = len(_corrections(kube))
+    fake.state.set_traffic(ENDPOINT, {"blue": 100}, azure_env.workspace)
+    wait_for(lambda: _traffic(azure_env) == SPLIT, timeout=30, what="the split put back")
+    corrected = wait_for(
+        lambda: _corrections(kube)[before:], timeout=15, what="a DriftCorrected Event"
+    )
+    assert corrected[0].startswith(f"apply endpoint {ENDPOINT} (blue 90%, green 10%)")
+
+    # ... or strips the endpoint's tags, its traffic untouched: they are put back
+    tags = dict(stored["tags"])
+    with fake.state.locked() as state:
+        endpoint_id = state.resource_id(azure_env.workspace, "onlineEndpoints", ENDPOINT)
+        state.resources[endpoint_id.lower()]["tags"] = {}
+    wait_for(lambda: _tags(azure_env) == tags, timeout=30, what="the endpoint's tags put back")
+
+    # the objects are deleted: the endpoint first (it serves the models), then the models
+    kube.delete(DEV, "Endpoint", ENDPOINT)
+    kube.wait_gone(DEV, "Endpoint", ENDPOINT, timeout=60)
+    assert fake.state.online_endpoint(ENDPOINT, azure_env.workspace) is None
+    for namespace, name in models:
+        kube.delete(namespace, "Model", name)
+    for namespace, name in models:
+        kube.wait_gone(namespace, "Model", name, timeout=60)
+    assert _model(azure_env, azure_env.workspace, "slm-base") is None
+    assert _model(azure_env, azure_env.workspace, "support-slm") is None
+    # the prod model is Retain: it stays in Azure ML, its Model object says so
+    assert _model(azure_env, PROD_AZURE, "slm-base") is not None
+    assert ("Normal", "Retained") in _reasons(kube, PROD, "slm-base")
+    assert ("Normal", "Deleted") in _reasons(kube, DEV, "slm-base")
