@@ -7,6 +7,7 @@ entry the real kinds use, so adding an operator kind needs no change to the driv
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -125,8 +126,14 @@ def test_finalize_executes_the_kinds_actions() -> None:
     assert driver.finalize(refusing, actions) == "bump the counter: counters are read-only here"
 
 
+def _module(kind: str) -> str:
+    """A kind's reconcile module, snake_case like amlops.kinds' (ServerlessEndpoint ->
+    serverless_endpoint)."""
+    return "amlops.reconcile." + re.sub(r"(?<!^)(?=[A-Z])", "_", kind).lower()
+
+
 def test_the_driver_and_registry_name_no_kind_but_in_their_entries() -> None:
-    kinds = {f"amlops.reconcile.{k.lower()}" for k in RECONCILERS}
+    kinds = {_module(k) for k in RECONCILERS}
     tree = ast.parse((RECONCILE / "driver.py").read_text(encoding="utf-8"))
     imported = {
         f"{node.module}.{alias.name}" if isinstance(node, ast.ImportFrom) else alias.name
@@ -136,5 +143,5 @@ def test_the_driver_and_registry_name_no_kind_but_in_their_entries() -> None:
     }
     assert not {m for m in imported if any(m.startswith(k) for k in kinds)}
     assert {r.kind: r.observe.__module__ for r in RECONCILERS.values()} == {
-        k: f"amlops.reconcile.{k.lower()}" for k in RECONCILERS
+        k: _module(k) for k in RECONCILERS
     }

@@ -30,7 +30,12 @@ from tests.operator.proxy import Proxy
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "operator" / "deploy"
-PLURALS = {"Model": "models", "Pipeline": "pipelines", "Endpoint": "endpoints"}
+PLURALS = {
+    "Model": "models",
+    "Pipeline": "pipelines",
+    "Endpoint": "endpoints",
+    "ServerlessEndpoint": "serverlessendpoints",
+}
 T = TypeVar("T")
 SCORE_PY = textwrap.dedent(
     """\

@@ -30,6 +30,7 @@ from tests.operator.test_pipeline import pipeline_spec
 
 pytestmark = [pytest.mark.envtest, pytest.mark.slow]
 SA = "system:serviceaccount:amlops-system:amlops-operator"
+SERVERLESS_MODEL = "azureml://registries/azureml-meta/models/Meta-Llama-3-8B-Instruct"
 
 
 def granted() -> set[tuple[str, str, str]]:
@@ -54,7 +55,17 @@ def test_the_operator_uses_exactly_what_the_cluster_role_grants(
     kube.create(namespace, "Endpoint", "e", endpoint_spec(f"{namespace}-e", f"{namespace}-rbac"))
     kube.wait(namespace, "Endpoint", "e", is_ready, timeout=90)
     kube.wait(namespace, "Pipeline", "p-rbac", reason_is("DependencyNotReady"))
-    for kind, name in (("Endpoint", "e"), ("Pipeline", "p-rbac"), ("Model", "m")):
+    # a catalog model the operator's local backend cannot have offline: refused, which still
+    # patches its finalizer and status (keys are published only once it serves)
+    serverless = {"name": f"{namespace}-s", "model_id": SERVERLESS_MODEL}
+    kube.create(namespace, "ServerlessEndpoint", "s", {"workspace": "ws", "endpoint": serverless})
+    kube.wait(namespace, "ServerlessEndpoint", "s", reason_is("BackendRefused"))
+    for kind, name in (
+        ("ServerlessEndpoint", "s"),
+        ("Endpoint", "e"),
+        ("Pipeline", "p-rbac"),
+        ("Model", "m"),
+    ):
         kube.delete(namespace, kind, name)
         kube.wait_gone(namespace, kind, name)
 

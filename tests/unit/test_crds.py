@@ -63,7 +63,7 @@ def test_embedded_azure_ml_parts_keep_unknown_fields() -> None:
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert spec["properties"]["endpoint"]["x-kubernetes-preserve-unknown-fields"] is True
     assert spec["properties"]["deployments"]["items"]["x-kubernetes-preserve-unknown-fields"]
-    assert set(ORDER) == {"Model", "Pipeline", "Endpoint"}
+    assert set(ORDER) == {"Model", "Pipeline", "Endpoint", "ServerlessEndpoint"}
 
 
 def test_structural_translates_json_schema_only_keywords() -> None:

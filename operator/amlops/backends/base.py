@@ -233,6 +233,55 @@ class InvokeResult:
     deployment: str  # the deployment that answered (Azure's azureml-model-deployment header)
 
 
+# -- serverless endpoints (model-catalog models as a service) --------------------------------
+
+
+@dataclass(frozen=True)
+class MarketplaceSubscriptionSpec:
+    """The workspace's subscription to a non-Microsoft model's Marketplace offer, which Azure ML
+    requires before a serverless endpoint serves the model."""
+
+    workspace: str
+    name: str
+    model: ModelRef  # a registry model; the subscription is to the model, any version
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def model_id(self) -> str:
+        return f"azureml://registries/{self.model.registry}/models/{self.model.name}"
+
+
+@dataclass(frozen=True)
+class MarketplaceSubscriptionState:
+    workspace: str
+    name: str
+    model_id: str
+    provisioning_state: ProvisioningState
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ServerlessEndpointSpec:
+    workspace: str
+    name: str
+    model: ModelRef  # a registry model (``registry`` set); version None: the latest
+    model_id: str  # as the manifest wrote it, which is what the backend is given
+    auth_mode: str = "key"
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServerlessEndpointState:
+    workspace: str
+    name: str
+    model_id: str
+    auth_mode: str
+    provisioning_state: ProvisioningState
+    scoring_uri: str = ""
+    message: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
 # -- the protocol -----------------------------------------------------------------------------
 
 
@@ -278,3 +327,23 @@ class Backend(Protocol):
     def invoke(
         self, workspace: str, endpoint: str, body: bytes, deployment: str | None = None
     ) -> InvokeResult: ...
+
+    def get_marketplace_subscription(
+        self, workspace: str, name: str
+    ) -> MarketplaceSubscriptionState | None: ...
+
+    def create_or_update_marketplace_subscription(
+        self, spec: MarketplaceSubscriptionSpec
+    ) -> MarketplaceSubscriptionState: ...
+
+    def get_serverless_endpoint(
+        self, workspace: str, name: str
+    ) -> ServerlessEndpointState | None: ...
+
+    def create_or_update_serverless_endpoint(
+        self, spec: ServerlessEndpointSpec
+    ) -> ServerlessEndpointState: ...
+
+    def delete_serverless_endpoint(self, workspace: str, name: str) -> None: ...
+
+    def get_serverless_endpoint_keys(self, workspace: str, name: str) -> EndpointKeys: ...

@@ -54,7 +54,7 @@ _RETRY_STATUS = (409, 429, 500, 502, 503, 504)
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0)
 
 
-HELP = "server-side apply the Model/Pipeline/Endpoint manifests to the current cluster"
+HELP = "server-side apply the operator kinds' manifests (Model, Pipeline, Endpoint...) to a cluster"
 EXITS = (
     "Exit 0 applied (or nothing to do); 1 invalid manifests or a failed "
     "request; 2 usage (no kube context)."

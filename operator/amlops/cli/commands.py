@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from amlops.cli import apply, comment, common, local_cmds, operator_cmd, plan, up, validate
+from amlops.cli import (
+    apply,
+    comment,
+    common,
+    local_cmds,
+    operator_cmd,
+    plan,
+    registry_cmd,
+    up,
+    validate,
+)
 
 REGISTRY: list[common.Register] = [
     validate.register,
@@ -12,6 +22,7 @@ REGISTRY: list[common.Register] = [
     local_cmds.register_status,
     local_cmds.register_invoke,
     local_cmds.register_run,
+    registry_cmd.register,
     apply.register,
     operator_cmd.register,
 ]

@@ -12,7 +12,7 @@ import importlib
 
 from amlops.cli import common
 
-HELP = "run the Kopf operator that reconciles Model, Pipeline and Endpoint resources"
+HELP = "run the Kopf operator that reconciles the amlops custom resources"
 EXITS = "Runs until SIGTERM/SIGINT. Exit 0 after a graceful stop, 2 on bad settings."
 
 

@@ -19,7 +19,7 @@ _ASSET_RE = re.compile(
 # A model in an Azure ML registry, such as the model catalog's (``azureml`` registry).
 _REGISTRY_MODEL_RE = re.compile(
     r"^azureml://registries/(?P<registry>[^/]+)/models/(?P<name>[^/]+)"
-    r"/(?:versions/(?P<version>[^/]+)|labels/latest)$"
+    r"(?P<suffix>/versions/(?P<version>[^/]+)|/labels/latest)?$"
 )
 
 
@@ -63,12 +63,22 @@ def parse_model_ref(value: str) -> ModelRef | None:
     """``azureml:name:version`` / ``azureml:name@latest`` / a registry's
     ``azureml://registries/REG/models/NAME/versions/V`` -> ModelRef; None for anything else."""
     registry = _REGISTRY_MODEL_RE.match(value)
-    if registry is not None:
+    if registry is not None and registry["suffix"] is not None:
         return ModelRef(registry["name"], registry["version"], registry["registry"])
     ref = parse_asset_ref(value)
     if ref is None or ref.label not in (None, "latest"):
         return None
     return ModelRef(ref.name, ref.version)
+
+
+def parse_registry_model_id(value: str) -> ModelRef | None:
+    """A serverless endpoint's ``model_id``: a registry model, where Azure ML also takes the
+    model alone (``azureml://registries/REG/models/NAME``, its latest version); None for
+    anything else (a workspace model cannot be served as a service)."""
+    match = _REGISTRY_MODEL_RE.match(value)
+    if match is None:
+        return None
+    return ModelRef(match["name"], match["version"], match["registry"])
 
 
 def is_external(value: str) -> bool:

@@ -220,6 +220,7 @@ _SCHEMA_KINDS = {
     "pipelinecomponent": "component",
     "amlcompute": "compute",
     "workspace": "workspace",
+    "serverlessendpoint": "serverless_endpoint",
 }
 _SCHEMA_RE = re.compile(r"/([A-Za-z]+)\.schema\.json$")
 # Types amlops does not manage, each with the azure-ai-ml loader that still judges the file: a
@@ -230,7 +231,6 @@ UNMANAGED_LOADERS = {
     "azurefile": "load_datastore",
     "azuredatalakegen1": "load_datastore",
     "azuredatalakegen2": "load_datastore",
-    "serverlessendpoint": "load_serverless_endpoint",
     "batchendpoint": "load_batch_endpoint",
     "batchdeployment": "load_batch_deployment",
     "modelbatchdeployment": "load_batch_deployment",
@@ -260,7 +260,7 @@ def cli_v2_type(data: dict[str, Any]) -> str | None:
     if "endpoint_name" in data and "name" in data:
         return "online_deployment"
     if "model_id" in data and "name" in data:  # a model-catalog (serverless) endpoint
-        return "unsupported:serverlessEndpoint"
+        return "serverless_endpoint"
     if "name" in data and "path" in data and data.get("type") in _DATA_TYPES:
         return "unsupported:data"
     if "auth_mode" in data and "name" in data:
@@ -402,8 +402,9 @@ def _from_cli(
             ("$schema",),
             "load.unsupported-cli-type",
             f"Azure ML CLI v2 type {cli_type.split(':', 1)[1]!r} is not managed by amlops and "
-            "is left alone; managed: model, environment, online endpoint/deployment, pipeline "
-            "and command job, command and pipeline component, amlcompute, workspace",
+            "is left alone; managed: model, environment, online endpoint/deployment, "
+            "serverless endpoint, pipeline and command job, command and pipeline component, "
+            "amlcompute, workspace",
             # a repository of existing `az ml` YAML keeps its data assets, sweep jobs... and
             # must still validate
             Severity.WARNING,

@@ -3,15 +3,18 @@
 Importing the package registers every handler: the settings/startup hook and, for each kind in
 ``amlops.reconcile.registry``, its handlers over ``amlops.handlers.flow``, which drives the same
 reconcile entry points ``amlops up`` uses. ``AFTER`` holds what the operator adds to a kind's
-reconcile (an Endpoint's keys Secret); a kind not in it needs nothing here.
+reconcile (an Endpoint's or ServerlessEndpoint's keys Secret); a kind not in it needs nothing here.
 """
 
 from typing import Any
 
-from amlops.handlers import endpoint, flow, settings
+from amlops.handlers import endpoint, flow, keys, settings
 from amlops.reconcile.registry import RECONCILERS
 
-AFTER: dict[str, flow.After[Any]] = {"Endpoint": endpoint.publish_keys}
+AFTER: dict[str, flow.After[Any]] = {
+    "Endpoint": endpoint.publishing_keys(keys.online_keys),
+    "ServerlessEndpoint": endpoint.publishing_keys(keys.serverless_keys),
+}
 KINDS: dict[str, flow.Kind[Any]] = {
     name: flow.kind_of(reconciler, AFTER.get(name)) for name, reconciler in RECONCILERS.items()
 }

@@ -1,4 +1,5 @@
-"""Endpoint keys go to a Secret owned by the Endpoint, never to status, logs or Events.
+"""Endpoint keys go to a Secret owned by the Endpoint (or ServerlessEndpoint), never to status,
+logs or Events.
 
 The Secret is server-side applied (field manager ``amlops-operator``) only when the keys or the
 scoring URI changed; status records a short digest of them (``keysSecret.revision``) to know,
@@ -11,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -106,6 +107,18 @@ def _message(exc: ApiException) -> str:
         return str(exc.reason)
 
 
+# How a kind's keys are read: (backend, workspace, endpoint name) -> keys
+KeysOf = Callable[[Backend, str, str], EndpointKeys]
+
+
+def online_keys(backend: Backend, workspace: str, name: str) -> EndpointKeys:
+    return backend.get_endpoint_keys(workspace, name)
+
+
+def serverless_keys(backend: Backend, workspace: str, name: str) -> EndpointKeys:
+    return backend.get_serverless_endpoint_keys(workspace, name)
+
+
 def publish(
     kube: Any,
     backend: Backend,
@@ -114,13 +127,15 @@ def publish(
     endpoint: str,
     auth_mode: str,
     result: Result,
+    keys_of: KeysOf = online_keys,
 ) -> Result:
-    """Put the endpoint's keys into its Secret when they changed; returns the result with
-    ``status.keysSecret`` and every message scrubbed of the keys."""
+    """Put the endpoint's keys (read by ``keys_of``, as the kind reads them) into its Secret
+    when they changed; returns the result with ``status.keysSecret`` and every message
+    scrubbed of the keys."""
     uri = result.status.get("scoringUri")
     if auth_mode != "key" or not isinstance(uri, str) or not uri:
         return result
-    keys = backend.get_endpoint_keys(workspace, endpoint)
+    keys = keys_of(backend, workspace, endpoint)
     ref = {"name": secret_name(obj.name), "revision": revision(keys, uri)}
     if (obj.status or {}).get("keysSecret") != ref:
         apply_secret(kube, build_secret(obj, keys, uri))

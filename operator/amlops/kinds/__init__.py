@@ -19,6 +19,7 @@ from amlops.kinds import (
     model,
     pipeline,
     role_assignment,
+    serverless_endpoint,
     workspace,
 )
 from amlops.kinds.base import Kind
@@ -33,6 +34,7 @@ KINDS: dict[str, Kind] = {
         component.KIND,
         pipeline.KIND,
         endpoint.KIND,
+        serverless_endpoint.KIND,
         environment.KIND,
     )
 }

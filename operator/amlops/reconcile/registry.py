@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amlops.reconcile import endpoint, model, pipeline
+from amlops.reconcile import endpoint, model, pipeline, serverless_endpoint
 from amlops.reconcile.driver import Reconciler as Reconciler
 
 # Built by handlers/objects.py from a custom resource, so it is named here too.
@@ -21,5 +21,11 @@ from amlops.reconcile.inputs import Gone as Gone
 from amlops.reconcile.inputs import Inputs as Inputs
 
 RECONCILERS: dict[str, Reconciler[Any, Any]] = {
-    r.kind: r for r in (model.RECONCILER, pipeline.RECONCILER, endpoint.RECONCILER)
+    r.kind: r
+    for r in (
+        model.RECONCILER,
+        pipeline.RECONCILER,
+        endpoint.RECONCILER,
+        serverless_endpoint.RECONCILER,
+    )
 }

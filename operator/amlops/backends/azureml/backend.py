@@ -14,6 +14,10 @@ Tags the backend keeps on what it makes, besides the specs' own (provenance):
   0% (the SDK drops zeros from the request), so that a split read back compares equal to the
   split asked for and an unchanged endpoint is not written again.
 
+Serverless endpoints carry ``amlops-owner`` like online endpoints. Marketplace subscriptions
+carry no tags in Azure, so they cannot carry an owner: amlops creates a missing one and never
+changes or deletes one.
+
 Long-running operations never block: ``begin_*`` is started and the call returns the state it
 leaves (Creating, Updating); the next reconcile observes the progress with a GET. While Azure
 reports an operation in progress on an endpoint or deployment (Creating, Updating, Deleting),
@@ -715,6 +719,140 @@ class AzureMLBackend:
             lambda: ml.online_deployments.begin_delete(name, endpoint),
         )
 
+    # -- serverless endpoints and Marketplace subscriptions ----------------------------------
+
+    def get_marketplace_subscription(
+        self, workspace: str, name: str
+    ) -> base.MarketplaceSubscriptionState | None:
+        ml = self.client(workspace)
+        found = self._get(
+            f"Marketplace subscription {name}", lambda: ml.marketplace_subscriptions.get(name)
+        )
+        if found is None:
+            return None
+        state = _snake_state(found.provisioning_state)
+        status = str(found.status or "")
+        message = ""
+        if state is base.ProvisioningState.SUCCEEDED and status and status != "subscribed":
+            # provisioned, but the offer is not usable (unsubscribed, suspended)
+            state, message = (
+                base.ProvisioningState.FAILED,
+                f"Azure ML: the subscription is {status}",
+            )
+        elif state is base.ProvisioningState.FAILED:
+            message = self._poller_failure(("subscription", workspace, name)) or "Azure ML: Failed"
+        return base.MarketplaceSubscriptionState(
+            workspace, name, str(found.model_id or ""), state, message
+        )
+
+    def create_or_update_marketplace_subscription(
+        self, spec: base.MarketplaceSubscriptionSpec
+    ) -> base.MarketplaceSubscriptionState:
+        current = self.get_marketplace_subscription(spec.workspace, spec.name)
+        if current is not None:
+            return current  # never changed: it may serve endpoints amlops does not know of
+        from azure.ai.ml.entities import MarketplaceSubscription
+
+        ml = self.client(spec.workspace)
+        subscription = MarketplaceSubscription(name=spec.name, model_id=spec.model_id)
+        self._pollers[("subscription", spec.workspace, spec.name)] = self._call(
+            f"subscribe to {spec.model_id}",
+            lambda: ml.marketplace_subscriptions.begin_create_or_update(subscription),
+        )
+        return base.MarketplaceSubscriptionState(
+            spec.workspace, spec.name, spec.model_id, base.ProvisioningState.CREATING
+        )
+
+    def get_serverless_endpoint(
+        self, workspace: str, name: str
+    ) -> base.ServerlessEndpointState | None:
+        ml = self.client(workspace)
+        found = self._get(f"serverless endpoint {name}", lambda: ml.serverless_endpoints.get(name))
+        if found is None:
+            return None
+        tags = {str(k): str(v) for k, v in (found.tags or {}).items()}
+        key = ("serverless", workspace, name)
+        self._seen(key, tags)
+        # an endpoint is its name: one of another owner is not observed as ours either
+        self._check_owner(f"serverless endpoint {name}", tags, key)
+        state = _snake_state(found.provisioning_state)
+        message = ""
+        if state is base.ProvisioningState.FAILED:
+            message = self._poller_failure(key) or "Azure ML: Failed"
+        return base.ServerlessEndpointState(
+            workspace=workspace,
+            name=name,
+            model_id=str(found.model_id or ""),
+            auth_mode=str(found.auth_mode or "key").lower(),
+            provisioning_state=state,
+            scoring_uri=str(found.scoring_uri or ""),
+            message=message,
+            tags=tags,
+        )
+
+    def create_or_update_serverless_endpoint(
+        self, spec: base.ServerlessEndpointSpec
+    ) -> base.ServerlessEndpointState:
+        current = self.get_serverless_endpoint(spec.workspace, spec.name)
+        if current is not None and current.provisioning_state in _IN_PROGRESS:
+            return current  # Azure is busy with it: observe it next time
+        from azure.ai.ml.entities import ServerlessEndpoint
+
+        ml = self.client(spec.workspace)
+        tags = {**spec.tags, base.TAG_OWNER: self.owner}
+        # the SDK sends no auth mode: Azure ML's serverless endpoints take keys only
+        endpoint = ServerlessEndpoint(name=spec.name, model_id=spec.model_id, tags=tags)
+        key = ("serverless", spec.workspace, spec.name)
+        self._pollers[key] = self._call(
+            f"apply serverless endpoint {spec.name}",
+            lambda: ml.serverless_endpoints.begin_create_or_update(endpoint),
+        )
+        self._owned.add(key)
+        return base.ServerlessEndpointState(
+            workspace=spec.workspace,
+            name=spec.name,
+            model_id=spec.model_id,
+            auth_mode=spec.auth_mode,
+            provisioning_state=(
+                base.ProvisioningState.UPDATING
+                if current is not None
+                else base.ProvisioningState.CREATING
+            ),
+            scoring_uri=current.scoring_uri if current is not None else "",
+            tags=tags,
+        )
+
+    def delete_serverless_endpoint(self, workspace: str, name: str) -> None:
+        current = self.get_serverless_endpoint(workspace, name)
+        if current is None or current.provisioning_state is base.ProvisioningState.DELETING:
+            return
+        ml = self.client(workspace)
+        self._pollers[("serverless", workspace, name)] = self._call(
+            f"delete serverless endpoint {name}",
+            lambda: ml.serverless_endpoints.begin_delete(name),
+        )
+
+    def get_serverless_endpoint_keys(self, workspace: str, name: str) -> base.EndpointKeys:
+        ml = self.client(workspace)
+        found = self._call(
+            f"keys of serverless endpoint {name}", lambda: ml.serverless_endpoints.get_keys(name)
+        )
+        primary = str(getattr(found, "primary_key", None) or "")
+        secondary = str(getattr(found, "secondary_key", None) or "")
+        self.scrub.remember(primary, secondary)
+        return base.EndpointKeys(primary, secondary)
+
+    def _poller_failure(self, key: tuple[str, ...]) -> str:
+        """The error of a failed operation this process started, as Azure said it."""
+        poller = self._pollers.get(key)
+        if poller is None or not poller.done():
+            return ""
+        try:
+            poller.result(0)
+        except Exception as exc:
+            return str(translate(exc, "Azure ML", self.scrub))
+        return ""
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -723,6 +861,11 @@ class AzureMLBackend:
         with self._lock:
             self._clients.clear()
             self._pollers.clear()
+
+
+def _snake_state(value: str | None) -> base.ProvisioningState:
+    """The SDK's serverless entities give states in snake case (``succeeded``)."""
+    return _state("".join(part.capitalize() for part in (value or "").split("_")) or None)
 
 
 def _read_endpoint(ml: Any, name: str) -> Any:

@@ -10,6 +10,8 @@
   runs/<run id>/inputs/<name>/  read-only copies of the run's inputs (a step's own: <step>/inputs/)
   deployments/<ws>/<endpoint>/<deployment>/  code snapshot, server.log, server.pid,
                          server.sock (the scoring server's socket, 0600)
+  registries/<registry>/models/<name>/<version>/   local registries (``amlops registry
+                         share``): the catalog models serverless endpoints serve offline
   keys/<ws>/<endpoint>.json   endpoint keys (also the token of aml_token/aad_token), mode 0600
   up.lock                held by the process that runs things (``amlops up``, ``amlops run``)
   .gitignore             ``*``: the folder usually sits in the repository; keys must not be
@@ -30,6 +32,12 @@ takes either key, as in Azure. ``aml_token`` and ``aad_token`` are emulated: the
 service here, so the endpoint's primary or secondary key stands in for the token, as a static
 token that never expires (``amlops invoke`` sends it). A manifest that asks for auth is never
 served openly.
+
+A serverless endpoint is served as an online endpoint of its own name with one deployment,
+``default``, running the model's own ``score.py`` (``amlops.backends.local.registries``) with
+``AZUREML_MODEL_DIR`` at the model's folder in the local registry; its record (model id, auth
+mode) is in the catalog's ``meta`` table. A Marketplace subscription is recorded and succeeds:
+there is nothing to buy offline.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import http.client
 import json
 import os
@@ -56,18 +65,23 @@ from amlops.backends.base import (
     EndpointSpec,
     EndpointState,
     InvokeResult,
+    MarketplaceSubscriptionSpec,
+    MarketplaceSubscriptionState,
     ModelRef,
     ModelVersion,
     ModelVersionSpec,
     PipelineRun,
     PipelineRunSpec,
     ProvisioningState,
+    ServerlessEndpointSpec,
+    ServerlessEndpointState,
 )
 from amlops.backends.local.cas import ArtifactStore, make_folders
 from amlops.backends.local.catalog import AssetCatalog
 from amlops.backends.local.db import Database, StateError
 from amlops.backends.local.models import ModelRegistry
 from amlops.backends.local.objects import ObjectStore
+from amlops.backends.local.registries import LocalRegistries, not_offline, scoring_script
 from amlops.backends.local.router import DEPLOYMENT_HEADER, Router
 from amlops.backends.local.runner import PipelineRunner, job_graph_or_error
 from amlops.backends.local.scoring import ScoringServers
@@ -79,6 +93,8 @@ _STATE_DIR_MODE = 0o700
 _GITIGNORE = "# the local state of `amlops up`: endpoint keys, catalog, runs; never commit it\n*\n"
 _INVOKE_TIMEOUT_S = 60.0
 _OPEN_AUTH_MODE = "none"
+# A serverless endpoint's one deployment (an online endpoint's deployments are named by users)
+SERVERLESS_DEPLOYMENT = "default"
 
 
 class StateDirLockedError(BackendError):
@@ -118,6 +134,7 @@ class LocalBackend:
         self._catalog_inode = (self.root / CATALOG_FILE).stat().st_ino
         self.store = ArtifactStore(self.root / "artifacts")
         self.models = ModelRegistry(self.catalog, self.store, self.root)
+        self.registries = LocalRegistries(self.root)
         self.runner = PipelineRunner(
             self.catalog, self.models, self.root, self._capacity, source_root=self.source_root
         )
@@ -220,11 +237,18 @@ class LocalBackend:
         return self.models.latest(workspace, name)
 
     def get_registry_model(self, ref: ModelRef) -> ModelVersion | None:
-        raise BackendError(
-            f"model {ref} is in Azure ML registry {ref.registry!r}, which the local backend "
-            "cannot reach offline; register the model's files in the workspace (a Model with a "
-            "path) to serve it here, or deploy this endpoint with the azureml backend"
-        )
+        """A model shared into a local registry; one that is not cannot be had offline."""
+        found = self.registries.get(ref)
+        if found is None:
+            raise not_offline(ref)
+        return found
+
+    def share_model(self, workspace: str, name: str, version: str, registry: str) -> ModelVersion:
+        """``amlops registry share``: a registered version into a local registry."""
+        model = self.models.get(workspace, name, version)
+        if model is None:
+            raise BackendError(f"model {name}:{version} is not registered in workspace {workspace}")
+        return self.registries.share(model, registry)
 
     def list_model_versions(self, workspace: str, name: str) -> list[ModelVersion]:
         return self.catalog.list_model_versions(workspace, name, self.root)
@@ -392,6 +416,8 @@ class LocalBackend:
         self._route(workspace, endpoint)
 
     def _deployment_model(self, workspace: str, spec: DeploymentSpec) -> ModelVersion | None:
+        if spec.model.registry is not None:
+            return self.registries.get(spec.model)
         if spec.model.version is None:
             return self.models.latest(workspace, spec.model.name)
         return self.models.get(workspace, spec.model.name, spec.model.version)
@@ -432,6 +458,97 @@ class LocalBackend:
         (read-only: unlike ``list_deployments`` it neither checks nor routes the servers)."""
         rows = self.catalog.list_deployment_rows(workspace, endpoint)
         return {row["name"]: dict(row["tags"]) for row in rows}
+
+    # -- serverless endpoints and Marketplace subscriptions ------------------------------------
+
+    def get_marketplace_subscription(
+        self, workspace: str, name: str
+    ) -> MarketplaceSubscriptionState | None:
+        model_id = self.db.get_meta(f"subscription:{workspace}/{name}")
+        if model_id is None:
+            return None
+        return MarketplaceSubscriptionState(workspace, name, model_id, ProvisioningState.SUCCEEDED)
+
+    def create_or_update_marketplace_subscription(
+        self, spec: MarketplaceSubscriptionSpec
+    ) -> MarketplaceSubscriptionState:
+        self.db.set_meta(f"subscription:{spec.workspace}/{spec.name}", spec.model_id)
+        state = self.get_marketplace_subscription(spec.workspace, spec.name)
+        assert state is not None
+        return state
+
+    def _serverless_record(self, workspace: str, name: str) -> dict[str, str] | None:
+        text = self.db.get_meta(f"serverless:{workspace}/{name}")
+        return json.loads(text) if text is not None else None
+
+    def get_serverless_endpoint(self, workspace: str, name: str) -> ServerlessEndpointState | None:
+        record = self._serverless_record(workspace, name)
+        endpoint = self.get_endpoint(workspace, name)
+        if record is None or endpoint is None:
+            return None
+        deployment = next(
+            (d for d in self.list_deployments(workspace, name) if d.name == SERVERLESS_DEPLOYMENT),
+            None,
+        )
+        state = ProvisioningState.STOPPED
+        message = ""
+        if endpoint.provisioning_state is ProvisioningState.SUCCEEDED and deployment is not None:
+            state, message = deployment.provisioning_state, deployment.message
+        return ServerlessEndpointState(
+            workspace=workspace,
+            name=name,
+            model_id=record["model_id"],
+            auth_mode=endpoint.auth_mode,
+            provisioning_state=state,
+            scoring_uri=endpoint.scoring_uri,
+            message=message,
+            tags=endpoint.tags,
+        )
+
+    def create_or_update_serverless_endpoint(
+        self, spec: ServerlessEndpointSpec
+    ) -> ServerlessEndpointState:
+        """Serve the model from the local registry, or refuse naming it (BackendError)."""
+        self._require_started()
+        model = self.get_registry_model(spec.model)
+        assert model is not None  # get_registry_model raises for a model it does not have
+        script = scoring_script(model)
+        self.db.set_meta(
+            f"serverless:{spec.workspace}/{spec.name}", json.dumps({"model_id": spec.model_id})
+        )
+        self.create_or_update_endpoint(
+            EndpointSpec(
+                spec.workspace,
+                spec.name,
+                spec.auth_mode,
+                {SERVERLESS_DEPLOYMENT: 100},
+                description=f"serverless: {spec.model_id}",
+                tags=spec.tags,
+            )
+        )
+        fingerprint = hashlib.sha256(f"{spec.model_id}\n{model.digest}".encode()).hexdigest()
+        self.create_or_update_deployment(
+            DeploymentSpec(
+                workspace=spec.workspace,
+                endpoint=spec.name,
+                name=SERVERLESS_DEPLOYMENT,
+                model=model.ref,
+                code_dir=script.parent,
+                scoring_script=script.name,
+                fingerprint=f"sha256:{fingerprint}",
+                tags=spec.tags,
+            )
+        )
+        state = self.get_serverless_endpoint(spec.workspace, spec.name)
+        assert state is not None
+        return state
+
+    def delete_serverless_endpoint(self, workspace: str, name: str) -> None:
+        self.delete_endpoint(workspace, name)
+        self.db.delete_meta(f"serverless:{workspace}/{name}")
+
+    def get_serverless_endpoint_keys(self, workspace: str, name: str) -> EndpointKeys:
+        return self.get_endpoint_keys(workspace, name)
 
     # -- the local driver's records --------------------------------------------------------
 
@@ -500,7 +617,7 @@ def _holds_only_state(root: Path) -> bool:
     """Empty, or only what amlops keeps there (made by an older amlops, or by this one after
     the user pointed it at an empty folder): amlops may decide its mode and its .gitignore."""
     own = {CATALOG_FILE, f"{CATALOG_FILE}-wal", f"{CATALOG_FILE}-shm", ".gitignore", "up.lock"}
-    own |= {"artifacts", "models", "runs", "deployments", "keys", "bin"}
+    own |= {"artifacts", "models", "runs", "deployments", "keys", "bin", "registries"}
     return all(entry.name in own for entry in root.iterdir())
 
 

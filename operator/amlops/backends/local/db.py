@@ -277,6 +277,12 @@ class Database:
         with self.transaction() as tx:
             tx.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    def delete_meta(self, key: str) -> None:
+        if self.get_meta(key) is None:
+            return
+        with self.transaction() as tx:
+            tx.execute("DELETE FROM meta WHERE key = ?", (key,))
+
 
 class Transaction:
     """The statements allowed inside ``Database.transaction()``."""

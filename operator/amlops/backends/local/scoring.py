@@ -229,7 +229,9 @@ class ScoringServers:
             )
         # serve a snapshot: edits to the repository reach the server only through a new
         # fingerprint (a new deployment), never half-way through a running one
-        digest = self.store.put_tree(spec.code_dir, root=self.source_root)
+        # a model's own score.py in a local registry is the backend's file, not a manifest's
+        owned = spec.code_dir.resolve().is_relative_to(self.root / "registries")
+        digest = self.store.put_tree(spec.code_dir, root=None if owned else self.source_root)
         code = self._dir(key) / f"code-{digest.removeprefix('sha256:')[:16]}"
         self.store.materialize(digest, code)
         env = procs.base_environment() | _serve_import_path()
