@@ -172,3 +172,24 @@ def test_a_microsoft_model_needs_no_subscription(azure_env: AzureEnv, tmp_path: 
     assert done.outcome.phase is Phase.READY, done.outcome
     assert fake.log.count("MarketplaceSubscriptions_Get") == 0
     assert fake.log.count("MarketplaceSubscriptions_CreateOrUpdate") == 0
+
+
+def test_invoke_finds_a_serverless_endpoint_and_never_shows_its_key(
+    azure_env: AzureEnv, tmp_path: Path
+) -> None:
+    """`invoke` on a name that is no online endpoint goes to the serverless endpoint's scoring
+    URI with its key; the fake serves no scoring host, so it ends in an error that names the
+    endpoint and holds no key."""
+    reconciler = _reconciler(azure_env)
+    manifests = _manifests(tmp_path)
+    ready = report(
+        converge(reconciler, manifests, azure_env.fake.clock), "ServerlessEndpoint", "llama"
+    )
+    assert ready.outcome.phase is Phase.READY, ready.outcome
+    backend = reconciler.backend
+    key = backend.get_serverless_endpoint_keys(WS, EP).primary
+    azure_env.fake.log.reset()
+    with pytest.raises(BackendError) as info:
+        backend.invoke(WS, EP, b"{}")
+    assert EP in str(info.value) and key not in str(info.value)
+    assert azure_env.fake.log.count("ServerlessEndpoints_ListKeys") == 1

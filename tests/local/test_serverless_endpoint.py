@@ -13,6 +13,7 @@ import pytest
 
 from amlops.backends.base import ModelVersionSpec
 from amlops.backends.local.backend import LocalBackend
+from amlops.cli import main
 from amlops.core.manifests import load_tree
 from amlops.reconcile.conditions import Phase
 from amlops.reconcile.tree import ObjectReport, TreeReconciler
@@ -205,3 +206,18 @@ def test_registry_share_command(backend: LocalBackend, tmp_path: Path) -> None:
         cwd=tmp_path,
         check=2,
     )
+
+
+def test_amlops_invoke_scores_a_serverless_endpoint(
+    backend: LocalBackend, tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`amlops invoke NAME` finds a ServerlessEndpoint as it finds an Endpoint."""
+    _register(backend, tmp_path, answer=7)
+    backend.share_model("mlw-dev", "Meta-Llama-3-8B-Instruct", "3", "azureml-meta")
+    assert _converge(backend, tree).outcome.phase is Phase.READY
+    request = tmp_path / "request.json"
+    request.write_text("{}")
+    state = str(tmp_path / "state")
+    assert main(["invoke", "llama", "--data", str(request), "--state-dir", state]) == 0
+    assert json.loads(capsys.readouterr().out) == {"answer": 7}
+    assert main(["invoke", "nothing", "--data", str(request), "--state-dir", state]) == 2

@@ -143,12 +143,17 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def _find(
-    records: Sequence[Mapping[str, Any]], kind: str, name: str, workspace: str | None
+    records: Sequence[Mapping[str, Any]],
+    kind: str,
+    name: str,
+    workspace: str | None,
+    also: tuple[str, ...] = (),
 ) -> Mapping[str, Any]:
+    """The object ``kind`` (or one of the ``also`` kinds) ``name`` that ``up`` manages."""
     found = [
         r
         for r in records
-        if r["kind"] == kind and r["name"] == name and workspace in (None, r["workspace"])
+        if r["kind"] in (kind, *also) and r["name"] == name and workspace in (None, r["workspace"])
     ]
     if not found:
         raise common.UsageError(f"no {kind} {name!r} in the state directory; see `amlops status`")
@@ -163,7 +168,13 @@ def run_invoke(args: argparse.Namespace) -> int:
     body = read_body(args.data, args.max_data_mib)
     backend = _open_existing(args.state_dir)
     try:
-        record = _find(backend.objects.list_objects(), "Endpoint", args.endpoint, args.workspace)
+        record = _find(
+            backend.objects.list_objects(),
+            "Endpoint",
+            args.endpoint,
+            args.workspace,
+            also=("ServerlessEndpoint",),
+        )
         name = str(record["status"].get("endpointName", args.endpoint))
         try:
             target = _invoke_target(args.state_dir, backend)

@@ -509,13 +509,21 @@ class AzureMLBackend:
     def invoke(
         self, workspace: str, endpoint: str, body: bytes, deployment: str | None = None
     ) -> base.InvokeResult:
-        """POST to Azure's scoring URI with the endpoint's primary key (or token)."""
+        """POST to Azure's scoring URI with the endpoint's primary key (or token): an online
+        endpoint's, or else a serverless endpoint's of that name."""
+        state: base.EndpointState | base.ServerlessEndpointState | None
         state = self.get_endpoint(workspace, endpoint)
+        keys_of = self.get_endpoint_keys
+        if state is None:
+            state, keys_of = (
+                self.get_serverless_endpoint(workspace, endpoint),
+                (self.get_serverless_endpoint_keys),
+            )
         if state is None:
             raise base.BackendError(f"endpoint {endpoint} does not exist in workspace {workspace}")
         if not state.scoring_uri:
             raise base.BackendError(f"endpoint {endpoint} has no scoring URI yet")
-        keys = self.get_endpoint_keys(workspace, endpoint)
+        keys = keys_of(workspace, endpoint)
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {keys.primary}"}
         if deployment:
             headers[DEPLOYMENT_HEADER] = deployment
