@@ -18,6 +18,10 @@ Serverless endpoints carry ``amlops-owner`` like online endpoints. Marketplace s
 carry no tags in Azure, so they cannot carry an owner: amlops creates a missing one and never
 changes or deletes one.
 
+Drift checks read lists shared by every object of a kind, kept for a short time-to-live, and
+a 429 holds back every call to its workspace until its Retry-After (``snapshots``): reads made
+right before a write, and the first read after the backend's own write, are targeted GETs.
+
 Long-running operations never block: ``begin_*`` is started and the call returns the state it
 leaves (Creating, Updating); the next reconcile observes the progress with a GET. While Azure
 reports an operation in progress on an endpoint or deployment (Creating, Updating, Deleting),
@@ -47,6 +51,7 @@ from amlops.backends.azureml.calls import (
     within,
 )
 from amlops.backends.azureml.settings import AzureSettings, Locator
+from amlops.backends.azureml.snapshots import Scope, Snapshots, WorkspaceGate, gate_policy
 from amlops.core import files
 from amlops.core.config import DefaultWorkspace
 from amlops.core.digest import tree_digest
@@ -136,6 +141,10 @@ class AzureMLBackend:
         # model versions read in the last seconds: an endpoint reads the versions its Model
         # objects just read. Versions' files never change; our own writes drop the entry.
         self._versions: dict[tuple[str, str, str], tuple[float, base.ModelVersion]] = {}
+        # drift checks read lists shared by every object of a kind (snapshots.py), and a 429
+        # holds back every call to its workspace
+        self.snapshots = Snapshots(self.settings.snapshot_ttl_s)
+        self.gate = WorkspaceGate()
         self.scrub = Scrubber()
 
     # -- what the manifests say ------------------------------------------------------------
@@ -183,6 +192,7 @@ class AzureMLBackend:
                 retry_backoff_max=s.retry_backoff_max,
                 connection_timeout=s.connection_timeout_s,
                 read_timeout=s.read_timeout_s,
+                per_retry_policies=[gate_policy(self.gate, workspace)],
                 **self._client_kwargs,
             )
             self._clients[workspace] = ml
@@ -279,7 +289,19 @@ class AzureMLBackend:
         if cached is not None and time.monotonic() - cached[0] < self.settings.model_cache_s:
             return cached[1]
         ml = self.client(workspace)
-        found = self._get(f"model {name}:{version}", lambda: ml.models.get(name, version=version))
+        found = self.snapshots.lookup(
+            (workspace, "model", name),
+            version,
+            lambda: self._call(
+                f"versions of model {name}",
+                lambda: [(str(m.version), m) for m in ml.models.list(name=name)],
+            ),
+            lambda _m: True,
+        )
+        if found is None:
+            found = self._get(
+                f"model {name}:{version}", lambda: ml.models.get(name, version=version)
+            )
         if found is None:
             self._versions.pop(key, None)
             return None
@@ -371,6 +393,7 @@ class AzureMLBackend:
         ml = self.client(workspace)
         what = f"register model {spec.name}:{spec.version or 'next'}"
         created = self._upload(what, lambda: ml.models.create_or_update(model))
+        self.snapshots.invalidate((workspace, "model", spec.name), str(created.version))
         return self._remember(self._model(workspace, created))
 
     def delete_model_version(self, workspace: str, name: str, version: str) -> None:
@@ -385,6 +408,7 @@ class AzureMLBackend:
             f"model {name}:{version}", existing.tags, ("model", workspace, name, version)
         )
         self._versions.pop((workspace, name, version), None)
+        self.snapshots.invalidate((workspace, "model", name), version)
         ml = self.client(workspace)
         rest = getattr(ml.models, "_model_versions_operation", None)
         if rest is None:  # a later SDK without it: hide the version, as the SDK can
@@ -427,8 +451,27 @@ class AzureMLBackend:
         )
 
     def get_endpoint(self, workspace: str, name: str) -> base.EndpointState | None:
+        return self._get_endpoint(workspace, name, shared=True)
+
+    def _get_endpoint(
+        self, workspace: str, name: str, *, shared: bool = False
+    ) -> base.EndpointState | None:
+        """The endpoint from the workspace's list (``shared``, a drift check) or one GET (before
+        a write)."""
         ml = self.client(workspace)
-        found = self._get(f"endpoint {name}", lambda: _read_endpoint(ml, name))
+        found = None
+        if shared:
+            found = self.snapshots.lookup(
+                (workspace, "endpoint", ""),
+                name,
+                lambda: self._call(
+                    "online endpoints",
+                    lambda: [(str(e.name), e) for e in ml.online_endpoints.list()],
+                ),
+                lambda e: _state(e.provisioning_state) not in _IN_PROGRESS,
+            )
+        if found is None:
+            found = self._get(f"endpoint {name}", lambda: _read_endpoint(ml, name))
         if found is None:
             return None
         state = self._endpoint(workspace, found)
@@ -441,7 +484,7 @@ class AzureMLBackend:
     def create_or_update_endpoint(self, spec: base.EndpointSpec) -> base.EndpointState:
         ml = self.client(spec.workspace)
         key = (spec.workspace, spec.name)
-        current = self.get_endpoint(spec.workspace, spec.name)
+        current = self._get_endpoint(spec.workspace, spec.name)
         if current is not None:
             self._check_owner(
                 f"endpoint {spec.name}", current.tags, ("endpoint", spec.workspace, spec.name)
@@ -466,6 +509,7 @@ class AzureMLBackend:
             traffic={n: v for n, v in spec.traffic.items() if v},
             mirror_traffic={n: v for n, v in spec.mirror_traffic.items() if v},
         )
+        self.snapshots.invalidate((spec.workspace, "endpoint", ""), spec.name)
         self._pollers[key] = self._call(
             f"apply endpoint {spec.name}",
             lambda: ml.online_endpoints.begin_create_or_update(endpoint),
@@ -487,13 +531,14 @@ class AzureMLBackend:
         )
 
     def delete_endpoint(self, workspace: str, name: str) -> None:
-        current = self.get_endpoint(workspace, name)
+        current = self._get_endpoint(workspace, name)
         if current is None:
             return
         self._check_owner(f"endpoint {name}", current.tags, ("endpoint", workspace, name))
         if current.provisioning_state is base.ProvisioningState.DELETING:
             return
         ml = self.client(workspace)
+        self.snapshots.invalidate((workspace, "endpoint", ""), name)
         self._pollers[(workspace, name)] = self._call(
             f"delete endpoint {name}", lambda: ml.online_endpoints.begin_delete(name)
         )
@@ -589,12 +634,33 @@ class AzureMLBackend:
         return reason
 
     def list_deployments(self, workspace: str, endpoint: str) -> list[base.DeploymentState]:
+        """An endpoint's deployments: its snapshot while fresh, unless the backend wrote one of
+        them since or one is busy; else a list (which becomes the snapshot)."""
         ml = self.client(workspace)
-        found = self._get(
-            f"deployments of endpoint {endpoint}",
-            lambda: list(ml.online_deployments.list(endpoint)),
-        )
-        return [self._deployment(workspace, endpoint, d) for d in found or []]
+        scope: Scope = (workspace, "deployment", endpoint)
+
+        def listed() -> list[tuple[str, Any]]:
+            found = self._get(
+                f"deployments of endpoint {endpoint}",
+                lambda: list(ml.online_deployments.list(endpoint)),
+            )
+            return [(str(d.name), d) for d in found or []]
+
+        items: list[Any] | None = None
+        if self.snapshots.wanted((workspace, "deployment", ""), endpoint):
+            snap, fresh = self.snapshots.get(scope, listed)
+            values = list(snap.items.values())
+            if fresh or (  # listed just now, or still good
+                not self.snapshots.written_since(scope, snap)
+                and all(_state(d.provisioning_state) not in _IN_PROGRESS for d in values)
+            ):
+                items = values
+        if items is None:
+            pairs = listed()
+            if self.snapshots.ttl_s > 0:
+                self.snapshots.store(scope, pairs)
+            items = [d for _, d in pairs]
+        return [self._deployment(workspace, endpoint, d) for d in items]
 
     def _get_deployment(
         self, workspace: str, endpoint: str, name: str
@@ -607,7 +673,7 @@ class AzureMLBackend:
 
     def create_or_update_deployment(self, spec: base.DeploymentSpec) -> base.DeploymentState:
         key = (spec.workspace, spec.endpoint, spec.name)
-        endpoint = self.get_endpoint(spec.workspace, spec.endpoint)
+        endpoint = self._get_endpoint(spec.workspace, spec.endpoint)
         if endpoint is not None:  # else Azure refuses the PUT, naming the endpoint
             self._check_owner(
                 f"endpoint {spec.endpoint}",
@@ -628,6 +694,7 @@ class AzureMLBackend:
             raise base.BackendError(f"deployment {spec.endpoint}/{spec.name}: code: {exc}") from exc
         deployment = self._build_deployment(spec)
         ml = self.client(spec.workspace)
+        self.snapshots.invalidate((spec.workspace, "deployment", spec.endpoint), spec.name)
         self._pollers[key] = self._upload(
             f"deploy {spec.endpoint}/{spec.name}",
             lambda: ml.online_deployments.begin_create_or_update(deployment),
@@ -722,6 +789,7 @@ class AzureMLBackend:
         if current.provisioning_state is base.ProvisioningState.DELETING:
             return
         ml = self.client(workspace)
+        self.snapshots.invalidate((workspace, "deployment", endpoint), name)
         self._pollers[(workspace, endpoint, name)] = self._call(
             f"delete deployment {endpoint}/{name}",
             lambda: ml.online_deployments.begin_delete(name, endpoint),
@@ -774,8 +842,28 @@ class AzureMLBackend:
     def get_serverless_endpoint(
         self, workspace: str, name: str
     ) -> base.ServerlessEndpointState | None:
+        return self._get_serverless_endpoint(workspace, name, shared=True)
+
+    def _get_serverless_endpoint(
+        self, workspace: str, name: str, *, shared: bool = False
+    ) -> base.ServerlessEndpointState | None:
+        """From the workspace's list (``shared``, a drift check) or one GET (before a write)."""
         ml = self.client(workspace)
-        found = self._get(f"serverless endpoint {name}", lambda: ml.serverless_endpoints.get(name))
+        found = None
+        if shared:
+            found = self.snapshots.lookup(
+                (workspace, "serverless", ""),
+                name,
+                lambda: self._call(
+                    "serverless endpoints",
+                    lambda: [(str(e.name), e) for e in ml.serverless_endpoints.list()],
+                ),
+                lambda e: _snake_state(e.provisioning_state) not in _IN_PROGRESS,
+            )
+        if found is None:
+            found = self._get(
+                f"serverless endpoint {name}", lambda: ml.serverless_endpoints.get(name)
+            )
         if found is None:
             return None
         tags = {str(k): str(v) for k, v in (found.tags or {}).items()}
@@ -801,7 +889,7 @@ class AzureMLBackend:
     def create_or_update_serverless_endpoint(
         self, spec: base.ServerlessEndpointSpec
     ) -> base.ServerlessEndpointState:
-        current = self.get_serverless_endpoint(spec.workspace, spec.name)
+        current = self._get_serverless_endpoint(spec.workspace, spec.name)
         if current is not None and current.provisioning_state in _IN_PROGRESS:
             return current  # Azure is busy with it: observe it next time
         from azure.ai.ml.entities import ServerlessEndpoint
@@ -811,6 +899,7 @@ class AzureMLBackend:
         # the SDK sends no auth mode: Azure ML's serverless endpoints take keys only
         endpoint = ServerlessEndpoint(name=spec.name, model_id=spec.model_id, tags=tags)
         key = ("serverless", spec.workspace, spec.name)
+        self.snapshots.invalidate((spec.workspace, "serverless", ""), spec.name)
         self._pollers[key] = self._call(
             f"apply serverless endpoint {spec.name}",
             lambda: ml.serverless_endpoints.begin_create_or_update(endpoint),
@@ -831,10 +920,11 @@ class AzureMLBackend:
         )
 
     def delete_serverless_endpoint(self, workspace: str, name: str) -> None:
-        current = self.get_serverless_endpoint(workspace, name)
+        current = self._get_serverless_endpoint(workspace, name)
         if current is None or current.provisioning_state is base.ProvisioningState.DELETING:
             return
         ml = self.client(workspace)
+        self.snapshots.invalidate((workspace, "serverless", ""), name)
         self._pollers[("serverless", workspace, name)] = self._call(
             f"delete serverless endpoint {name}",
             lambda: ml.serverless_endpoints.begin_delete(name),
@@ -869,6 +959,7 @@ class AzureMLBackend:
         with self._lock:
             self._clients.clear()
             self._pollers.clear()
+        self.snapshots.clear()
 
 
 def _snake_state(value: str | None) -> base.ProvisioningState:

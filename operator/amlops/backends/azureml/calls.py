@@ -2,7 +2,8 @@
 
 * **Retries** are azure-core's ``RetryPolicy``, configured through MLClient's keyword
   arguments (``retry_total``, ``retry_backoff_factor``, ``retry_backoff_max``): 429 and 5xx are
-  retried after the ``Retry-After`` the service sends. Nothing here retries again.
+  retried after the ``Retry-After`` the service sends. Nothing here retries again; a 429 also
+  holds back the workspace's other calls until then (``snapshots.WorkspaceGate``).
 * **Deadlines.** Each request has a connect and a read timeout. A call that uploads (model
   files, a deployment's code) runs in a worker thread and is given up after
   ``upload_timeout_s``: azure-ai-ml can wait forever on an upload that failed, so the thread is

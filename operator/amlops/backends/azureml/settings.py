@@ -31,6 +31,7 @@ ENV_WORKSPACES = "AMLOPS_AZURE_WORKSPACES"
 ENV_OWNER = "AMLOPS_AZURE_OWNER"
 ENV_UPLOAD_TIMEOUT = "AMLOPS_AZURE_UPLOAD_TIMEOUT"
 ENV_RETRY_TOTAL = "AMLOPS_AZURE_RETRY_TOTAL"
+ENV_SNAPSHOT_TTL = "AMLOPS_AZURE_SNAPSHOT_TTL"
 
 
 class SettingsError(ValueError):
@@ -64,6 +65,9 @@ class AzureSettings:
     upload_timeout_s: float = 900.0
     # how long a model version read is reused (an endpoint reads what its Models just read)
     model_cache_s: float = 10.0
+    # how long one list of a kind answers the drift checks' reads of that kind (0: GET each
+    # object); see amlops.backends.azureml.snapshots
+    snapshot_ttl_s: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AzureSettings:
@@ -89,6 +93,7 @@ class AzureSettings:
         for name, key, kind in (
             (ENV_UPLOAD_TIMEOUT, "upload_timeout_s", float),
             (ENV_RETRY_TOTAL, "retry_total", int),
+            (ENV_SNAPSHOT_TTL, "snapshot_ttl_s", float),
         ):
             if source.get(name):
                 try:
