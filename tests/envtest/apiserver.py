@@ -57,6 +57,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
+from tests.pki import new_key, self_signed_ca
+
 __all__ = [
     "BUILD_SCRIPT",
     "SERVICE_ACCOUNT_ISSUER",
@@ -134,10 +136,6 @@ def _free_ports(count: int) -> list[int]:
             s.close()
 
 
-def _new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -158,47 +156,18 @@ class _PKI:
         not_before = now - datetime.timedelta(hours=1)
         not_after = now + datetime.timedelta(days=7)
 
-        ca_key = _new_key()
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "amlops-envtest-ca")])
-        ca_cert = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before)
-            .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
+        ca_cert, ca_key = self_signed_ca("amlops-envtest-ca", not_before, not_after)
 
         def leaf(
             subject: x509.Name,
             usage: x509.ObjectIdentifier,
             sans: Sequence[x509.GeneralName] = (),
         ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-            key = _new_key()
+            key = new_key()
             builder = (
                 x509.CertificateBuilder()
                 .subject_name(subject)
-                .issuer_name(ca_name)
+                .issuer_name(ca_cert.subject)
                 .public_key(key.public_key())
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(not_before)
@@ -252,7 +221,7 @@ class _PKI:
             ),
             x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH,
         )
-        sa_key = _new_key()
+        sa_key = new_key()
 
         directory.mkdir(parents=True, exist_ok=True)
         self.ca_cert_pem = _cert_pem(ca_cert)
