@@ -50,14 +50,14 @@ from typing import IO, Any, cast
 
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
-from tests.pki import new_key, self_signed_ca
+from tests.pki import new_key, self_signed_ca, signed_leaf
 
 __all__ = [
     "BUILD_SCRIPT",
@@ -163,41 +163,7 @@ class _PKI:
             usage: x509.ObjectIdentifier,
             sans: Sequence[x509.GeneralName] = (),
         ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-            key = new_key()
-            builder = (
-                x509.CertificateBuilder()
-                .subject_name(subject)
-                .issuer_name(ca_cert.subject)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(not_before)
-                .not_valid_after(not_after)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                .add_extension(
-                    x509.KeyUsage(
-                        digital_signature=True,
-                        content_commitment=False,
-                        key_encipherment=False,
-                        data_encipherment=False,
-                        key_agreement=False,
-                        key_cert_sign=False,
-                        crl_sign=False,
-                        encipher_only=False,
-                        decipher_only=False,
-                    ),
-                    critical=True,
-                )
-                .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-                .add_extension(
-                    x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                    critical=False,
-                )
-            )
-            if sans:
-                builder = builder.add_extension(
-                    x509.SubjectAlternativeName(list(sans)), critical=False
-                )
-            return builder.sign(ca_key, hashes.SHA256()), key
+            return signed_leaf(ca_cert, ca_key, subject, usage, not_before, not_after, sans)
 
         serving_cert, serving_key = leaf(
             x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.pki import self_signed_ca
+from tests.pki import self_signed_ca, signed_leaf
 
 # Every name the SDK may dial: ARM on 127.0.0.1 / localhost, blob storage on
 # ``{account}.blob.core.localhost`` (the storage SDK only recognises hosts containing
@@ -67,28 +67,14 @@ def make_pki(directory: Path) -> TestPKI:
     not_before = now - datetime.timedelta(hours=1)
     not_after = now + datetime.timedelta(days=2)
     ca_cert, ca_key = self_signed_ca("amlops-azure-test-ca", not_before, not_after, path_length=0)
-    key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in SERVER_NAMES]
     sans += [
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("::1")),
     ]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
+    localhost = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    cert, key = signed_leaf(
+        ca_cert, ca_key, localhost, ExtendedKeyUsageOID.SERVER_AUTH, not_before, not_after, sans
     )
     directory.mkdir(parents=True, exist_ok=True)
     ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
