@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,27 @@ def converge(
 
 def report(reports: Sequence[ObjectReport], kind: str, name: str) -> ObjectReport:
     return next(r for r in reports if r.kind == kind and r.name == name)
+
+
+REPO = Path(__file__).resolve().parents[2]
+# The model the example pipeline would make, as a Model: the azureml backend runs no pipelines.
+SUPPORT_SLM = """\
+apiVersion: amlops.io/v1alpha1
+kind: Model
+metadata:
+  name: support-slm
+spec:
+  workspace: mlw-platform-dev
+  model:
+    name: support-slm
+    version: "1"
+    path: ../assets/slm-base
+"""
+
+
+def example_platform(copy: Path) -> Path:
+    """manifests/ copied to ``copy`` without its pipeline, the model it would make a Model."""
+    shutil.copytree(REPO / "manifests", copy)
+    shutil.rmtree(copy / "pipelines")
+    (copy / "models" / "support-slm.yaml").write_text(SUPPORT_SLM)
+    return copy

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,33 +10,18 @@ import pytest
 
 from amlops.backends.base import TAG_OWNER
 from amlops.cli import main
+from tests.azure.backend_support import example_platform
 from tests.azure.conftest import AzureEnv
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 PROD = "ws-amlops-prod"
-SUPPORT_SLM = """\
-apiVersion: amlops.io/v1alpha1
-kind: Model
-metadata:
-  name: support-slm
-spec:
-  workspace: mlw-platform-dev
-  model:
-    name: support-slm
-    version: "1"
-    path: ../assets/slm-base
-"""
 
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Path:
     """manifests/ without its pipeline; the model the pipeline would make is a Model."""
-    copy = tmp_path / "platform"
-    shutil.copytree(REPO / "manifests", copy)
-    shutil.rmtree(copy / "pipelines")
-    (copy / "models" / "support-slm.yaml").write_text(SUPPORT_SLM)
+    copy = example_platform(tmp_path / "platform")
     return copy
 
 

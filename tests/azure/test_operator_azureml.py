@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ import pytest
 from amlops.backends.base import TAG_OWNER
 from amlops.cli import main
 from amlops.core.provenance import TAG_COMMIT, TAG_MANIFEST, TAG_OBJECT
+from tests.azure.backend_support import example_platform
 from tests.azure.conftest import AzureEnv
 from tests.envtest.apiserver import Cluster
 from tests.operator import conftest as operator_fixtures
@@ -49,25 +49,12 @@ cluster = operator_fixtures.cluster
 kube = operator_fixtures.kube
 proxy = operator_fixtures.proxy
 
-REPO = Path(__file__).resolve().parents[2]
 DEV, PROD = "mlw-platform-dev", "mlw-platform-prod"  # amlops workspaces = namespaces
 PROD_AZURE = "ws-amlops-prod"  # the fake's second workspace
 OPERATOR_NS = "amlops-system"
 OWNER = f"amlops-operator:{OPERATOR_NS}"
 ENDPOINT = "support-online"
 SPLIT = {"blue": 90, "green": 10}
-SUPPORT_SLM = """\
-apiVersion: amlops.io/v1alpha1
-kind: Model
-metadata:
-  name: support-slm
-spec:
-  workspace: mlw-platform-dev
-  model:
-    name: support-slm
-    version: "1"
-    path: ../assets/slm-base
-"""
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -83,10 +70,7 @@ def _git(repo: Path, *args: str) -> str:
 @pytest.fixture
 def platform(tmp_path: Path) -> Path:
     """manifests/ without its pipeline, the model it would make a Model; a Git checkout."""
-    copy = tmp_path / "platform"
-    shutil.copytree(REPO / "manifests", copy)
-    shutil.rmtree(copy / "pipelines")
-    (copy / "models" / "support-slm.yaml").write_text(SUPPORT_SLM)
+    copy = example_platform(tmp_path / "platform")
     _git(copy, "init", "-q")
     _git(copy, "add", ".")
     _git(copy, "commit", "-q", "-m", "platform")
