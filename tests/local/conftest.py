@@ -19,6 +19,25 @@ from amlops.backends.local.backend import LocalBackend
 
 ROOT = Path(__file__).resolve().parents[2]
 WS = "ws"
+# A scoring script that answers with the model's answer.json (a folder model is mounted one
+# level down, as on Azure ML): what a test reads back tells which model version served it.
+SCORE = """\
+import json
+import os
+
+ANSWER = {}
+
+
+def init():
+    for root, _, files in os.walk(os.environ["AZUREML_MODEL_DIR"], followlinks=True):
+        if "answer.json" in files:
+            with open(os.path.join(root, "answer.json"), encoding="utf-8") as f:
+                ANSWER.update(json.load(f))
+
+
+def run(raw_data):
+    return ANSWER
+"""
 
 
 @pytest.fixture

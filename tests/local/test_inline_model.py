@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from amlops.core.validate import validate_paths
 from amlops.kinds import endpoint, model
 from amlops.reconcile.conditions import Phase
 from amlops.reconcile.tree import ObjectReport, TreeReconciler
+from tests.local.conftest import SCORE
 from tests.platform_text import workspace
 
 pytestmark = pytest.mark.slow
@@ -46,25 +46,6 @@ spec:
       instance_count: 1
 """
 
-SCORE = """\
-import json
-import os
-
-ANSWER = {}
-
-
-def init():
-    # a folder model is mounted one level down, as on Azure ML
-    for root, _, files in os.walk(os.environ["AZUREML_MODEL_DIR"], followlinks=True):
-        if "answer.json" in files:
-            with open(os.path.join(root, "answer.json"), encoding="utf-8") as f:
-                ANSWER.update(json.load(f))
-
-
-def run(raw_data):
-    return ANSWER
-"""
-
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
@@ -76,13 +57,6 @@ def tree(tmp_path: Path) -> Path:
     (root / "score" / "score.py").write_text(textwrap.dedent(SCORE))
     (root / "model" / "answer.json").write_text(json.dumps({"answer": 1}))
     return root
-
-
-@pytest.fixture
-def backend(tmp_path: Path) -> Iterator[LocalBackend]:
-    with LocalBackend(tmp_path / "state") as b:
-        b.start()
-        yield b
 
 
 def _converge(backend: LocalBackend, tree: Path) -> ObjectReport:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from amlops.cli import main
 from amlops.core.manifests import load_tree
 from amlops.reconcile.conditions import Phase
 from amlops.reconcile.tree import ObjectReport, TreeReconciler
-from tests.local.conftest import amlops
+from tests.local.conftest import SCORE, amlops
 from tests.platform_text import workspace
 
 pytestmark = pytest.mark.slow
@@ -37,24 +36,6 @@ spec:
     auth_mode: key
 """
 
-SCORE = """\
-import json
-import os
-
-ANSWER = {}
-
-
-def init():
-    for root, _, files in os.walk(os.environ["AZUREML_MODEL_DIR"], followlinks=True):
-        if "answer.json" in files:
-            with open(os.path.join(root, "answer.json"), encoding="utf-8") as f:
-                ANSWER.update(json.load(f))
-
-
-def run(raw_data):
-    return ANSWER
-"""
-
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
@@ -63,13 +44,6 @@ def tree(tmp_path: Path) -> Path:
     (root / "workspace.yaml").write_text(workspace())
     (root / "serverless.yaml").write_text(SERVERLESS)
     return root
-
-
-@pytest.fixture
-def backend(tmp_path: Path) -> Iterator[LocalBackend]:
-    with LocalBackend(tmp_path / "state") as b:
-        b.start()
-        yield b
 
 
 def _register(backend: LocalBackend, tmp_path: Path, answer: int = 1) -> None:
