@@ -168,7 +168,7 @@ def report(reports: Sequence[ObjectReport], kind: str, name: str) -> ObjectRepor
 
 
 REPO = Path(__file__).resolve().parents[2]
-# The model the example pipeline would make, as a Model: the azureml backend runs no pipelines.
+# The model the example pipeline would make, as a Model: the endpoint is served without a run.
 SUPPORT_SLM = """\
 apiVersion: amlops.io/v1alpha1
 kind: Model

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -115,17 +114,12 @@ def test_the_sdk_prints_nothing(
     assert (out, err) == ("", "")
 
 
-def test_pipelines_are_refused_with_a_message(azure_env: AzureEnv) -> None:
+def test_a_job_the_sdk_cannot_load_is_refused_naming_the_pipeline(azure_env: AzureEnv) -> None:
     backend = make_backend(azure_env)
-    spec = PipelineRunSpec(WS, "train", {}, "sha256:0", "change")
-    calls: list[Callable[[], object]] = [
-        lambda: backend.latest_pipeline_run(WS, "train"),
-        lambda: backend.submit_pipeline_run(spec),
-        lambda: backend.cancel_pipeline_run(WS, "run-1"),
-    ]
-    for call in calls:
-        with pytest.raises(BackendError, match="pipeline jobs on the azureml backend are not"):
-            call()
+    job = {"type": "pipeline", "jobs": {"a": {"type": "no-such-step-type"}}}
+    with pytest.raises(BackendError, match="pipeline train"):
+        backend.submit_pipeline_run(PipelineRunSpec(WS, "train", job, "sha256:0", "change"))
+    assert azure_env.fake.log.find(method="PUT", path_contains="/jobs/") == []
 
 
 def test_a_workspace_without_coordinates_is_named(azure_env: AzureEnv) -> None:

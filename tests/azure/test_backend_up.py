@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,12 +11,14 @@ import pytest
 
 from amlops.backends.base import TAG_OWNER
 from amlops.cli import main
-from tests.azure.backend_support import example_platform
+from amlops.core.provenance import TAG_PIPELINE, TAG_RUN
+from tests.azure.backend_support import REPO, example_platform
 from tests.azure.conftest import AzureEnv
 
 pytestmark = pytest.mark.slow
 
 PROD = "ws-amlops-prod"
+CATALOG_COMPONENT = "azureml://registries/azureml/components/chat_completion_pipeline/labels/latest"
 
 
 @pytest.fixture
@@ -99,3 +102,49 @@ def test_up_brings_the_platform_to_ready_in_azure_ml_and_deletes_it_but_retained
     assert _model(azure_up, azure_up.workspace, "slm-base") is None
     assert _model(azure_up, PROD, "slm-base") is not None
     assert _model(azure_up, azure_up.workspace, "support-slm") is not None
+
+
+def test_up_runs_the_fine_tuning_pipeline_in_azure_ml_and_serves_the_model_it_registers(
+    azure_up: AzureEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = azure_up.fake
+    for workspace in (azure_up.workspace, PROD):  # what Pulumi made (ComputeCluster objects)
+        fake.jobs.add_compute("gpu-t4", workspace, "Standard_NC4as_T4_v3")
+        fake.jobs.add_compute("gpu-a100", workspace, "Standard_NC24ads_A100_v4", max_nodes=2)
+    platform = shutil.copytree(REPO / "manifests", tmp_path / "platform")
+    state_dir = str(tmp_path / "state")
+    up = ["up", str(platform), "--backend", "azureml", "--once", "--state-dir", state_dir]
+    assert main([*up, "--timeout", "180"]) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "finetune-support-slm" in out and "Stalled" not in out
+
+    jobs = {j["properties"]["tags"].get(TAG_PIPELINE): j for j in fake.jobs.jobs()}
+    assert set(jobs) == {"finetune-support-slm", "finetune-support-chat"}
+    job = jobs["finetune-support-slm"]
+    props = job["properties"]
+    assert props["status"] == "Completed"
+    assert set(props["jobs"]) == {"prep", "finetune", "evaluate", "register"}
+    children = fake.jobs.children(job["name"])
+    assert {c["displayName"]: c["compute"]["target"] for c in children}["finetune"] == "gpu-a100"
+    model = _model(azure_up, azure_up.workspace, "support-slm")
+    assert isinstance(model, dict)
+    tags = model["properties"]["tags"]
+    assert tags[TAG_RUN] == job["name"] and tags[TAG_OWNER].startswith("amlops-up:")
+    assert (
+        model["properties"]["modelUri"] == f"azureml://jobs/{job['name']}/outputs/registered_model"
+    )
+    endpoint = fake.state.online_endpoint("support-online", azure_up.workspace)
+    assert endpoint is not None and endpoint["properties"]["traffic"] == {"blue": 90, "green": 10}
+
+    # the catalog's component and model went to Azure ML as written; its output registered
+    chat = jobs["finetune-support-chat"]["properties"]
+    assert chat["status"] == "Completed"
+    assert chat["jobs"]["finetune"]["componentId"] == CATALOG_COMPONENT
+    assert chat["inputs"]["base_model"]["uri"].startswith("azureml://registries/azureml/models/")
+    tuned = _model(azure_up, azure_up.workspace, "support-chat-phi3")
+    assert isinstance(tuned, dict) and tuned["properties"]["modelType"] == "mlflow_model"
+
+    # nothing changed: the next pass submits nothing
+    fake.log.reset()
+    assert main([*up, "--timeout", "60"]) == 0, capsys.readouterr()
+    assert fake.log.count("Jobs_CreateOrUpdate") == 0

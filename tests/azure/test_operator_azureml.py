@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,15 @@ import pytest
 
 from amlops.backends.base import TAG_OWNER
 from amlops.cli import main
-from amlops.core.provenance import TAG_COMMIT, TAG_MANIFEST, TAG_OBJECT
-from tests.azure.backend_support import example_platform
+from amlops.core.provenance import (
+    TAG_COMMIT,
+    TAG_MANIFEST,
+    TAG_OBJECT,
+    TAG_PIPELINE,
+    TAG_RUN,
+    TAG_TRIGGER,
+)
+from tests.azure.backend_support import REPO, example_platform
 from tests.azure.conftest import AzureEnv
 from tests.envtest.apiserver import Cluster
 from tests.operator import conftest as operator_fixtures
@@ -68,9 +77,14 @@ def _git(repo: Path, *args: str) -> str:
 
 
 @pytest.fixture
-def platform(tmp_path: Path) -> Path:
-    """manifests/ without its pipeline, the model it would make a Model; a Git checkout."""
-    copy = example_platform(tmp_path / "platform")
+def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """manifests/ without its pipeline, the model it would make a Model; a Git checkout.
+    ``@pytest.mark.parametrize("platform", ["pipelines"], indirect=True)``: manifests/ as it
+    is, its pipelines with it."""
+    if getattr(request, "param", None) == "pipelines":
+        copy = Path(shutil.copytree(REPO / "manifests", tmp_path / "platform"))
+    else:
+        copy = example_platform(tmp_path / "platform")
     _git(copy, "init", "-q")
     _git(copy, "add", ".")
     _git(copy, "commit", "-q", "-m", "platform")
@@ -159,7 +173,7 @@ def test_operator_brings_the_example_platform_to_ready_in_azure_ml_corrects_drif
 ) -> None:
     fake = azure_env.fake
     _apply(cluster, platform, monkeypatch)
-    models = [(DEV, "slm-base"), (DEV, "support-slm"), (PROD, "slm-base")]
+    models = [(DEV, "slm-base"), (DEV, "support-slm"), (PROD, "slm-base-prod")]
     for namespace, name in models:
         obj = kube.wait(namespace, "Model", name, is_ready, timeout=60, what="registered")
         assert condition(obj)["reason"] == "Registered"
@@ -220,5 +234,111 @@ def test_operator_brings_the_example_platform_to_ready_in_azure_ml_corrects_drif
     assert _model(azure_env, azure_env.workspace, "support-slm") is None
     # the prod model is Retain: it stays in Azure ML, its Model object says so
     assert _model(azure_env, PROD_AZURE, "slm-base") is not None
-    assert ("Normal", "Retained") in _reasons(kube, PROD, "slm-base")
+    assert ("Normal", "Retained") in _reasons(kube, PROD, "slm-base-prod")
     assert ("Normal", "Deleted") in _reasons(kube, DEV, "slm-base")
+
+
+DRIFT_S = 2.0  # AMLOPS_DRIFT_INTERVAL of tests.operator.harness.operator_env
+SLM_PIPELINE = "finetune-support-slm"
+CHAT_PIPELINE = "finetune-support-chat"  # the model catalog's component: Azure ML only
+
+
+def _jobs_by_pipeline(azure_env: AzureEnv) -> dict[str, list[dict[str, Any]]]:
+    jobs: dict[str, list[dict[str, Any]]] = {}
+    for job in azure_env.fake.jobs.jobs():
+        pipeline = job["properties"].get("tags", {}).get(TAG_PIPELINE)
+        if pipeline is not None:
+            jobs.setdefault(pipeline, []).append(job)
+    return jobs
+
+
+@pytest.mark.parametrize("platform", ["pipelines"], indirect=True)
+def test_operator_runs_the_example_fine_tuning_pipeline_in_azure_ml_and_registers_its_model(
+    azure_env: AzureEnv,
+    cluster: Cluster,
+    kube: Kube,
+    platform: Path,
+    azure_operator: OperatorProcess,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = azure_env.fake
+    for workspace in (azure_env.workspace, PROD_AZURE):  # what Pulumi made
+        fake.jobs.add_compute("gpu-t4", workspace, "Standard_NC4as_T4_v3")
+        fake.jobs.add_compute("gpu-a100", workspace, "Standard_NC24ads_A100_v4", max_nodes=2)
+    _apply(cluster, platform, monkeypatch)
+
+    def finished(name: str) -> Any:
+        def probe() -> dict[str, Any] | None:
+            obj = kube.get(DEV, "Pipeline", name)
+            if obj is not None and is_ready(obj):
+                return obj
+            fake.clock.advance(30)  # each step is queued 10 s and runs 60 s of the fake's clock
+            return None
+
+        return probe
+
+    obj = wait_for(finished(SLM_PIPELINE), timeout=120, every=0.5, what=f"{SLM_PIPELINE} run")
+    assert condition(obj)["reason"] == "Succeeded"
+    status = obj["status"]
+    assert status["phase"] == "Completed"
+    # (a map: the API server keeps its keys sorted, not in the run's order)
+    assert set(status["steps"]) == {"prep", "finetune", "evaluate", "register"}
+    assert {s["state"] for s in status["steps"].values()} == {"Completed"}
+
+    jobs = _jobs_by_pipeline(azure_env)
+    assert len(jobs[SLM_PIPELINE]) == 1
+    job = jobs[SLM_PIPELINE][0]
+    run_id = status["runId"]
+    assert job["name"] == run_id and job["properties"]["status"] == "Completed"
+    commit = _git(platform, "rev-parse", "HEAD")
+    job_tags = job["properties"]["tags"]
+    assert job_tags[TAG_OWNER] == OWNER and job_tags[TAG_TRIGGER] == "change"
+    assert job_tags[TAG_COMMIT] == commit
+    children = {c["displayName"]: c for c in fake.jobs.children(run_id)}
+    assert children["finetune"]["compute"]["target"] == "gpu-a100"
+    assert children["prep"]["compute"]["target"] == "gpu-t4"
+
+    # its model output, registered by amlops with the run's provenance
+    assert status["outputs"] == {"registered_model": "support-slm:1"}
+    model = _model(azure_env, azure_env.workspace, "support-slm")
+    assert model is not None
+    props = model["properties"]
+    assert props["modelUri"] == f"azureml://jobs/{run_id}/outputs/registered_model"
+    tags = props["tags"]
+    assert tags[TAG_RUN] == run_id and tags[TAG_OWNER] == OWNER
+    assert tags[TAG_COMMIT] == commit
+    assert tags[TAG_MANIFEST] == f"pipelines/{SLM_PIPELINE}.yaml"
+    assert tags[TAG_OBJECT] == f"{DEV}/{SLM_PIPELINE}"
+
+    # the catalog's pipeline went to Azure ML too, its registry component as written
+    chat = wait_for(finished(CHAT_PIPELINE), timeout=60, every=0.5, what=f"{CHAT_PIPELINE} run")
+    assert condition(chat)["reason"] == "Succeeded"
+    chat_job = fake.jobs.job(chat["status"]["runId"])
+    assert chat_job is not None
+    component = chat_job["properties"]["jobs"]["finetune"]["componentId"]
+    assert component.startswith("azureml://registries/azureml/components/")
+
+    # the endpoint serves what the run registered (blue: support-slm:1)
+    def serving() -> dict[str, Any] | None:
+        obj = kube.get(DEV, "Endpoint", ENDPOINT)
+        if obj is not None and is_ready(obj):
+            return obj
+        fake.clock.advance(30)
+        return None
+
+    endpoint = wait_for(serving, timeout=60, every=0.5, what=f"Endpoint {ENDPOINT} serving")
+    assert endpoint["status"]["traffic"] == SPLIT
+
+    # the next drift checks find the runs done and their fingerprints unchanged: no new job
+    fake.log.reset()
+    since = time.monotonic()
+    wait_for(
+        lambda: fake.log.reads > 0 and time.monotonic() - since > 3 * DRIFT_S,
+        timeout=30,
+        what="drift checks",
+    )
+    assert fake.log.count("Jobs_CreateOrUpdate") == 0
+    assert fake.log.writes == 0, fake.log.operation_ids()
+    assert [len(j) for j in _jobs_by_pipeline(azure_env).values()] == [1, 1]
+    again = kube.get(DEV, "Pipeline", SLM_PIPELINE)
+    assert again is not None and again["status"]["runId"] == run_id and is_ready(again)

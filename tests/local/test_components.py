@@ -121,7 +121,7 @@ def test_a_registry_component_is_refused_naming_it(local: LocalBackend, repo: Pa
     uri = "azureml://registries/azureml/components/text_generation_finetune/labels/latest"
     result = RECONCILERS["Pipeline"].reconcile(local, desired, None)
     assert result.outcome.phase is Phase.STALLED
-    assert result.outcome.reason == "BackendRefused"
+    assert result.outcome.reason == "UnsupportedByBackend"
     assert uri in result.outcome.message
     assert local.latest_pipeline_run(WS, "finetune") is None
     with pytest.raises(BackendError, match="text_generation_finetune"):
@@ -261,7 +261,7 @@ def test_up_refuses_a_component_the_repository_does_not_declare_naming_it(
     _by_name(repo, train)
     report = _up(local, repo, "by_name")
     assert report.outcome.phase is Phase.STALLED
-    assert report.outcome.reason == "BackendRefused"
+    assert report.outcome.reason == "UnsupportedByBackend"
     assert f"step train runs component {train}" in report.outcome.message
     assert local.latest_pipeline_run(WS, "by_name") is None
 
@@ -275,6 +275,6 @@ def test_the_operator_still_refuses_an_azureml_component(local: LocalBackend, re
     assert desired.graph.step("prep").component == "azureml:prep_data:1"
     result = RECONCILERS["Pipeline"].reconcile(local, desired, None)
     assert result.outcome.phase is Phase.STALLED
-    assert result.outcome.reason == "BackendRefused"
+    assert result.outcome.reason == "UnsupportedByBackend"
     assert "step prep runs component azureml:prep_data:1" in result.outcome.message
     assert local.latest_pipeline_run(WS, "by_name") is None

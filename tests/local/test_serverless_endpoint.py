@@ -72,7 +72,7 @@ def test_a_catalog_model_not_in_the_local_registry_is_refused_naming_it(
 ) -> None:
     report = _converge(backend, tree)
     assert report.outcome.phase is Phase.STALLED
-    assert report.outcome.reason == "BackendRefused"
+    assert report.outcome.reason == "UnsupportedByBackend"
     assert f"model {MODEL_ID} is in" in report.outcome.message
     assert "cannot have it offline" in report.outcome.message
     assert "amlops registry share" in report.outcome.message

@@ -195,5 +195,11 @@ def test_plan_text_findings_in_a_pipe_are_lines(
 ) -> None:
     shutil.copy(BROKEN / "gpu-not-allowed.yaml", repo / "manifests" / "platform" / "gpu.yaml")
     assert main(["plan", "manifests", "--base", "HEAD"]) == 1
-    (line,) = [line for line in capsys.readouterr().out.splitlines() if LINE.match(line)]
+    lines = [line for line in capsys.readouterr().out.splitlines() if LINE.match(line)]
+    # every finding is one line: the error, and the example's warning (registry component)
+    (line,) = [line for line in lines if ": error " in line]
     assert line.startswith("manifests/platform/gpu.yaml:8:11: error compute.gpu-vm-allowlist ")
+    assert {line.split(" ")[2] for line in lines} == {
+        "compute.gpu-vm-allowlist",
+        "ref.component-unchecked",
+    }

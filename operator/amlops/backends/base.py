@@ -26,6 +26,12 @@ class BackendError(Exception):
     """A request the backend refused or could not carry out; the message is for users."""
 
 
+class BackendUnsupported(BackendError):
+    """What this backend cannot do at all, however the request is written (the local backend
+    and a model-catalog component, say): the object is fine, another backend runs it. Drivers
+    report it apart from failures (reason ``UnsupportedByBackend``)."""
+
+
 # Who made an asset: a backend that shares its assets with others (Azure ML) tags what it makes
 # with its owner identity and never adopts, changes or deletes an asset carrying another (or
 # none). Next to the provenance tags (amlops.core.provenance), in the same ``amlops-`` form.
@@ -154,6 +160,37 @@ class PipelineRun:
     outputs: Mapping[str, str] = field(default_factory=dict)
     # True when the run did not fail on its own: its runner went away (a crash, kill -9).
     interrupted: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+# -- pipeline schedules -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipelineScheduleSpec:
+    """A pipeline's ``spec.schedule`` kept by a backend that schedules natively (Azure ML
+    schedules): ``cron`` read in ``time_zone`` (IANA), and the job each firing submits, the
+    same job, fingerprint and tags as a change-triggered run (trigger ``schedule``)."""
+
+    workspace: str
+    pipeline: str
+    cron: str
+    time_zone: str
+    enabled: bool
+    job: Mapping[str, Any]  # as PipelineRunSpec.job: local paths resolved to absolute ones
+    fingerprint: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PipelineScheduleState:
+    workspace: str
+    pipeline: str
+    cron: str
+    time_zone: str
+    enabled: bool
+    fingerprint: str  # of the job the schedule submits ("" when it does not say)
+    provisioning_state: ProvisioningState
     tags: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -309,6 +346,24 @@ class Backend(Protocol):
     def submit_pipeline_run(self, spec: PipelineRunSpec) -> PipelineRun: ...
 
     def cancel_pipeline_run(self, workspace: str, run_id: str) -> None: ...
+
+    # A pipeline's schedule. True: the backend fires it itself (Azure ML schedules) and the
+    # reconciler keeps one there with the calls below; False: the reconciler's own timer submits
+    # the runs (trigger ``schedule``) and never calls them (a backend may refuse them).
+    @property
+    def native_schedules(self) -> bool: ...
+
+    def get_pipeline_schedule(
+        self, workspace: str, pipeline: str
+    ) -> PipelineScheduleState | None: ...
+
+    def create_or_update_pipeline_schedule(
+        self, spec: PipelineScheduleSpec
+    ) -> PipelineScheduleState: ...
+
+    def disable_pipeline_schedule(self, workspace: str, pipeline: str) -> None: ...
+
+    def delete_pipeline_schedule(self, workspace: str, pipeline: str) -> None: ...
 
     def get_endpoint(self, workspace: str, name: str) -> EndpointState | None: ...
 

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from rich.markup import escape
+
 from amlops.backends.base import Backend, BackendError
 from amlops.backends.local.backend import StateDirLockedError
 from amlops.backends.local.db import StateError
@@ -40,6 +42,7 @@ from amlops.core.files import PathRefusedError
 from amlops.core.manifests import Manifest
 from amlops.core.validate import Report, validate_paths
 from amlops.reconcile.conditions import Phase
+from amlops.reconcile.driver import UNSUPPORTED
 from amlops.reconcile.tree import ObjectReport, TreeReconciler
 
 DEFAULT_INTERVAL_S = 10.0
@@ -52,8 +55,9 @@ _SMOKE_FILE = "sample-request.json"
 
 HELP = "run the manifests on this machine (or in Azure ML) and keep them in sync"
 EXITS = (
-    "Exit (with --once): 0 everything Ready; 1 validation errors, something "
-    "Stalled, a failed smoke request, the timeout or an unusable state directory; 2 usage."
+    "Exit (with --once): 0 everything Ready (objects only another backend can run, Stalled "
+    "with UnsupportedByBackend, are listed and do not count); 1 validation errors, something "
+    "else Stalled, a failed smoke request, the timeout or an unusable state directory; 2 usage."
 )
 
 
@@ -140,12 +144,14 @@ def run_up(args: argparse.Namespace) -> int:
         raise common.UsageError(str(exc)) from exc
     session.record_manifests_path(path)
     ok = False
+    unsupported: frozenset[tuple[str, str, str]] = frozenset()
     try:
         with _sigterm_as_interrupt(), Display(transient=args.once) as display:
             reports = _loop(args, path, report.manifests, session, display)
             if args.once:
                 common.stdout.print(status_table(rows_of(reports)))
-                ok = all(r.settled and r.outcome.phase is not Phase.STALLED for r in reports)
+                ok = all(r.settled and not _failed(r) for r in reports)
+                unsupported = _say_unsupported(reports, session.name)
                 if ok and args.smoke:
                     ok = _smoke(session.backend, report.manifests)
     except KeyboardInterrupt:
@@ -157,8 +163,29 @@ def run_up(args: argparse.Namespace) -> int:
             common.stderr.print("[dim]stopping the scoring servers and pipeline runs…[/]")
         session.close("stopped by amlops up")
     if ok:
-        _what_next(path, args.state_dir, report.manifests, session.name)
+        _what_next(path, args.state_dir, report.manifests, session.name, unsupported)
     return common.EXIT_OK if ok else common.EXIT_FINDINGS
+
+
+def _failed(report: ObjectReport) -> bool:
+    """Stalled, except on what only another backend can run: the manifests are fine."""
+    outcome = report.outcome
+    return outcome.phase is Phase.STALLED and outcome.reason != UNSUPPORTED
+
+
+def _say_unsupported(
+    reports: Sequence[ObjectReport], backend: str
+) -> frozenset[tuple[str, str, str]]:
+    left = [r for r in reports if r.outcome.reason == UNSUPPORTED]
+    if not left:
+        return frozenset()
+    names = ", ".join(escape(f"{r.kind}/{r.name}") for r in left)
+    other = "--backend azureml" if backend == "local" else "another backend"
+    common.stderr.print(
+        f"[yellow]{len(left)} object(s) the {backend} backend cannot run, left out of the exit "
+        f"status:[/] {names} (they run with {other})"
+    )
+    return frozenset((r.kind, r.workspace, r.name) for r in left)
 
 
 def _loop(
@@ -286,8 +313,13 @@ def _smoke(backend: Backend, manifests: Sequence[Manifest]) -> bool:
 
 
 def _what_next(
-    path: Path, state_dir: str, manifests: Sequence[Manifest], backend: str = "local"
+    path: Path,
+    state_dir: str,
+    manifests: Sequence[Manifest],
+    backend: str = "local",
+    unsupported: frozenset[tuple[str, str, str]] = frozenset(),
 ) -> None:
+    """``unsupported``: keys (kind, workspace, name) of what this backend cannot run."""
     program = prog()
     option = state_dir_option(state_dir)
     where = f" --backend {backend}" if backend != "local" else ""
@@ -309,7 +341,7 @@ def _what_next(
                 )
             )
     for m in manifests:
-        if m.kind == "Pipeline" and backend == "local":
+        if m.kind == "Pipeline" and backend == "local" and m.key not in unsupported:
             hints.append((f"{program} run {shlex.quote(m.name)}{option}", "retrain now"))
     hints.append((f"{program} status{option}", "the table above, from the state directory"))
     width = max(len(command) for command, _ in hints)

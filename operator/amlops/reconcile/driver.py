@@ -17,12 +17,14 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from amlops.backends.base import Backend, BackendError
+from amlops.backends.base import Backend, BackendError, BackendUnsupported
 from amlops.reconcile.actions import Action, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status
 from amlops.reconcile.inputs import Gone, Inputs
 
 ERROR_RETRY_S = 5.0
+# Stalled because the backend cannot do this at all (BackendUnsupported): another backend can
+UNSUPPORTED = "UnsupportedByBackend"
 # Actions whose effect is visible at once (a registration): observe again in the same call,
 # so one reconcile both acts and reports the result. Bounded: a backend that never converges
 # must not loop here.
@@ -50,7 +52,8 @@ def _error_result(
 ) -> Result:
     doing = f"{action.describe()}: " if action is not None else ""
     if isinstance(exc, BackendError):
-        outcome = Outcome(Phase.STALLED, "BackendRefused", f"{doing}{exc}")
+        reason = UNSUPPORTED if isinstance(exc, BackendUnsupported) else "BackendRefused"
+        outcome = Outcome(Phase.STALLED, reason, f"{doing}{exc}")
         retry = None
     else:
         outcome = Outcome(

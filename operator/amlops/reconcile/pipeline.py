@@ -8,6 +8,16 @@ changed fingerprint (``runOnChange``, default on), an interrupted run of the cur
 active waits for it. A run starts only when every compute and every input model exists
 (DependencyNotReady until then). A failed run stalls the object until the spec changes or a
 run is requested.
+
+Who fires the schedule depends on the backend (``Backend.native_schedules``). Without native
+schedules (local) the reconciler is the timer: it keeps the next time in status and submits a
+``schedule`` run when it is due. With them (Azure ML schedules) the backend fires it: the
+reconciler keeps one schedule per pipeline there, with the same job, fingerprint and tags as a
+change-triggered run (trigger ``schedule``), created or corrected when its cron, time zone, job
+or enabled flag differ (drift included), disabled while ``suspend`` is true, deleted when
+``spec.schedule`` goes or the object does; it submits no ``schedule`` run itself. The schedule
+only says when: Azure ML resolves computes and models when it fires, so keeping it does not wait
+for them. While the spec cannot run (invalid, files missing) the schedule is left as it is.
 """
 
 from __future__ import annotations
@@ -29,6 +39,8 @@ from amlops.backends.base import (
     ModelVersion,
     PipelineRun,
     PipelineRunSpec,
+    PipelineScheduleSpec,
+    PipelineScheduleState,
 )
 from amlops.core.files import PathRefusedError
 from amlops.core.findings import Finding
@@ -73,6 +85,8 @@ class PipelineObserved:
     models: Mapping[str, ModelVersion | None]  # model input name -> registered version
     local_digests: Mapping[str, str | None]  # same keys as local_paths; None: missing
     latest_run: PipelineRun | None = None
+    native_schedules: bool = False  # the backend fires schedules itself (see the docstring)
+    schedule: PipelineScheduleState | None = None  # the backend's, when native
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,42 @@ class CancelPipelineRun:
 
     def execute(self, backend: Backend) -> None:
         backend.cancel_pipeline_run(self.workspace, self.run_id)
+
+
+@dataclass(frozen=True)
+class CreateOrUpdateSchedule:
+    spec: PipelineScheduleSpec
+
+    def describe(self) -> str:
+        s = self.spec
+        return f"schedule {s.pipeline} at {s.cron!r} ({s.time_zone})"
+
+    def execute(self, backend: Backend) -> None:
+        backend.create_or_update_pipeline_schedule(self.spec)
+
+
+@dataclass(frozen=True)
+class DisableSchedule:
+    workspace: str
+    pipeline: str
+
+    def describe(self) -> str:
+        return f"disable the schedule of {self.pipeline}"
+
+    def execute(self, backend: Backend) -> None:
+        backend.disable_pipeline_schedule(self.workspace, self.pipeline)
+
+
+@dataclass(frozen=True)
+class DeleteSchedule:
+    workspace: str
+    pipeline: str
+
+    def describe(self) -> str:
+        return f"delete the schedule of {self.pipeline}"
+
+    def execute(self, backend: Backend) -> None:
+        backend.delete_pipeline_schedule(self.workspace, self.pipeline)
 
 
 def _put(job: dict[str, Any], where: FieldPath, value: str) -> None:
@@ -176,6 +226,7 @@ def component_files(source: Source) -> LoadComponent:
 def observe(backend: Backend, desired: PipelineDesired) -> PipelineObserved:
     # A job that cannot run needs nothing observed: the reconciler stalls on it first.
     graph = desired.graph
+    native = backend.native_schedules
     return PipelineObserved(
         computes={
             name: backend.get_compute(desired.workspace, name)
@@ -187,6 +238,8 @@ def observe(backend: Backend, desired: PipelineDesired) -> PipelineObserved:
         },
         local_digests={label: digest_or_none(path) for label, path in desired.local_paths.items()},
         latest_run=backend.latest_pipeline_run(desired.workspace, desired.name),
+        native_schedules=native,
+        schedule=backend.get_pipeline_schedule(desired.workspace, desired.name) if native else None,
     )
 
 
@@ -260,6 +313,13 @@ def reconcile_pipeline(
         return result(Outcome(Phase.STALLED, reason, message))
 
     if desired.suspend:
+        schedule = observed.schedule
+        if observed.native_schedules and schedule is not None and schedule.enabled:
+            return result(
+                suspended(),
+                DisableSchedule(desired.workspace, desired.name),
+                requeue=RUNNING_REQUEUE_S,
+            )
         return result(suspended())
     if desired.graph is None or desired.problems:
         return stalled("InvalidSpec", "; ".join(desired.problems))
@@ -272,15 +332,22 @@ def reconcile_pipeline(
     current = fingerprint(desired, observed)
     fields["specHash"] = current.removeprefix("sha256:")[:16]
 
-    # the schedule: when the next run is due (kept in status, so it survives restarts)
+    # the schedule: when the next run is due (kept in status, so it survives restarts); with
+    # native schedules the backend fires it and the time is only reported
     due = False
     if desired.cron:
         try:
-            next_time = _parse_time(prev.get("nextScheduleTime"))
-            if next_time is None or prev.get("schedule") != desired.cron:
-                next_time = next_fire(desired.cron, desired.time_zone, now)
-                fields["nextScheduleTime"] = timestamp(next_time)
-            due = now >= next_time
+            if observed.native_schedules:
+                # Azure ML's schedules do not report their next firing: computed, as locally
+                fields["nextScheduleTime"] = timestamp(
+                    next_fire(desired.cron, desired.time_zone, now)
+                )
+            else:
+                next_time = _parse_time(prev.get("nextScheduleTime"))
+                if next_time is None or prev.get("schedule") != desired.cron:
+                    next_time = next_fire(desired.cron, desired.time_zone, now)
+                    fields["nextScheduleTime"] = timestamp(next_time)
+                due = now >= next_time
         except (ValueError, KeyError, ZoneInfoNotFoundError) as exc:
             return stalled(
                 "InvalidSpec",
@@ -288,6 +355,16 @@ def reconcile_pipeline(
                 "cron expression and an IANA time zone such as UTC or Europe/Berlin",
             )
         fields["schedule"] = desired.cron
+    elif observed.native_schedules:  # no schedule to report once the backend's is deleted
+        fields["schedule"] = fields["nextScheduleTime"] = None
+    if observed.native_schedules:
+        change = _schedule_change(desired, observed.schedule, current)
+        if change is not None:
+            return result(
+                Outcome(Phase.RECONCILING, "Scheduling", change.describe()),
+                change,
+                requeue=RUNNING_REQUEUE_S,
+            )
 
     if run is not None and run.status in (JobStatus.NOT_STARTED, *_ACTIVE):
         return result(
@@ -327,7 +404,7 @@ def reconcile_pipeline(
             job=desired.job,
             fingerprint=current,
             trigger=trigger,
-            tags={**desired.tags, TAG_PIPELINE: desired.name, TAG_TRIGGER: trigger},
+            tags=_run_tags(desired, trigger),
         )
         return result(
             Outcome(Phase.RECONCILING, "Starting", f"starting a run ({trigger})"),
@@ -355,6 +432,38 @@ def reconcile_pipeline(
     )
 
 
+def _run_tags(desired: PipelineDesired, trigger: str) -> dict[str, str]:
+    """A run's tags, also the job's of a backend's schedule (trigger ``schedule``)."""
+    return {**desired.tags, TAG_PIPELINE: desired.name, TAG_TRIGGER: trigger}
+
+
+def _schedule_change(
+    desired: PipelineDesired, schedule: PipelineScheduleState | None, fingerprint: str
+) -> CreateOrUpdateSchedule | DeleteSchedule | None:
+    """What keeps the backend's schedule as the spec says: the same job as a change-triggered
+    run (fingerprint and tags, trigger ``schedule``), enabled; none without ``spec.schedule``."""
+    if not desired.cron:
+        return DeleteSchedule(desired.workspace, desired.name) if schedule is not None else None
+    want = PipelineScheduleSpec(
+        workspace=desired.workspace,
+        pipeline=desired.name,
+        cron=desired.cron,
+        time_zone=desired.time_zone,
+        enabled=True,
+        job=desired.job,
+        fingerprint=fingerprint,
+        tags=_run_tags(desired, "schedule"),
+    )
+    if schedule is not None and (
+        schedule.cron,
+        schedule.time_zone,
+        schedule.enabled,
+        schedule.fingerprint,
+    ) == (want.cron, want.time_zone, want.enabled, want.fingerprint):
+        return None
+    return CreateOrUpdateSchedule(want)
+
+
 def _missing_dependencies(workspace: str, graph: JobGraph, observed: PipelineObserved) -> list[str]:
     waiting = [
         f"ComputeCluster {name} in workspace {workspace}"
@@ -368,11 +477,16 @@ def _missing_dependencies(workspace: str, graph: JobGraph, observed: PipelineObs
 
 
 def finalize(backend: Backend, gone: Gone) -> tuple[Action, ...]:
-    """The object is gone: stop its active run. Finished runs are history and stay."""
+    """The object is gone: delete its schedule (a backend's, whatever ``deletionPolicy`` says:
+    like a run, it is the object's activity, not an asset), then stop its active run. Finished
+    runs are history and stay."""
+    actions: list[Action] = []
+    if backend.native_schedules:
+        actions.append(DeleteSchedule(gone.workspace, gone.name))
     run = backend.latest_pipeline_run(gone.workspace, gone.name)
     if run is not None and not run.status.terminal:
-        return (CancelPipelineRun(gone.workspace, run.run_id),)
-    return ()
+        actions.append(CancelPipelineRun(gone.workspace, run.run_id))
+    return tuple(actions)
 
 
 RECONCILER = driver.Reconciler("Pipeline", desired, observe, reconcile_pipeline, finalize)

@@ -30,6 +30,7 @@ from .certs import TestPKI
 from .clock import Clock
 from .credential import audience_of, decode_jwt
 from .faults import Faults
+from .jobs import DISCOVERY_OP, JobsApi  # jobs.py imports this module in functions only
 from .log import RequestLog, TrafficRecorder
 from .state import PROVIDER, State, new_key, utcnow
 
@@ -42,7 +43,11 @@ AZURITE_KEY = (
 
 # The SDK sends api-versions for which the vendored specs have no file; their calls are
 # recorded under the nearest published api-version (see tests/azure/specs/README.md).
-SPEC_API_VERSION = {"2024-10-01-preview": "2024-04-01"}
+SPEC_API_VERSION = {
+    "2024-10-01-preview": "2024-04-01",
+    "2023-06-01-preview": "2023-08-01-preview",  # schedules
+    "2025-01-01-preview": "2024-01-01-preview",  # command jobs (Jobs_CreateOrUpdate)
+}
 
 JsonDict = dict[str, Any]
 
@@ -238,6 +243,7 @@ class FakeArm:
             TrafficRecorder(traffic_dir, prefix=f"{self.cloud_name}-") if traffic_dir else None
         )
         self.poll_interval = poll_interval
+        self.page_size = 100  # items per page of a list (then a nextLink)
         self.durations: dict[str, float] = {
             "onlineEndpoints": 0.0,
             "onlineDeployments": 60.0,
@@ -251,7 +257,14 @@ class FakeArm:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._containers: set[str] = set()
+        self._routes: list[Route] = list(ROUTES)
         self._handlers: dict[str, Handler] = self._build_handlers()
+        self.jobs = JobsApi(self)
+        self.add_api(self.jobs.routes, self.jobs.handlers())
+        from .schedules import SchedulesApi
+
+        self.schedules = SchedulesApi(self)
+        self.add_api(self.schedules.routes, self.schedules.handlers())
         self.add_workspace(workspace)
 
     # ------------------------------------------------------------------ lifecycle
@@ -338,6 +351,12 @@ class FakeArm:
             self.state.keys.clear()
             self.state.logs.clear()
             self.state.operations.clear()
+        self.jobs.reset()
+
+    def add_api(self, routes: list[Route], handlers: dict[str, Handler]) -> None:
+        """Serve more spec'd operations (a module of the fake: jobs.py)."""
+        self._routes.extend(routes)
+        self._handlers.update(handlers)
 
     def _workspaces(self) -> list[str]:
         return [
@@ -494,7 +513,7 @@ class FakeArm:
         }
 
     def _match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
-        for route in ROUTES:
+        for route in self._routes:
             if route.method != method:
                 continue
             m = route.pattern.match(path)
@@ -528,6 +547,9 @@ class FakeArm:
                 False,
                 started,
             )
+        unrouted = None if path.startswith("/subscriptions/") else self.jobs.unrouted(method, path)
+        if unrouted is not None and unrouted[0] == DISCOVERY_OP:
+            return self._finish(method, path, api_version, *unrouted, False, started)
         matched = self._match(method, path)
         status_match = _OPERATION_STATUS.match(path) if method == "GET" else None
         operation_id = (
@@ -571,6 +593,8 @@ class FakeArm:
             if fault.retry_after is not None:
                 headers["Retry-After"] = _num(fault.retry_after)
             reply = Reply(fault.status, fault.error_body(), headers)
+        elif unrouted is not None:
+            reply = unrouted[1]
         elif status_match:
             reply = self._operation_status(
                 status_match.group("which").lower(), status_match.group("id"), api_version
@@ -769,7 +793,10 @@ class FakeArm:
         return body
 
     async def _get_workspace(self, call: Call) -> Reply:
-        return Reply(200, self._require(call.path))
+        body = self._require(call.path)
+        # the port is known only once the server listens (after add_workspace in __init__)
+        body["properties"]["discoveryUrl"] = f"{self.base_url}/discovery"
+        return Reply(200, body)
 
     async def _get_resource(self, call: Call) -> Reply:
         return Reply(200, self._require(call.path))
@@ -780,7 +807,7 @@ class FakeArm:
             items = self.state.children(parent, segment)
             if segment == "datastores" and call.query.get("isDefault", "").lower() == "true":
                 items = [i for i in items if i["properties"].get("isDefault")]
-            return Reply(200, {"value": items})
+            return Reply(200, self._page(call, items))
 
         return handler
 
@@ -809,7 +836,21 @@ class FakeArm:
         top = call.query.get("$top")
         if top and top.isdigit():
             items = items[: int(top)]
-        return Reply(200, {"value": items})
+        return Reply(200, self._page(call, items))
+
+    def _page(self, call: Call, items: list[JsonDict]) -> JsonDict:
+        """One page of a list, as the service pages them: ``page_size`` items from ``$skip``,
+        and a ``nextLink`` to the rest (which the SDK's pagers follow)."""
+        skip = call.query.get("$skip", "0")
+        if not skip.isdigit():
+            raise ArmError(400, "BadArgument", "$skip: not a continuation this fake gave")
+        start = int(skip)
+        body: JsonDict = {"value": items[start : start + self.page_size]}
+        if start + self.page_size < len(items):
+            query = {**call.query, "$skip": str(start + self.page_size)}
+            qs = "&".join(f"{quote(k, safe='$')}={quote(v, safe='')}" for k, v in query.items())
+            body["nextLink"] = f"{self.base_url}{call.path}?{qs}"
+        return body
 
     async def _list_secrets(self, call: Call) -> Reply:
         self._require(self._resource_path(call))

@@ -7,6 +7,9 @@ Tags the backend keeps on what it makes, besides the specs' own (provenance):
 
 * ``amlops-owner`` (``TAG_OWNER``) on every asset: the owner identity. An asset with another
   owner, or none, is never changed, adopted or deleted (``OwnershipError``, a BackendError).
+  One owner (an operator) makes assets for many objects: a model version also names its object
+  (``amlops-object``, namespace/name, from the spec's tags), and a registration for another
+  object is refused too (the reconcile core checks it before deleting).
 * ``amlops-digest`` on model versions: the sha256 of their files (``amlops.core.digest``), so
   registering the same files again is a no-op and changed files are seen.
 * ``amlops-fingerprint`` on deployments: the reconciler's fingerprint of what was deployed.
@@ -42,6 +45,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from amlops.backends import base
+from amlops.backends.azureml import schedules
 from amlops.backends.azureml.calls import (
     OwnershipError,
     Scrubber,
@@ -50,6 +54,7 @@ from amlops.backends.azureml.calls import (
     translate,
     within,
 )
+from amlops.backends.azureml.pipelines import Pipelines
 from amlops.backends.azureml.settings import AzureSettings, Locator
 from amlops.backends.azureml.snapshots import Scope, Snapshots, WorkspaceGate, gate_policy
 from amlops.core import files
@@ -57,6 +62,7 @@ from amlops.core.config import DefaultWorkspace
 from amlops.core.digest import tree_digest
 from amlops.core.files import PathRefusedError
 from amlops.core.manifests import Manifest
+from amlops.core.provenance import TAG_OBJECT
 
 TAG_DIGEST = "amlops-digest"
 TAG_FINGERPRINT = "amlops-fingerprint"
@@ -65,10 +71,6 @@ TAG_ZERO_MIRROR = "amlops-zero-mirror"
 _BOOKKEEPING = (TAG_ZERO_TRAFFIC, TAG_ZERO_MIRROR)
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 _INVOKE_TIMEOUT_S = 60.0
-_PIPELINES = (
-    "pipeline jobs on the azureml backend are not supported yet: run them with the local "
-    "backend (`amlops up`) or submit them with `az ml job create`"
-)
 _MODEL_IN_ID = re.compile(r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
 _IN_PROGRESS = (
     base.ProvisioningState.CREATING,
@@ -146,6 +148,7 @@ class AzureMLBackend:
         self.snapshots = Snapshots(self.settings.snapshot_ttl_s)
         self.gate = WorkspaceGate()
         self.scrub = Scrubber()
+        self.pipelines = Pipelines(self)
 
     # -- what the manifests say ------------------------------------------------------------
 
@@ -253,7 +256,18 @@ class AzureMLBackend:
 
     def get_compute(self, workspace: str, name: str) -> base.ComputeInfo | None:
         ml = self.client(workspace)
-        found = self._get(f"compute {name}", lambda: ml.compute.get(name))
+        # the clusters are Pulumi's, and few: one list per workspace and TTL serves every
+        # pipeline's check (most name the same cluster); one made since shows within the TTL
+        if self.snapshots.ttl_s > 0:
+            snap, _listed = self.snapshots.get(
+                (workspace, "computes", ""),
+                lambda: self._call(
+                    "computes", lambda: [(str(c.name), c) for c in ml.compute.list()]
+                ),
+            )
+            found = snap.items.get(name)
+        else:
+            found = self._get(f"compute {name}", lambda: ml.compute.get(name))
         if found is None:
             return None
         return base.ComputeInfo(
@@ -372,6 +386,15 @@ class AzureMLBackend:
             self._check_owner(
                 label, existing.tags, ("model", workspace, existing.name, existing.version)
             )
+            # one owner holds many objects (an operator, every namespace's): a version made for
+            # one of them is not another's to reuse or add to
+            theirs, wanted = existing.tags.get(TAG_OBJECT, ""), spec.tags.get(TAG_OBJECT, "")
+            if theirs != wanted:
+                raise OwnershipError(
+                    f"{label} exists in Azure ML for object {theirs or '(none)'}, not "
+                    f"{wanted or '(none)'}: amlops does not adopt, change or delete it. Rename "
+                    "it in the manifest"
+                )
             if existing.digest == digest:
                 return existing
             if spec.version is not None:
@@ -424,16 +447,16 @@ class AzureMLBackend:
             ),
         )
 
-    # -- pipeline runs (the next issue) ----------------------------------------------------
+    # -- pipeline runs: Azure ML jobs (pipelines.py) ----------------------------------------
 
     def latest_pipeline_run(self, workspace: str, pipeline: str) -> base.PipelineRun | None:
-        raise base.BackendError(f"{_PIPELINES} (pipeline {pipeline})")
+        return self.pipelines.latest(workspace, pipeline)
 
     def submit_pipeline_run(self, spec: base.PipelineRunSpec) -> base.PipelineRun:
-        raise base.BackendError(f"{_PIPELINES} (pipeline {spec.pipeline})")
+        return self.pipelines.submit(spec)
 
     def cancel_pipeline_run(self, workspace: str, run_id: str) -> None:
-        raise base.BackendError(f"{_PIPELINES} (run {run_id})")
+        self.pipelines.cancel(workspace, run_id)
 
     # -- endpoints -------------------------------------------------------------------------
 
@@ -950,6 +973,26 @@ class AzureMLBackend:
         except Exception as exc:
             return str(translate(exc, "Azure ML", self.scrub))
         return ""
+
+    # -- pipeline schedules: Azure ML schedules (schedules.py) ------------------------------
+
+    native_schedules = True
+
+    def get_pipeline_schedule(
+        self, workspace: str, pipeline: str
+    ) -> base.PipelineScheduleState | None:
+        return schedules.get(self, workspace, pipeline)
+
+    def create_or_update_pipeline_schedule(
+        self, spec: base.PipelineScheduleSpec
+    ) -> base.PipelineScheduleState:
+        return schedules.create_or_update(self, spec)
+
+    def disable_pipeline_schedule(self, workspace: str, pipeline: str) -> None:
+        schedules.disable(self, workspace, pipeline)
+
+    def delete_pipeline_schedule(self, workspace: str, pipeline: str) -> None:
+        schedules.delete(self, workspace, pipeline)
 
     # -- lifecycle -------------------------------------------------------------------------
 

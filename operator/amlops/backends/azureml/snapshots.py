@@ -11,7 +11,12 @@ every read of that kind from it:
 * online endpoints: ``ml.online_endpoints.list()``, one per workspace;
 * online deployments: ``ml.online_deployments.list(ENDPOINT)``, one per endpoint (they are
   its children; the reconciler lists them anyway);
-* serverless endpoints: ``ml.serverless_endpoints.list()``, one per workspace.
+* serverless endpoints: ``ml.serverless_endpoints.list()``, one per workspace;
+* schedules: ``ml.schedules.list(list_view_type="All")``, one per workspace; an absent name
+  is answered by the list too (``find``): most pipelines have no schedule, and a GET each
+  would be a 404 each;
+* computes: ``ml.compute.list()``, one per workspace, always (Pulumi's few clusters, named by
+  every pipeline: a GET per pipeline would be the cost).
 
 A read makes a targeted GET instead when a list would not pay or could mislead:
 
@@ -20,7 +25,8 @@ A read makes a targeted GET instead when a list would not pay or could mislead:
   manage;
 * the backend wrote the object since the list was taken (``invalidate``): its next read is a
   GET, so a handler sees its own write at once;
-* the object is not in the list (deleted, or made since), or the list shows an operation in
+* the object is not in the list (deleted, or made since; but for schedules), or the list
+  shows an operation in
   progress on it (Creating, Updating, Deleting): the reconcile is waiting on it.
 
 A change made behind amlops's back is therefore seen within the TTL plus the drift interval.
@@ -121,15 +127,28 @@ class Snapshots:
     ) -> Any | None:
         """The item the scope's snapshot has for ``name``; None: make a targeted GET (see the
         module's docstring for when)."""
+        return self.find(scope, name, list_items, settled)[1]
+
+    def find(
+        self,
+        scope: Scope,
+        name: str,
+        list_items: Callable[[], Iterable[tuple[str, Any]]],
+        settled: Callable[[Any], bool],
+    ) -> tuple[bool, Any | None]:
+        """``lookup`` for a kind whose absence the list settles as well (schedules: a pipeline
+        without one asks every drift cycle): ``(True, item)``, or ``(True, None)``
+        when the fresh list does not have it and the backend has not written it since;
+        ``(False, None)``: make a targeted GET."""
         if not self.wanted(scope, name):
-            return None
+            return False, None
         snap, _listed = self.get(scope, list_items)
         if self.written_since(scope, snap, name):
-            return None
+            return False, None
         item = snap.items.get(name)
-        if item is None or not settled(item):
-            return None
-        return item
+        if item is not None and not settled(item):
+            return False, None
+        return True, item
 
     def invalidate(self, scope: Scope, name: str) -> None:
         """The backend writes ``name`` (called before the write is sent): its reads are GETs

@@ -53,10 +53,12 @@ import secrets
 import shutil
 import stat
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
 from amlops.backends.base import (
+    TAG_OWNER,
     BackendError,
     ComputeInfo,
     DeploymentSpec,
@@ -72,6 +74,8 @@ from amlops.backends.base import (
     ModelVersionSpec,
     PipelineRun,
     PipelineRunSpec,
+    PipelineScheduleSpec,
+    PipelineScheduleState,
     ProvisioningState,
     ServerlessEndpointSpec,
     ServerlessEndpointState,
@@ -110,8 +114,13 @@ class LocalBackend:
         *,
         read_only: bool = False,
         source_root: Path | None = None,
+        owner: str = "",
     ) -> None:
         self.root = Path(state_dir).resolve()
+        # the driver's identity (``amlops-owner``) on the model versions it registers; a version
+        # of another owner is refused (``models.check_owner``). "": a tool or test opening the
+        # folder, which checks no owner
+        self.owner = owner
         self.read_only = read_only
         # files named by manifests must stay inside it (checked again when they are read, after
         # the reconcile core's check); None: the caller vouches for the paths (tests, bench)
@@ -256,10 +265,12 @@ class LocalBackend:
     def create_or_update_model_version(
         self, workspace: str, spec: ModelVersionSpec
     ) -> ModelVersion:
-        return self.models.register(workspace, spec, source_root=self.source_root)
+        if self.owner:
+            spec = replace(spec, tags={**spec.tags, TAG_OWNER: self.owner})
+        return self.models.register(workspace, spec, source_root=self.source_root, owner=self.owner)
 
     def delete_model_version(self, workspace: str, name: str, version: str) -> None:
-        self.models.delete(workspace, name, version)
+        self.models.delete(workspace, name, version, owner=self.owner)
 
     # -- pipeline runs ---------------------------------------------------------------------
 
@@ -275,6 +286,31 @@ class LocalBackend:
 
     def wait_for_run(self, run_id: str, timeout: float | None = None) -> PipelineRun | None:
         return self.runner.wait(run_id, timeout)
+
+    # -- pipeline schedules ----------------------------------------------------------------
+    # Nothing here fires on its own: the reconciler's timer is the schedule (it submits the
+    # runs with trigger ``schedule`` and keeps the next time in status). So the backend holds
+    # no schedules: reading finds none, disabling or deleting has nothing to do, and a write
+    # is refused.
+
+    native_schedules = False
+
+    def get_pipeline_schedule(self, workspace: str, pipeline: str) -> PipelineScheduleState | None:
+        return None
+
+    def create_or_update_pipeline_schedule(
+        self, spec: PipelineScheduleSpec
+    ) -> PipelineScheduleState:
+        raise BackendError(
+            f"pipeline {spec.pipeline}: the local backend keeps no schedules; the reconciler "
+            "submits scheduled runs itself"
+        )
+
+    def disable_pipeline_schedule(self, workspace: str, pipeline: str) -> None:
+        return None
+
+    def delete_pipeline_schedule(self, workspace: str, pipeline: str) -> None:
+        return None
 
     # -- endpoints -------------------------------------------------------------------------
 

@@ -18,18 +18,18 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from amlops.backends.base import BackendError, ModelRef, ModelVersion
+from amlops.backends.base import BackendError, BackendUnsupported, ModelRef, ModelVersion
 from amlops.core.digest import tree_digest
 
 SCORING_SCRIPT = "score.py"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def not_offline(ref: ModelRef) -> BackendError:
+def not_offline(ref: ModelRef) -> BackendUnsupported:
     named = f"azureml://registries/{ref.registry}/models/{ref.name}"
     if ref.version is not None:
         named += f"/versions/{ref.version}"
-    return BackendError(
+    return BackendUnsupported(
         f"model {named} is in Azure ML registry {ref.registry!r} and the local backend cannot "
         "have it offline; share a model into the local registry with `amlops registry share "
         f"WORKSPACE/NAME:VERSION --registry {ref.registry}`, or use the azureml backend"

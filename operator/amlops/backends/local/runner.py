@@ -45,6 +45,7 @@ from typing import Any
 
 from amlops.backends.base import (
     BackendError,
+    BackendUnsupported,
     JobStatus,
     ModelRef,
     ModelVersion,
@@ -743,7 +744,7 @@ def job_graph_or_error(job: Mapping[str, Any]) -> JobGraph:
         raise BackendError(f"job.{'.'.join(map(str, exc.field))}: {exc.message}") from exc
     for step in graph.steps:
         if step.component is not None:
-            raise BackendError(
+            raise BackendUnsupported(
                 f"step {step.name} runs component {step.component}, which the local backend "
                 "cannot run: it runs command and pipeline components written in the "
                 "repository (a file, written out in the step, or for `amlops up` an "
