@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.infra
 	$(BIN)/python -m bench.local
 	$(BIN)/python -m bench.operator
+	$(BIN)/python -m bench.gitsource
 	$(BIN)/python -m bench.azureml
 
 clean:

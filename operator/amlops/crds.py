@@ -20,12 +20,13 @@ import yaml
 
 from amlops import API_GROUP
 from amlops.core.schemas import read_schemas
-from amlops.kinds import KINDS, ORDER
+from amlops.kinds import CRD_KINDS, KINDS, ORDER
 from amlops.kinds.base import Crd
 from amlops.paths import schemas_dir
 
 VERSION = "v1alpha1"
 _READY = '.status.conditions[?(@.type=="Ready")]'
+_WORKSPACE_COLUMN = {"name": "Workspace", "type": "string", "jsonPath": ".spec.workspace"}
 
 _DROP = {"$schema", "$id", "title", "oneOf", "anyOf", "allOf", "not", "examples"}
 
@@ -67,7 +68,7 @@ def structural(schema: Any) -> Any:
 
 
 def crd_of(kind: str) -> Crd:
-    """The custom resource of one of the operator's kinds (``ORDER``)."""
+    """The custom resource of one of the operator's kinds (``CRD_KINDS``)."""
     crd = KINDS[kind].crd
     if crd is None:
         raise KeyError(f"{kind} has no custom resource")
@@ -91,8 +92,10 @@ def build_crd(kind: str, schema: dict[str, Any]) -> dict[str, Any]:
             "status": {**structural(props["status"]), "x-kubernetes-preserve-unknown-fields": True},
         },
     }
+    # a source (GitSource) belongs to no workspace
+    in_workspace = "workspace" in props["spec"].get("properties", {})
     printer = [
-        {"name": "Workspace", "type": "string", "jsonPath": ".spec.workspace"},
+        *([dict(_WORKSPACE_COLUMN)] if in_workspace else []),
         *(dict(column) for column in crd.columns),
         {"name": "Ready", "type": "string", "jsonPath": f"{_READY}.status"},
         {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason"},
@@ -156,6 +159,20 @@ rules:
   - apiGroups: [{group}]
     resources: [{statuses}]
     verbs: [patch]
+  # WorkspaceBindings (amlops.handlers.tenancy): read into an index, never written.
+  - apiGroups: [{group}]
+    resources: [{indexed}]
+    verbs: [list, watch]
+  # A GitSource server-side applies the operator kinds it holds (an apply that creates is
+  # authorized as create and patch), reads one back when its digest says it may have changed,
+  # and prunes the ones that left Git.
+  - apiGroups: [{group}]
+    resources: [{applied}]
+    verbs: [get, create, delete]
+  # The push receiver (on every replica, the standby too) reads the GitSource a push names.
+  - apiGroups: [{group}]
+    resources: [gitsources]
+    verbs: [get]
   # Kopf watches the CRDs so that resources installed after the operator are served too.
   - apiGroups: [apiextensions.k8s.io]
     resources: [customresourcedefinitions]
@@ -165,13 +182,67 @@ rules:
     resources: [events]
     verbs: [create]
   # Endpoint keys: server-side applied into a Secret the Endpoint owns (an apply that creates
-  # is authorized as create and patch). Never get/list/watch: the operator cannot read any
-  # Secret of the cluster, its own included.
+  # is authorized as create and patch). A GitSource's credentials and receiver key: read by
+  # name (get) when it syncs. Never list/watch: the operator only reads a Secret a GitSource
+  # in the same namespace names.
   - apiGroups: [""]
     resources: [secrets]
-    verbs: [create, patch]
+    verbs: [get, create, patch]
+  # With AMLOPS_WEBHOOKS (amlops.handlers.admission): Kopf creates the webhook configurations
+  # {webhooks} and keeps their webhooks and CA bundle up to date.
+  - apiGroups: [admissionregistration.k8s.io]
+    resources: [validatingwebhookconfigurations, mutatingwebhookconfigurations]
+    verbs: [create]
+  - apiGroups: [admissionregistration.k8s.io]
+    resources: [validatingwebhookconfigurations, mutatingwebhookconfigurations]
+    resourceNames: [{webhooks}]
+    verbs: [patch]
+  # With AMLOPS_PEERING (more than one replica): Kopf's leader election watches the
+  # ClusterKopfPeering and writes its keep-alive into it.
+  - apiGroups: [kopf.dev]
+    resources: [clusterkopfpeerings]
+    verbs: [list, watch, patch]
 """
 )
+WEBHOOK_CONFIGURATION = f"amlops-operator.{API_GROUP}"  # amlops.handlers.admission's name
+
+# Kopf's peering resource (the CRD of its documentation, cluster-wide): the replicas'
+# keep-alives, from which the alive one with the highest priority serves.
+PEERING_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {
+        "name": "clusterkopfpeerings.kopf.dev",
+        "labels": {"app.kubernetes.io/part-of": "amlops"},
+    },
+    "spec": {
+        "scope": "Cluster",
+        "group": "kopf.dev",
+        "names": {
+            "kind": "ClusterKopfPeering",
+            "plural": "clusterkopfpeerings",
+            "singular": "clusterkopfpeering",
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "status": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            }
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
 
 
 def render(schemas_directory: Path | None = None) -> dict[str, str]:
@@ -180,17 +251,24 @@ def render(schemas_directory: Path | None = None) -> dict[str, str]:
     lists them (``operator/deploy/kustomization.yaml`` includes the folder)."""
     schemas = read_schemas(schemas_directory or schemas_dir())
     files: dict[str, str] = {}
-    for kind in ORDER:
+    for kind in CRD_KINDS:
         crd = build_crd(kind, schemas[kind])
         text = yaml.safe_dump(crd, sort_keys=False, width=100)
         header = HEADER.format(name=KINDS[kind].schema_file)
         files[f"{API_GROUP}_{crd_of(kind).plural}.yaml"] = header + text
-    plurals = [crd_of(kind).plural for kind in ORDER]
+    # the kinds the operator only reads (WorkspaceBinding) are listed and watched, not patched
+    indexed = [crd_of(kind).plural for kind in CRD_KINDS if KINDS[kind].engine == "tenancy"]
+    plurals = [crd_of(kind).plural for kind in CRD_KINDS if crd_of(kind).plural not in indexed]
     files["clusterrole.yaml"] = CLUSTER_ROLE.format(
         group=API_GROUP,
         resources=", ".join(plurals),
         statuses=", ".join(f"{p}/status" for p in plurals),
+        applied=", ".join(crd_of(kind).plural for kind in ORDER),
+        indexed=", ".join(indexed),
+        webhooks=WEBHOOK_CONFIGURATION,
     )
+    peering = yaml.safe_dump(PEERING_CRD, sort_keys=False, width=100)
+    files["kopf.dev_clusterkopfpeerings.yaml"] = GENERATED + peering
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",

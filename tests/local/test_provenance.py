@@ -12,7 +12,7 @@ import pytest
 
 from amlops.backends.local.backend import LocalBackend
 from amlops.core.manifests import load_tree
-from amlops.core.provenance import TAG_COMMIT, TAG_MANIFEST, Provenance
+from amlops.core.provenance import TAG_COMMIT, TAG_MANIFEST, Provenance, files_commit
 from amlops.reconcile.tree import TreeReconciler
 
 from .conftest import amlops, obj, status_json
@@ -137,3 +137,22 @@ def test_an_uncommitted_manifest_is_marked_dirty(repo: Path) -> None:
     status = status_json(repo, state)
     assert obj(status, "Model", "slm-base")["tags"][TAG_COMMIT] == f"{head}-dirty"
     assert obj(status, "Endpoint", "support-online")["tags"][TAG_COMMIT] == head
+
+
+def test_a_folder_laid_out_as_a_bare_repository_runs_nothing(tmp_path: Path) -> None:
+    """Model files from a repository (a GitSource's artifact) may hold a folder that looks like
+    a bare repository whose config names a command `git status` would run (core.fsmonitor):
+    asking which commit the files are at must neither run it nor take that folder's word."""
+    marker = tmp_path / "ran"
+    planted = tmp_path / "artifact" / "model"
+    subprocess.run(["git", "init", "-q", "--bare", str(planted)], check=True)
+    hook = planted / "fsmonitor.sh"
+    hook.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    hook.chmod(0o755)
+    git(planted, "config", "core.fsmonitor", str(hook))
+    git(planted, "config", "core.worktree", ".")
+    (planted / "weights.bin").write_bytes(b"w")
+
+    assert files_commit(planted) is None  # not a checkout amlops trusts
+    assert files_commit(planted / "weights.bin") is None
+    assert not marker.exists()

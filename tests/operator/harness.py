@@ -35,6 +35,7 @@ PLURALS = {
     "Pipeline": "pipelines",
     "Endpoint": "endpoints",
     "ServerlessEndpoint": "serverlessendpoints",
+    "GitSource": "gitsources",
 }
 T = TypeVar("T")
 SCORE_PY = textwrap.dedent(
@@ -87,6 +88,7 @@ class OperatorProcess:
     log_path: Path
     liveness_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
+    receiver_port: int = field(default_factory=free_port)  # the GitSource push receiver
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -97,6 +99,7 @@ class OperatorProcess:
             **self.env,
             "AMLOPS_LIVENESS": f"http://127.0.0.1:{self.liveness_port}/healthz",
             "AMLOPS_METRICS_PORT": str(self.metrics_port),
+            "AMLOPS_RECEIVER_PORT": str(self.receiver_port),
         }
         log = self.log_path.open("ab")
         log.write(f"--- start {self.starts + 1}\n".encode())
@@ -306,6 +309,7 @@ _PATHS = {
         "customresourcedefinitions",
         False,
     ),
+    "ClusterKopfPeering": ("/apis/kopf.dev/v1", "clusterkopfpeerings", False),
 }
 
 
@@ -406,6 +410,7 @@ def operator_env(
             "AMLOPS_RETRY_BASE": "0.5",
             "AMLOPS_RETRY_MAX": "2",
             "AMLOPS_WORKERS": "4",
+            "AMLOPS_SOURCE_TICK": "1",  # a GitSource's interval is looked at every second
             "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
         }
     )

@@ -3,6 +3,8 @@ managed-by labels and Git annotations; no-op applies write nothing; prune and dr
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import textwrap
@@ -12,8 +14,15 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 
 from amlops.cli import main
+from amlops.cli.apply import INVENTORY_NAMESPACE
+from amlops.core.manifests import kubernetes_name
+from amlops.core.provenance import Origin
+from amlops.core.validate import validate_paths
+from amlops.gitops import apply as gitops_apply
+from amlops.gitops.inventory import Inventory, PruneAllRefused
 from tests.envtest.apiserver import Cluster, unique_name
 from tests.operator.harness import SCORE_PY, Kube, new_proxy, proxied_kubeconfig, token_of
 from tests.operator.proxy import Proxy, Record, writes
@@ -157,9 +166,10 @@ def test_apply_orders_crds_namespace_models_endpoints_and_stamps_git(
     code, out = apply(root, capsys=capsys)
     assert code == 0, out
     order = kinds_written(deployer.records(since))
-    # CRDs (if they changed), then the namespace, then Models before Endpoints
-    assert order[-3:] == ["namespaces", "models", "endpoints"], order
-    assert set(order[:-3]) <= {"customresourcedefinitions"}
+    # CRDs (if they changed), then the namespaces, then Models before Endpoints, then the
+    # instance's inventory (written after what it lists)
+    assert order[-4:] == ["namespaces", "models", "endpoints", "configmaps"], order
+    assert set(order[:-4]) <= {"customresourcedefinitions"}
 
     model = kube.get(ws, "Model", "tiny")
     assert model is not None
@@ -269,3 +279,120 @@ def test_invalid_manifests_are_not_applied(
     assert "error(s): nothing applied" in capsys.readouterr().err
     assert deployer.records(since) == []
     shutil.rmtree(root)
+
+
+def inventory_of(kube: Kube, instance: str) -> list[str]:
+    """The entry ids of an instance's inventory ConfigMap ([] when there is none)."""
+    name = f"amlops-inventory-{kubernetes_name(instance)}"
+    try:
+        cm = k8s.CoreV1Api(kube.api).read_namespaced_config_map(name, INVENTORY_NAMESPACE)
+    except k8s.ApiException as exc:
+        assert exc.status == 404
+        return []
+    return [e["id"] for e in json.loads(cm.data["inventory"])["entries"]]
+
+
+def test_an_empty_path_does_not_prune_everything_without_allow_empty(
+    deployer: Proxy, kube: Kube, repo: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """D11: `amlops apply EMPTY_DIR --prune` planned to delete every managed object."""
+    root, ws = repo
+    assert apply(root, capsys=capsys)[0] == 0
+    assert sorted(inventory_of(kube, root.parent.name)) == [
+        f"{ws}_online_amlops.io_Endpoint",
+        f"{ws}_tiny_amlops.io_Model",
+    ]
+    shutil.rmtree(root / "manifests")
+    (root / "manifests").mkdir()
+
+    since = deployer.mark()
+    for args in (("--prune", "--dry-run"), ("--prune",)):
+        code, out = apply(root, *args, capsys=capsys)
+        assert code == 1, out
+        assert "would prune all 2" in out and "--allow-empty" in out
+        assert "prune      " not in out
+    assert writes(deployer.records(since)) == []
+
+    code, out = apply(root, "--prune", "--dry-run", "--allow-empty", capsys=capsys)
+    assert code == 0 and out.count("prune      ") == 2, out
+    assert writes(deployer.records(since)) == []
+    assert kube.get(ws, "Endpoint", "online") is not None
+
+    code, out = apply(root, "--prune", "--allow-empty", capsys=capsys)
+    assert code == 0, out
+    kube.wait_gone(ws, "Endpoint", "online")
+    kube.wait_gone(ws, "Model", "tiny")
+    assert inventory_of(kube, root.parent.name) == []
+
+
+def test_prune_deletes_only_what_the_inventory_lists(
+    deployer: Proxy, kube: Kube, repo: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An object that merely carries the instance's labels (applied by hand, or by an amlops
+    before inventories) is not the instance's to delete."""
+    root, ws = repo
+    assert apply(root, capsys=capsys)[0] == 0
+    labels = {"app.kubernetes.io/managed-by": "amlops", "amlops.io/instance": root.parent.name}
+    spec: dict[str, Any] = {"workspace": ws, "model": {"name": "x", "version": "1", "path": "x"}}
+    kube.create(ws, "Model", "look-alike", spec)
+    kube.patch(ws, "Model", "look-alike", {"metadata": {"labels": labels}})
+    (root / "manifests" / "endpoints" / "online.yaml").unlink()
+    git(root, "commit", "-q", "-am", "retire the endpoint")
+
+    since = deployer.mark()
+    code, out = apply(root, "--prune", capsys=capsys)
+    assert code == 0, out
+    deletes = [r.path.rsplit("/", 2)[-2:] for r in writes(deployer.records(since))
+               if r.verb == "delete"]  # fmt: skip
+    assert deletes == [["endpoints", "online"]]
+    assert kube.get(ws, "Model", "look-alike") is not None
+    assert inventory_of(kube, root.parent.name) == [f"{ws}_tiny_amlops.io_Model"]
+
+    since = deployer.mark()  # the inventory already says so: a repeat writes nothing
+    code, out = apply(root, "--prune", capsys=capsys)
+    assert code == 0 and "0 change(s)" in out
+    assert writes(deployer.records(since)) == []
+
+
+def test_gitsource_style_sync_of_a_new_revision_writes_nothing_then_prunes(
+    deployer: Proxy, kube: Kube, repo: tuple[Path, str]
+) -> None:
+    """The package the GitSource handler uses, on the real API server: bodies stamped with a
+    revision apply once; the next revision of the same content makes 0 writes; an emptied
+    revision is refused, then pruned when allowed."""
+    root, ws = repo
+    report = validate_paths([root / "manifests"], sdk=False)
+    labels = {"app.kubernetes.io/managed-by": "amlops", "amlops.io/source": f"{ws}.platform"}
+    bodies = gitops_apply.build_objects(
+        report.manifests,
+        namespace=ws,
+        origin_of=lambda f: Origin(Path(f).relative_to(root).as_posix(), None),
+        labels=labels,
+        volatile={gitops_apply.REVISION: "a" * 40},
+    )
+    api = k8s_config.new_client_from_config(os.environ["KUBECONFIG"], persist_config=False)
+    k = gitops_apply.Kube(api, field_manager="amlops-gitsource")
+    options = gitops_apply.SyncOptions(labels=labels, volatile=(gitops_apply.REVISION,), prune=True)
+    first = gitops_apply.sync(k, bodies, options, Inventory())
+    assert first.applied == 2, first.plan.lines
+    model = kube.get(ws, "Model", "tiny")
+    assert model is not None
+    assert model["metadata"]["annotations"][gitops_apply.REVISION] == "a" * 40
+    managers = {f["manager"] for f in model["metadata"]["managedFields"]}
+    assert "amlops-gitsource" in managers
+
+    for body in bodies:  # the next revision, same content
+        body["metadata"]["annotations"][gitops_apply.REVISION] = "b" * 40
+    since = deployer.mark()
+    second = gitops_apply.sync(k, bodies, options, first.inventory)
+    assert (second.written, second.unchanged) == (0, 2)
+    assert writes(deployer.records(since)) == []
+    lists = [r for r in deployer.records(since) if r.verb == "list"]
+    assert lists == []  # without a selector the objects are read by name
+
+    with pytest.raises(PruneAllRefused):
+        gitops_apply.sync(k, [], options, second.inventory)
+    allowed = gitops_apply.SyncOptions(labels=labels, prune=True, allow_empty=True)
+    third = gitops_apply.sync(k, [], allowed, second.inventory)
+    assert third.pruned == 2 and third.inventory == Inventory()
+    kube.wait_gone(ws, "Endpoint", "online")

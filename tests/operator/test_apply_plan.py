@@ -89,7 +89,7 @@ def test_objects_go_to_their_workspace_namespace_and_duplicates_are_refused() ->
     objects = desired_objects(report.manifests, None, origin_abc, "default")
     places = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects}
     assert ("Model", "mlw-platform-dev", "slm-base") in places
-    assert ("Model", "mlw-platform-prod", "slm-base") in places
+    assert ("Model", "mlw-platform-prod", "slm-base-prod") in places
     assert [o["kind"] for o in objects] == sorted(
         (o["kind"] for o in objects), key=("Model", "Pipeline", "Endpoint").index
     )
@@ -98,8 +98,14 @@ def test_objects_go_to_their_workspace_namespace_and_duplicates_are_refused() ->
         model["metadata"]["annotations"]["amlops.io/source-file"]
         == "manifests/models/slm-base.yaml"
     )
+    # the example's names are unique per kind (D10): one namespace holds them all
+    together = desired_objects(report.manifests, "one-namespace", origin_abc, "default")
+    assert sorted(o["metadata"]["name"] for o in together) == sorted(
+        o["metadata"]["name"] for o in objects
+    )
+    assert len(together) == len(objects) >= 5
     with pytest.raises(common.UsageError, match="also defined"):
-        desired_objects(report.manifests, "one-namespace", origin_abc, "default")
+        desired_objects([*report.manifests] * 2, "one-namespace", origin_abc, "default")
 
 
 class FakeKube:

@@ -194,7 +194,8 @@ def test_drift_check_reports_a_correction(memo: kopf.Memo, events: list[Any]) ->
         return Result((register,), build_status(READY, 1, obj.status, NOW), READY)
 
     fixer = flow.Kind("Model", lambda _o, _s: "d", fixing, kind(READY).finalize)
-    flow.drift(fixer, flow.Call(body(), memo, 0, LOG, kopf.Patch()))
+    was_ready = build_status(READY, 1, None, NOW)  # only a Ready object can drift
+    flow.drift(fixer, flow.Call(body(status=was_ready), memo, 0, LOG, kopf.Patch()))
     assert ("Normal", "DriftCorrected") in [e[:2] for e in events]
 
 

@@ -22,9 +22,8 @@ class Kube:
         self.applied: list[dict[str, Any]] = []
 
     def call_api(self, path: str, method: str, **kwargs: Any) -> None:
-        assert method == "PATCH" and kwargs["header_params"]["Content-Type"].startswith(
-            "application/apply-patch"
-        )
+        # no Secret yet: the first write creates it (keys.write_secret)
+        assert method == "POST" and kwargs["header_params"]["Content-Type"] == "application/json"
         self.applied.append(kwargs["body"])
 
 

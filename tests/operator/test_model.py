@@ -96,14 +96,15 @@ def test_path_leaving_the_source_root_is_stalled_naming_the_field(
     op: OperatorProcess, kube: Kube, backend: BackendView, namespace: str
 ) -> None:
     kube.create(namespace, "Model", "m", model_spec(path="../../../../etc", name="escape"))
-    obj = kube.wait(namespace, "Model", "m", reason_is("InvalidSpec"))
+    # no amlops.io/source(-file): relative to nothing the operator has (kubectl apply)
+    obj = kube.wait(namespace, "Model", "m", reason_is("ArtifactsNotFound"))
     stalled = condition(obj, "Stalled")
     assert stalled["status"] == "True"
     assert (
         "spec.model.path" in stalled["message"] and "outside the source root" in stalled["message"]
     )
     assert backend.versions("escape") == []
-    assert ("Warning", "InvalidSpec") in reasons(kube, namespace, "m")
+    assert ("Warning", "ArtifactsNotFound") in reasons(kube, namespace, "m")
 
 
 def test_spec_the_crd_lets_through_is_stalled_then_recovers_when_fixed(

@@ -26,6 +26,7 @@ from tests.operator.harness import (
 )
 from tests.operator.proxy import Proxy, rbac_rules
 from tests.operator.test_endpoint import endpoint_spec
+from tests.operator.test_gitsource import GITSOURCE_ONLY
 from tests.operator.test_pipeline import pipeline_spec
 
 pytestmark = [pytest.mark.envtest, pytest.mark.slow]
@@ -33,7 +34,16 @@ SA = "system:serviceaccount:amlops-system:amlops-operator"
 SERVERLESS_MODEL = "azureml://registries/azureml-meta/models/Meta-Llama-3-8B-Instruct"
 
 
-def granted() -> set[tuple[str, str, str]]:
+# Grants of the opt-in features (AMLOPS_WEBHOOKS, AMLOPS_PEERING), which the suite's operator
+# runs without: tests/operator/test_admission.py and test_ha.py prove those exactly.
+OPTIONAL_GROUPS = ("admissionregistration.k8s.io", "kopf.dev")
+# An Endpoint's keys Secret is created once and patched only when it exists already and is the
+# Endpoint's (keys rotated, a status record lost): tests/operator/test_defects_assets.py proves
+# that path, with the patch it makes.
+KEYS_REWRITE_ONLY = {("", "secrets", "patch")}
+
+
+def granted(optional: bool = False) -> set[tuple[str, str, str]]:
     role = yaml.safe_load((DEPLOY / "crds" / "clusterrole.yaml").read_text())
     return {
         (group, resource, verb)
@@ -41,6 +51,7 @@ def granted() -> set[tuple[str, str, str]]:
         for group in rule["apiGroups"]
         for resource in rule["resources"]
         for verb in rule["verbs"]
+        if optional or group not in OPTIONAL_GROUPS
     }
 
 
@@ -59,7 +70,7 @@ def test_the_operator_uses_exactly_what_the_cluster_role_grants(
     # patches its finalizer and status (keys are published only once it serves)
     serverless = {"name": f"{namespace}-s", "model_id": SERVERLESS_MODEL}
     kube.create(namespace, "ServerlessEndpoint", "s", {"workspace": "ws", "endpoint": serverless})
-    kube.wait(namespace, "ServerlessEndpoint", "s", reason_is("BackendRefused"))
+    kube.wait(namespace, "ServerlessEndpoint", "s", reason_is("UnsupportedByBackend"))
     for kind, name in (
         ("ServerlessEndpoint", "s"),
         ("Endpoint", "e"),
@@ -69,10 +80,13 @@ def test_the_operator_uses_exactly_what_the_cluster_role_grants(
         kube.delete(namespace, kind, name)
         kube.wait_gone(namespace, kind, name)
 
-    used = set().union(*(rbac_rules(r) for r in proxy.records(since)))
-    assert used == granted(), (
-        f"used but not granted: {sorted(used - granted())}; "
-        f"granted but never used: {sorted(granted() - used)}"
+    # a GitSource's grants are proven used by tests/operator/test_gitsource.py
+    elsewhere = GITSOURCE_ONLY | KEYS_REWRITE_ONLY
+    used = set().union(*(rbac_rules(r) for r in proxy.records(since))) - elsewhere
+    want = granted() - elsewhere
+    assert used == want, (
+        f"used but not granted: {sorted(used - want)}; "
+        f"granted but never used: {sorted(want - used)}"
     )
 
 
@@ -93,14 +107,13 @@ def _can(kube: Kube, verb: str, resource: str, group: str = "", sub: str = "") -
 @pytest.mark.parametrize(
     ("verb", "resource", "group"),
     [
-        ("get", "secrets", ""),
         ("list", "secrets", ""),
         ("watch", "secrets", ""),
         ("delete", "secrets", ""),
-        ("create", "models", "amlops.io"),
         ("update", "models", "amlops.io"),
-        ("delete", "endpoints", "amlops.io"),
-        ("get", "pipelines", "amlops.io"),
+        ("deletecollection", "endpoints", "amlops.io"),
+        ("create", "gitsources", "amlops.io"),
+        ("delete", "gitsources", "amlops.io"),
         ("list", "pods", ""),
         ("create", "pods", ""),
         ("get", "configmaps", ""),
@@ -116,7 +129,7 @@ def test_the_role_grants_nothing_beyond_what_the_handlers_use(
 
 
 def test_a_forbidden_request_is_caught_by_the_proxy(cluster: Cluster, tmp_path: Any) -> None:
-    """The detector the suite relies on: the operator's identity reading a Secret is a 403,
+    """The detector the suite relies on: the operator's identity listing Secrets is a 403,
     recorded by the proxy (a separate one, so the suite's own check stays clean)."""
     proxy = new_proxy(cluster)
     try:
@@ -124,12 +137,12 @@ def test_a_forbidden_request_is_caught_by_the_proxy(cluster: Cluster, tmp_path: 
         path = proxied_kubeconfig(tmp_path / "kc", proxy, token_of(sa), "amlops-system")
         with cluster.api_client(path) as api:
             with pytest.raises(ApiException) as err:
-                k8s.CoreV1Api(api).read_namespaced_secret("anything", "amlops-system")
+                k8s.CoreV1Api(api).list_namespaced_secret("amlops-system")
             review = k8s.AuthenticationV1Api(api).create_self_subject_review(
                 k8s.V1SelfSubjectReview()
             )
         assert err.value.status == 403
-        assert [r.status for r in proxy.records() if "/secrets/" in r.path] == [403]
+        assert [r.status for r in proxy.records() if r.path.endswith("/secrets")] == [403]
         assert review.status.user_info.username == SA
     finally:
         proxy.stop()

@@ -9,7 +9,7 @@ import yaml
 
 from amlops import API_GROUP
 from amlops.crds import render, structural
-from amlops.kinds import KINDS, ORDER
+from amlops.kinds import CRD_KINDS, KINDS, ORDER
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "operator" / "deploy" / "crds"
@@ -37,12 +37,17 @@ def _walk(node: Any) -> list[dict[str, Any]]:
 
 def _crds() -> list[dict[str, Any]]:
     docs = [yaml.safe_load(text) for text in render().values()]
-    return [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    # the amlops kinds' (Kopf's peering CRD, kopf.dev, is shipped alongside)
+    return [
+        d
+        for d in docs
+        if d["kind"] == "CustomResourceDefinition" and d["spec"]["group"] == API_GROUP
+    ]
 
 
 def test_crds_are_structural_and_list_the_amlops_category() -> None:
     crds = _crds()
-    assert len(crds) == len([k for k in ORDER if KINDS[k].crd is not None])
+    assert len(crds) == len(CRD_KINDS)
     for crd in crds:
         version = crd["spec"]["versions"][0]
         assert crd["spec"]["names"]["categories"] == ["amlops"]
@@ -55,7 +60,10 @@ def test_crds_are_structural_and_list_the_amlops_category() -> None:
             if isinstance(node.get("type"), list):
                 raise AssertionError(f"type union in {node}")
         columns = [c["name"] for c in version["additionalPrinterColumns"]]
-        assert columns[0] == "Workspace" and "Ready" in columns and columns[-1] == "Age"
+        # a GitSource has no workspace; a WorkspaceBinding names the one it binds
+        in_workspace = crd["spec"]["names"]["kind"] in (*ORDER, "WorkspaceBinding")
+        assert (columns[0] == "Workspace") == in_workspace
+        assert "Ready" in columns and columns[-1] == "Age"
 
 
 def test_embedded_azure_ml_parts_keep_unknown_fields() -> None:
@@ -94,7 +102,15 @@ def test_the_cluster_role_grants_exactly_the_operator_kinds() -> None:
     each kind's resource and status, and nothing else of the group."""
     role = yaml.safe_load(render()["clusterrole.yaml"])
     ours = [r for r in role["rules"] if r["apiGroups"] == [API_GROUP]]
-    plurals = [crd.plural for k in ORDER if (crd := KINDS[k].crd) is not None]
-    assert [r["resources"] for r in ours] == [plurals, [f"{p}/status" for p in plurals]]
+    plurals = [crd.plural for k in CRD_KINDS if (crd := KINDS[k].crd) is not None]
+    applied = [crd.plural for k in ORDER if (crd := KINDS[k].crd) is not None]
+    # WorkspaceBindings are only read (listed and watched into an index), never patched
+    plurals.remove("workspacebindings")
+    statuses = [f"{p}/status" for p in plurals]
+    expected = [plurals, statuses, ["workspacebindings"], applied]
+    assert [r["resources"] for r in ours[:4]] == expected
+    assert ours[2]["verbs"] == ["list", "watch"]
+    # anything more of the group only reads one of its kinds (the push receiver's get)
+    assert all(set(r["resources"]) <= set(plurals) and r["verbs"] == ["get"] for r in ours[4:])
     listed = yaml.safe_load(render()["kustomization.yaml"])["resources"]
     assert set(listed) == set(render()) - {"kustomization.yaml"}

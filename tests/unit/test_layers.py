@@ -1,4 +1,5 @@
-"""Layers only point down: cli / handlers / infra -> reconcile -> backends -> kinds, core.
+"""Layers only point down: cli / handlers / infra -> reconcile -> backends -> kinds, core; the
+GitOps package (fetch, artifacts, inventory, apply) sits with the drivers that use it.
 
 Read from the source (ast), so an import inside a function or under TYPE_CHECKING counts too.
 """
@@ -11,7 +12,13 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "amlops"
-ABOVE_CORE = ("amlops.backends", "amlops.reconcile", "amlops.cli", "amlops.handlers")
+ABOVE_CORE = (
+    "amlops.backends",
+    "amlops.reconcile",
+    "amlops.cli",
+    "amlops.handlers",
+    "amlops.gitops",
+)
 
 
 def _imports(layer: str) -> list[tuple[str, str]]:
@@ -49,4 +56,10 @@ def test_reconcilers_import_only_the_backend_protocol() -> None:
 
 def test_backends_import_no_driver_or_reconciler() -> None:
     upward = [(f, m) for f, m in _imports("backends") if _under(m, ABOVE_CORE[1:])]
+    assert upward == []
+
+
+def test_gitops_imports_only_core_kinds_and_crds() -> None:
+    """cli/ and handlers/ import it; it imports neither, nor the reconcilers or backends."""
+    upward = [(f, m) for f, m in _imports("gitops") if _under(m, ABOVE_CORE[:-1])]
     assert upward == []

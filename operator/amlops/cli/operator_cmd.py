@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 
 from amlops.cli import common
 
@@ -32,12 +33,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="liveness endpoint (default: $AMLOPS_LIVENESS or http://0.0.0.0:8081/healthz; "
         "'' turns it off)",
     )
+    p.add_argument(
+        "--webhook-cert-dir",
+        metavar="DIR",
+        help="serve the admission webhooks with the certificate mounted here (tls.crt, tls.key, "
+        "ca.crt: a cert-manager Secret); sets AMLOPS_WEBHOOKS=true and AMLOPS_WEBHOOK_CERT_DIR",
+    )
     p.add_argument("--log-format", choices=("json", "text"), default="json")
     p.add_argument("--verbose", "-v", action="store_true", help="debug logs (Kopf's patches too)")
     p.set_defaults(func=run_operator)
 
 
 def run_operator(args: argparse.Namespace) -> int:
+    if args.webhook_cert_dir:  # before anything reads the settings (at import)
+        os.environ["AMLOPS_WEBHOOKS"] = "true"
+        os.environ["AMLOPS_WEBHOOK_CERT_DIR"] = args.webhook_cert_dir
     import kopf
 
     from amlops.handlers import logs

@@ -125,6 +125,34 @@ class Provenance:
         return self._repos[top]
 
 
+def files_commit(path: str | os.PathLike[str]) -> str | None:
+    """The commit the files at ``path`` (a file or a folder) are, asked of Git now: the HEAD of
+    the checkout holding them, with ``-dirty`` when any of them differs from it (or is
+    untracked); None outside a checkout. An asset made from files records this, not the commit
+    its object was last applied from: files change under an unchanged manifest (a new commit
+    that only touched them, or an edit not committed yet)."""
+    target = _as_listed(path)
+    where = target if target.is_dir() else target.parent
+    head = _git(where, "rev-parse", "HEAD")
+    if head is None:
+        return None
+    # after `--`, relative to `where` and literal: a name cannot be read as an option or
+    # as pathspec magic
+    relative = "." if where == target else target.name
+    status = _git(
+        where,
+        "--literal-pathspecs",
+        "status",
+        "--porcelain",
+        "-z",
+        "--untracked-files=all",
+        "--",
+        relative,
+        strip=False,
+    )
+    return head + DIRTY_SUFFIX if status else head
+
+
 def _changed(top: Path) -> frozenset[str]:
     """``git status --porcelain`` once for the whole checkout, rather than once per file."""
     out = _git(top, "status", "--porcelain", "-z", "--untracked-files=all", strip=False)
@@ -141,12 +169,26 @@ def _changed(top: Path) -> frozenset[str]:
     return frozenset(paths)
 
 
+# The files asked about come from a repository (a GitSource's artifact, a pull request's
+# checkout): a folder in it laid out as a bare repository would be found by Git's discovery, and
+# its config could name commands (core.fsmonitor, hooks) that `git status` runs. Command-line
+# config is protected: it overrides the repository's and may refuse implicit bare ones.
+_HARDENED = (
+    "-c",
+    "safe.bareRepository=explicit",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+)
+
+
 def _git(where: Path, *args: str, strip: bool = True) -> str | None:
     """Git's output, or None when Git is missing, fails, or ``where`` is not a checkout."""
     try:
         proc = subprocess.run(
             # no optional locks: a background `up` must not take index.lock from the user's git
-            ["git", "--no-optional-locks", "-C", str(where), *args],
+            ["git", "--no-optional-locks", *_HARDENED, "-C", str(where), *args],
             capture_output=True,
             text=True,
             timeout=_GIT_TIMEOUT_S,

@@ -4,11 +4,22 @@ Importing the package registers every handler: the settings/startup hook and, fo
 ``amlops.reconcile.registry``, its handlers over ``amlops.handlers.flow``, which drives the same
 reconcile entry points ``amlops up`` uses. ``AFTER`` holds what the operator adds to a kind's
 reconcile (an Endpoint's or ServerlessEndpoint's keys Secret); a kind not in it needs nothing here.
+GitSources have handlers of their own (``git_source``: fetch, validate, apply, prune) and the
+push receiver that triggers them (``receiver``).
 """
 
 from typing import Any
 
-from amlops.handlers import endpoint, flow, keys, settings
+from amlops.handlers import (
+    admission,
+    endpoint,
+    flow,
+    git_source,
+    keys,
+    receiver,
+    settings,
+    tenancy,
+)
 from amlops.reconcile.registry import RECONCILERS
 
 AFTER: dict[str, flow.After[Any]] = {
@@ -20,5 +31,8 @@ KINDS: dict[str, flow.Kind[Any]] = {
 }
 for _kind in KINDS.values():
     flow.register(_kind)
+admission.register()  # the admission webhooks of every kind, when AMLOPS_WEBHOOKS is on
+git_source.register()
+tenancy.register()  # the WorkspaceBinding index every handler and webhook reads
 
-__all__ = ["AFTER", "KINDS", "settings"]
+__all__ = ["AFTER", "KINDS", "receiver", "settings"]

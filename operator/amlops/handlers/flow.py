@@ -23,17 +23,19 @@ import kopf
 from amlops import API_GROUP
 from amlops.backends.base import Backend
 from amlops.crds import VERSION
-from amlops.handlers import runtime
+from amlops.handlers import runtime, tenancy
 from amlops.handlers.objects import Resource, SpecError, schema_problems, source_of
 from amlops.handlers.options import KOPF_STATUS_KEY, SETTINGS
 from amlops.handlers.runtime import Runtime
 from amlops.handlers.status import (
+    correction,
     event_type,
     is_transition,
     merge_patch,
     redact,
     redact_status,
     result_label,
+    with_scoring_scope,
 )
 from amlops.kinds import KINDS
 from amlops.reconcile import driver
@@ -90,7 +92,9 @@ def _status_only(obj: Resource, outcome: Outcome) -> Result:
     return Result((), status, outcome)
 
 
-def evaluate(kind: Kind[D], rt: Runtime, obj: Resource) -> Result:
+def evaluate(
+    kind: Kind[D], rt: Runtime, obj: Resource, bindings: tenancy.Bindings | None = None
+) -> Result:
     """One reconcile of ``obj``; never raises: every failure becomes a condition. The Result's
     actions are the ones the reconcile carried out."""
     if obj.suspended:  # says so in Ready and touches nothing, the backend included
@@ -98,11 +102,27 @@ def evaluate(kind: Kind[D], rt: Runtime, obj: Resource) -> Result:
     problems = schema_problems(obj)
     if problems:
         return _status_only(obj, Outcome(Phase.STALLED, "InvalidSpec", "; ".join(problems)))
+    refused = tenancy.refusal(bindings or {}, obj.namespace, obj.workspace, rt.settings.tenancy)
+    if refused is not None:  # its namespace may not manage the workspace: nothing is touched
+        return _status_only(obj, Outcome(Phase.STALLED, tenancy.REASON, refused))
+    try:  # the backend acting as the namespace's identity
+        rt = tenancy.acting(rt, bindings or {}, obj.namespace, obj.workspace)
+    except Exception as exc:  # its Secret missing or unreadable: retried
+        message = f"the namespace's Azure identity is not usable: {type(exc).__name__}: {exc}"
+        return replace(
+            _status_only(obj, Outcome(Phase.RECONCILING, tenancy.IDENTITY_REASON, message)),
+            requeue_after=driver.ERROR_RETRY_S,
+        )
+    if rt.sources is not None:  # a compute added to the checkout since the last look
+        rt.sources.refresh()
     try:
-        desired = kind.desired(obj, source_of(obj, rt.settings.source_root, rt.settings.limits))
+        settings = rt.settings
+        source = source_of(obj, settings.source_root, settings.limits, settings.state_dir)
+        desired = kind.desired(obj, source)
     except (SpecError, KeyError, TypeError, ValueError) as exc:  # a spec the schema let through
         detail = str(exc) if isinstance(exc, SpecError) else f"cannot read spec: {exc!r}"
-        return _status_only(obj, Outcome(Phase.STALLED, "InvalidSpec", detail))
+        reason = str(getattr(exc, "reason", "InvalidSpec"))  # ArtifactsNotFound
+        return _status_only(obj, Outcome(Phase.STALLED, reason, detail))
     try:
         return kind.reconcile(rt, rt.backend, obj, desired)
     except Exception as exc:  # our own API calls (the keys Secret): retried like the backend's
@@ -127,6 +147,7 @@ class Call:
     retry: int
     logger: kopf.Logger
     patch: kopf.Patch = field(default_factory=kopf.Patch)
+    bindings: tenancy.Bindings = field(default_factory=dict)  # Kopf's WorkspaceBinding index
 
     @classmethod
     def of(cls, kwargs: Mapping[str, Any]) -> Call:
@@ -139,6 +160,7 @@ class Call:
             kwargs.get("retry", 0),
             kwargs["logger"],
             kopf.Patch() if patch is None else patch,  # an empty Patch is falsy: keep Kopf's
+            tenancy.bindings_of(kwargs),
         )
 
     @cached_property
@@ -154,7 +176,7 @@ def settle(kind: Kind[D], call: Call, result: Result, seconds: float) -> str:
     """Write the status difference into Kopf's patch, post an Event on a transition, count it.
     Returns the (redacted) condition message."""
     obj, logger = call.obj, call.logger
-    status = redact_status(result.status)
+    status = redact_status(with_scoring_scope(result.status))
     changes = merge_patch(obj.status, status)
     if changes:
         call.patch.status.update(changes)
@@ -179,7 +201,7 @@ def reconcile(kind: Kind[D], call: Call) -> None:
     """create / update / resume."""
     started = time.monotonic()
     with call.rt.exclusive(call.obj.uid):
-        result = evaluate(kind, call.rt, call.obj)
+        result = evaluate(kind, call.rt, call.obj, call.bindings)
     message = settle(kind, call, result, time.monotonic() - started)
     if result.outcome.phase is Phase.STALLED:
         raise kopf.PermanentError(message)
@@ -202,23 +224,26 @@ def drift(kind: Kind[D], call: Call) -> None:
     with call.rt.try_exclusive(obj.uid) as mine:
         if not mine:
             return
-        result = evaluate(kind, call.rt, obj)
+        result = evaluate(kind, call.rt, obj, call.bindings)
     message = settle(kind, call, result, time.monotonic() - started)
-    # Every action is a change to the backend, so one the timer's reconcile carried out put
-    # back something that had drifted from Git (or was never there).
     if result.actions:
         what = "; ".join(dict.fromkeys(a.describe() for a in result.actions))
-        kopf.event(call.body, type="Normal", reason="DriftCorrected", message=f"{what}: {message}")
-        call.logger.info(f"drift corrected ({what}): {message}")
+        reason, text = correction(obj.status, obj.generation, what, message)
+        kopf.event(call.body, type="Normal", reason=reason, message=text)
+        call.logger.info(f"{reason}: {text}")
     _requeue(call, result, message)
 
 
 def finalize(kind: Kind[D], call: Call) -> None:
     """delete, behind the finalizer: clean up in the backend unless Retain (or suspended)."""
     rt, obj = call.rt, call.obj
+    refused = tenancy.refusal(call.bindings, obj.namespace, obj.workspace, rt.settings.tenancy)
     if obj.suspended:
         reason, message = "Suspended", "deleted while suspended: the backend was not touched"
+    elif refused is not None:  # the namespace may no longer act on the workspace
+        reason, message = tenancy.REASON, f"the backend was not touched: {refused}"
     else:
+        rt = tenancy.acting(rt, call.bindings, obj.namespace, obj.workspace)  # its identity
         with rt.exclusive(obj.uid):
             actions = kind.finalize(rt, obj)
             error = driver.finalize(rt.backend, actions)

@@ -5,6 +5,14 @@ The Secret is server-side applied (field manager ``amlops-operator``) only when 
 scoring URI changed; status records a short digest of them (``keysSecret.revision``) to know,
 so a reconcile with nothing new makes no request for it. The operator needs only ``create`` and
 ``patch`` on Secrets: it never reads one, so it cannot read the cluster's other Secrets.
+
+A Secret of that name the object did not create is never taken over (an ownerReference would
+have Kubernetes delete it, unrelated keys included, with the object): the Secret is created
+(``create``, which fails when one exists), and one that exists is written only when its
+controller ownerReference is the object's uid, which a JSON patch whose only operation tests
+it finds out without reading the Secret. Otherwise the object stalls with
+``KeysSecretConflict`` and the Secret is left as it is. An Endpoint may name its Secret
+(``spec.keysSecretName``) when ``NAME-keys`` is taken.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes.client.rest import ApiException
@@ -23,13 +32,16 @@ from amlops.backends.base import Backend, EndpointKeys
 from amlops.handlers.objects import Resource
 from amlops.handlers.status import redact_status
 from amlops.reconcile.actions import Result
+from amlops.reconcile.conditions import Outcome, Phase, build_status
 
 FIELD_MANAGER = "amlops-operator"
 LABEL_ENDPOINT = f"{API_GROUP}/endpoint"
 
 
-def secret_name(endpoint: str) -> str:
-    return f"{endpoint}-keys"
+def secret_name(obj: Resource) -> str:
+    """``spec.keysSecretName`` (an Endpoint may name its Secret), else ``NAME-keys``."""
+    named = obj.spec.get("keysSecretName")
+    return named if isinstance(named, str) and named else f"{obj.name}-keys"
 
 
 def revision(keys: EndpointKeys, scoring_uri: str) -> str:
@@ -46,7 +58,7 @@ def build_secret(obj: Resource, keys: EndpointKeys, scoring_uri: str) -> dict[st
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
-            "name": secret_name(obj.name),
+            "name": secret_name(obj),
             "namespace": obj.namespace,
             "labels": {
                 "app.kubernetes.io/managed-by": FIELD_MANAGER,
@@ -76,28 +88,106 @@ class SecretApplyError(Exception):
     """The API server refused the Secret; the message is short and carries no key."""
 
 
-def apply_secret(kube: Any, secret: Mapping[str, Any]) -> None:
+class KeysSecretConflictError(SecretApplyError):
+    """A Secret of that name exists and is not the object's: it is left alone."""
+
+
+def _call(kube: Any, path: str, method: str, content_type: str, body: Any, **query: str) -> None:
+    kube.call_api(
+        path,
+        method,
+        query_params=[("fieldManager", FIELD_MANAGER), *query.items()],
+        header_params={"Content-Type": content_type, "Accept": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+        response_types_map={},
+        _preload_content=False,  # the answer holds the keys: never parse, keep or log it
+        _return_http_data_only=True,
+    )
+
+
+def _where(secret: Mapping[str, Any]) -> tuple[str, str]:
     meta = secret["metadata"]
-    where = f"Secret {meta['namespace']}/{meta['name']}"
+    path = f"/api/v1/namespaces/{meta['namespace']}/secrets"
+    return path, f"Secret {meta['namespace']}/{meta['name']}"
+
+
+def apply_secret(kube: Any, secret: Mapping[str, Any]) -> None:
+    """Server-side apply of a Secret known to be the object's (``write_secret`` checks)."""
+    path, where = _where(secret)
     try:
-        kube.call_api(
-            f"/api/v1/namespaces/{meta['namespace']}/secrets/{meta['name']}",
+        _call(
+            kube,
+            f"{path}/{secret['metadata']['name']}",
             "PATCH",
-            query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            header_params={
-                "Content-Type": "application/apply-patch+yaml",
-                "Accept": "application/json",
-            },
-            body=dict(secret),
-            auth_settings=["BearerToken"],
-            response_types_map={},
-            _preload_content=False,  # the answer holds the keys: never parse, keep or log it
-            _return_http_data_only=True,
+            "application/apply-patch+yaml",
+            dict(secret),
+            force="true",
         )
     except ApiException as exc:
         raise SecretApplyError(f"applying {where}: {exc.status} {_message(exc)}") from None
     except OSError as exc:
         raise SecretApplyError(f"applying {where}: {exc}") from None
+
+
+def _create(kube: Any, secret: Mapping[str, Any]) -> bool:
+    """Create the Secret; False when one of that name exists already."""
+    path, where = _where(secret)
+    try:
+        _call(kube, path, "POST", "application/json", dict(secret))
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise SecretApplyError(f"creating {where}: {exc.status} {_message(exc)}") from None
+    except OSError as exc:
+        raise SecretApplyError(f"creating {where}: {exc}") from None
+    return True
+
+
+def _owned(kube: Any, secret: Mapping[str, Any]) -> bool | None:
+    """Whether the existing Secret's controller is the object (its ownerReference's uid, which
+    no other object has); None when there is no such Secret. A JSON patch whose only operation
+    is a ``test`` changes nothing and needs no ``get``: the API server answers 422 when the
+    test fails (or the Secret has no ownerReference)."""
+    path, where = _where(secret)
+    (reference,) = secret["metadata"]["ownerReferences"]
+    test = [{"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": reference["uid"]}]
+    try:
+        _call(
+            kube,
+            f"{path}/{secret['metadata']['name']}",
+            "PATCH",
+            "application/json-patch+json",
+            test,
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        if exc.status == 422:
+            return False
+        raise SecretApplyError(f"checking {where}: {exc.status} {_message(exc)}") from None
+    except OSError as exc:
+        raise SecretApplyError(f"checking {where}: {exc}") from None
+    return True
+
+
+def write_secret(kube: Any, secret: Mapping[str, Any], known: bool) -> None:
+    """Create the object's Secret, or update it when it is the object's; raise
+    KeysSecretConflictError for one that is not. ``known``: the object wrote it before (its
+    status says so), so it most likely exists: checked first rather than created."""
+    owned = _owned(kube, secret) if known else None
+    if owned is None:
+        if _create(kube, secret):
+            return
+        owned = _owned(kube, secret)
+    if not owned:
+        _, where = _where(secret)
+        raise KeysSecretConflictError(
+            f"{where} exists and is not this object's (its controller ownerReference is not "
+            "this object): it is left as it is. Delete or rename that Secret, or name another "
+            "(an Endpoint's spec.keysSecretName)"
+        )
+    apply_secret(kube, secret)
 
 
 def _message(exc: ApiException) -> str:
@@ -136,8 +226,26 @@ def publish(
     if auth_mode != "key" or not isinstance(uri, str) or not uri:
         return result
     keys = keys_of(backend, workspace, endpoint)
-    ref = {"name": secret_name(obj.name), "revision": revision(keys, uri)}
-    if (obj.status or {}).get("keysSecret") != ref:
-        apply_secret(kube, build_secret(obj, keys, uri))
-    status = redact_status({**result.status, "keysSecret": ref}, [keys.primary, keys.secondary])
+    ref = {"name": secret_name(obj), "revision": revision(keys, uri)}
+    written = (obj.status or {}).get("keysSecret")
+    secrets = [keys.primary, keys.secondary]
+    if written != ref:
+        try:
+            write_secret(kube, build_secret(obj, keys, uri), known=written is not None)
+        except KeysSecretConflictError as exc:
+            return _conflict(obj, result, str(exc), secrets)
+    status = redact_status({**result.status, "keysSecret": ref}, secrets)
     return replace(result, status=status)
+
+
+def _conflict(obj: Resource, result: Result, message: str, secrets: list[str]) -> Result:
+    """The endpoint serves, but its keys have nowhere to go: Stalled until the Secret's name is
+    free (the drift timer tries again)."""
+    outcome = Outcome(Phase.STALLED, "KeysSecretConflict", message)
+    kept = {
+        k: v
+        for k, v in result.status.items()
+        if k not in ("conditions", "observedGeneration", "keysSecret")
+    }
+    status = build_status(outcome, obj.generation, obj.status, datetime.now(UTC), **kept)
+    return replace(result, status=redact_status(status, secrets), outcome=outcome)

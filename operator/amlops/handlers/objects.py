@@ -8,18 +8,35 @@ volume, like a Flux source artifact). An object without the annotation (``kubect
 resolves against the root itself. A path that leaves the root (after symlinks), names a
 device or pipe, or a folder over the size limits, is refused by the core's containment rule: a
 custom resource must not make the operator read, and register, files of its own pod.
+
+An object a GitSource applied carries ``amlops.io/source`` (the GitSource's ``ns/name``) and
+``amlops.io/revision`` (the commit): when the source is of the object's own namespace and the
+object carries its labels too, and the revision is a full commit id (anything else is no
+source: annotations are the object writer's to set), its paths resolve against that source's
+artifact of that commit (``amlops.gitops.artifacts``, in the state directory), so the manifests
+mean the same delivered by a GitSource as in Git. The GitSource re-applies an object whose
+files changed (their digest is part of what it applies), so when the object's own artifact has
+been collected, the source's last applied artifact holds the same files and is used instead. An
+object without a source or a manifest path (``kubectl apply -f`` of a manifest whose paths are
+relative to its file, ``../assets/m``) that names files outside the root is told so
+(``ArtifactsNotFound``, "no source: ..."): name a datastore URI or a registered asset, or
+deliver it through a GitSource; files missing inside the root are the reconciler's
+``ArtifactsNotFound``, as in ``amlops up``.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from amlops import API_GROUP, API_VERSION
-from amlops.core.files import PathRefusedError, admit, local_target
+from amlops.core.files import RULE_OUTSIDE_ROOT, PathRefusedError, admit, local_target
 from amlops.core.findings import format_path
 from amlops.core.limits import Limits
 from amlops.core.locator import ObjectLocator, located_document
@@ -27,6 +44,11 @@ from amlops.core.manifests import Manifest, Segment
 from amlops.core.provenance import TAG_COMMIT, TAG_MANIFEST, TAG_OBJECT
 from amlops.core.schemas import SchemaSet, load_schemas
 from amlops.core.source import FieldPath
+from amlops.gitops.apply import REVISION as ANNOTATION_REVISION  # the commit it came from
+from amlops.gitops.apply import SOURCE as ANNOTATION_SOURCE  # the GitSource (ns/name)
+from amlops.gitops.apply import SOURCE_NAME, SOURCE_NAMESPACE  # the GitSource's labels
+from amlops.gitops.artifacts import artifacts_dir
+from amlops.gitops.fetch import source_dir_name
 from amlops.kinds.base import Lifecycle
 from amlops.reconcile.inputs import Gone, Inputs, Source
 from amlops.reconcile.inputs import SpecError as SpecError  # raised by source_of's resolve
@@ -34,6 +56,44 @@ from amlops.reconcile.inputs import SpecError as SpecError  # raised by source_o
 ANNOTATION_SOURCE_FILE = f"{API_GROUP}/source-file"
 ANNOTATION_GIT_COMMIT = f"{API_GROUP}/git-commit"
 ANNOTATION_RUN_REQUESTED = f"{API_GROUP}/run-requested-at"
+ARTIFACTS_NOT_FOUND = "ArtifactsNotFound"
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+NO_SOURCE = "no source: name a datastore URI or registered asset, or deliver it through a GitSource"
+
+
+class ArtifactsNotFound(SpecError):
+    """The files a spec names are not where it says: a condition of their own, since the fix
+    is to deliver them (a GitSource), not to edit the field."""
+
+    reason = ARTIFACTS_NOT_FOUND
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a GitSource last applied, as its handler records it in the state directory for
+    the objects' handlers: the commit, and the repository folder its artifacts hold."""
+
+    commit: str
+    path: str  # spec.path ("." for the whole repository)
+
+    @staticmethod
+    def _file(state_dir: Path, source: str) -> Path:
+        return state_dir / "sources" / source_dir_name(source) / "applied.json"
+
+    def write(self, state_dir: Path, source: str) -> None:
+        file = self._file(state_dir, source)
+        file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"commit": self.commit, "path": self.path}), encoding="utf-8")
+        os.replace(tmp, file)  # a reader sees the old record or the new one
+
+    @classmethod
+    def read(cls, state_dir: Path, source: str) -> Applied | None:
+        try:
+            data = json.loads(cls._file(state_dir, source).read_text(encoding="utf-8"))
+            return cls(str(data["commit"]), str(data["path"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
 
 @dataclass(frozen=True)
@@ -46,6 +106,7 @@ class Resource:
     spec: Mapping[str, Any]
     status: Mapping[str, Any] | None
     annotations: Mapping[str, str]
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> Resource:
@@ -60,6 +121,7 @@ class Resource:
             spec=body.get("spec") or {},
             status=dict(status) if isinstance(status, Mapping) else None,
             annotations=dict(meta.get("annotations") or {}),
+            labels=dict(meta.get("labels") or {}),
         )
 
     @property
@@ -100,6 +162,24 @@ class Resource:
     def source_file(self) -> str | None:
         return self.annotations.get(ANNOTATION_SOURCE_FILE) or None
 
+    @property
+    def source(self) -> str | None:
+        """The GitSource (``ns/name``) that applied the object, if one did: a source of the
+        object's own namespace, named by its labels as well (so a Model in namespace B cannot
+        read the files of A's source by naming it). Anything else is no source."""
+        named = self.annotations.get(ANNOTATION_SOURCE) or ""
+        namespace, _, name = named.partition("/")
+        if not name or namespace != self.namespace:
+            return None
+        labels = (self.labels.get(SOURCE_NAMESPACE), self.labels.get(SOURCE_NAME))
+        return named if labels == (namespace, name) else None
+
+    @property
+    def revision(self) -> str | None:
+        """The commit the object came from: a full SHA-1 (or SHA-256) hex id, or None."""
+        value = self.annotations.get(ANNOTATION_REVISION) or ""
+        return value if _COMMIT.fullmatch(value) else None
+
     def inputs(self, source: Source) -> Inputs:
         """What the reconcile core reads of the object (``amlops.reconcile.registry``)."""
         requested = self.annotations.get(ANNOTATION_RUN_REQUESTED)
@@ -109,14 +189,16 @@ class Resource:
 
     def gone(self) -> Gone:
         """The object as its finalizer sees it: the status its last reconcile wrote."""
-        return Gone(self.workspace, self.name, self.status or {}, self.deletion_policy)
+        return Gone(self.workspace, self.name, self.status or {}, self.deletion_policy, self.tags())
 
     def tags(self) -> dict[str, str]:
         """What every asset made for this object is tagged with (DESIGN: the Git commit and
         manifest path that made it), under the keys ``amlops up`` and the Pulumi program use."""
         tags = {TAG_OBJECT: f"{self.namespace}/{self.name}"}
+        # a GitSource's revision is the commit the object (and so its files) came from
+        commit = ANNOTATION_REVISION if self.revision else ANNOTATION_GIT_COMMIT
         for tag, annotation in (
-            (TAG_COMMIT, ANNOTATION_GIT_COMMIT),
+            (TAG_COMMIT, commit),
             (TAG_MANIFEST, ANNOTATION_SOURCE_FILE),
         ):
             if self.annotations.get(annotation):
@@ -124,19 +206,56 @@ class Resource:
         return tags
 
 
-def source_of(obj: Resource, root: Path, limits: Limits | None = None) -> Source:
+def artifact_of(obj: Resource, state_dir: Path) -> tuple[Path, str]:
+    """The artifact an object from a GitSource resolves against, and the repository folder it
+    holds; ``ArtifactsNotFound`` when neither the object's revision nor the source's last
+    applied one is there (a state directory that was lost: the source's next sync rebuilds)."""
+    source, revision = obj.source or "", obj.revision or ""
+    applied = Applied.read(state_dir, source)
+    folder = artifacts_dir(state_dir, source)
+    for commit in (revision, applied.commit if applied else ""):
+        if _COMMIT.fullmatch(commit) and (folder / commit).is_dir():
+            return folder / commit, applied.path if applied else "."
+    raise ArtifactsNotFound(
+        f"the artifact of GitSource {source} at {revision or 'its revision'} is not in the "
+        "operator's state directory yet; it is rebuilt at the source's next sync"
+    )
+
+
+def source_of(
+    obj: Resource, root: Path, limits: Limits | None = None, state_dir: Path | None = None
+) -> Source:
     """Paths resolve against the manifest's folder inside ``root`` (the operator's
-    ``source_root``) and must pass the core's containment rule (``amlops.core.files``):
-    inside the root after symlinks, a file or a folder, within ``limits``."""
-    top = root.resolve()
+    ``source_root``), or inside its GitSource's artifact (``state_dir``), and must pass the
+    core's containment rule (``amlops.core.files``): inside the root after symlinks, a file or
+    a folder, within ``limits``."""
     file = obj.source_file
-    base = top / PurePosixPath(file).parent if file else top
+    sourced = obj.source is not None and state_dir is not None
+    if sourced:
+        assert state_dir is not None
+        artifact, folder = artifact_of(obj, state_dir)
+        top = artifact.resolve()
+        # source-file is the manifest's path in the repository; the artifact holds ``folder``
+        relative = PurePosixPath(file or ".").parent
+        if folder not in ("", "."):
+            try:
+                relative = relative.relative_to(folder)
+            except ValueError:
+                relative = PurePosixPath(".")
+        base = top / relative
+    else:
+        top = root.resolve()
+        base = top / PurePosixPath(file).parent if file else top
 
     def resolve(path: FieldPath, value: str) -> Path:
         target = base / local_target(value)
+        what = f"{format_path(path)}: {value!r}"
         try:
-            return admit(top, target, limits, what=f"{format_path(path)}: {value!r}")
+            return admit(top, target, limits, what=what)
         except PathRefusedError as exc:
+            if exc.rule == RULE_OUTSIDE_ROOT and not sourced and not file:
+                # `../assets` of a manifest applied with kubectl: relative to nothing here
+                raise ArtifactsNotFound(f"{exc} ({NO_SOURCE})") from exc
             raise SpecError(str(exc)) from exc
 
     # no line to point at: a message names the manifest's file (when known) and the field

@@ -60,6 +60,8 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
         peering.mandatory = True
         peering.priority = random.randint(1, 2**31 - 1)
         peering.stealth = True  # keep-alives every ~60 s would drown the log
+        # A standby takes over this long after the leader's last keep-alive (a killed pod).
+        peering.lifetime = settings.peering_lifetime_s
 
     # Watches: the API server closes a watch after this many seconds and Kopf re-lists; a
     # client timeout slightly longer catches a silently dead connection.

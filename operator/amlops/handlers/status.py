@@ -6,14 +6,24 @@ Nothing here talks to Kubernetes or a backend, so all of it is unit-tested witho
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from amlops.handlers.options import KOPF_STATUS_KEY
 from amlops.reconcile.conditions import READY, Outcome, Phase, find, phase_of
 
 REDACTED = "***"
+# the drift timer's actions put back what had drifted from a Ready object ...
+DRIFT_CORRECTED = "DriftCorrected"
+# ... or finished what was waiting (a dependency now ready, files now there, an error gone)
+RECOVERED = "Recovered"
+# ``status.scoringUriScope`` of a scoring URI on a loopback address: only the operator's pod
+# (the local backend's routers listen on 127.0.0.1 there) can reach it
+SCORING_URI_SCOPE = "scoringUriScope"
+POD_LOCAL = "PodLocal"
 # Errors from SDKs and HTTP clients quote credentials in a few recognisable shapes.
 _BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{6,}")
 _ASSIGNED = re.compile(
@@ -84,4 +94,40 @@ def redact_status(status: Mapping[str, Any], secrets: Iterable[str] = ()) -> dic
         {**c, "message": redact(str(c.get("message", "")), known)}
         for c in status.get("conditions") or []
     ]
+    return out
+
+
+def correction(
+    previous: Mapping[str, Any] | None, generation: int, what: str, message: str
+) -> tuple[str, str]:
+    """(Event reason, message) for the actions a drift check carried out. Only an object that
+    was Ready for its generation can have drifted; for any other the actions are the work it
+    was waiting to do, now done: a recovery, named after what it recovered from."""
+    conditions = (previous or {}).get("conditions") or []
+    applied = (previous or {}).get("observedGeneration") == generation
+    if phase_of(previous) is Phase.READY and applied:
+        return DRIFT_CORRECTED, f"{what}: {message}"
+    was = (find(conditions, READY) or {}).get("reason")
+    since = f"recovered from {was}" if was else "reconciled"
+    return RECOVERED, f"{since}: {what}: {message}"
+
+
+def _loopback(uri: str) -> bool:
+    host = urlsplit(uri).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def with_scoring_scope(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The status with ``scoringUriScope: PodLocal`` when its scoring URI is a loopback
+    address (the local backend's routers): the URI answers inside the operator's pod only, so
+    whoever reads it from status must not expect to reach it through a Service."""
+    out = {k: v for k, v in status.items() if k != SCORING_URI_SCOPE}
+    uri = status.get("scoringUri")
+    if isinstance(uri, str) and _loopback(uri):
+        out[SCORING_URI_SCOPE] = POD_LOCAL
     return out

@@ -16,11 +16,13 @@ from amlops.kinds import (
     compute_cluster,
     endpoint,
     environment,
+    git_source,
     model,
     pipeline,
     role_assignment,
     serverless_endpoint,
     workspace,
+    workspace_binding,
 )
 from amlops.kinds.base import Kind
 
@@ -36,12 +38,20 @@ KINDS: dict[str, Kind] = {
         endpoint.KIND,
         serverless_endpoint.KIND,
         environment.KIND,
+        git_source.KIND,
+        workspace_binding.KIND,
     )
 }
 
 # The order the operator kinds are applied and reconciled in, each after what it depends on:
 # an Endpoint serves a Model that a Pipeline may register.
-ORDER: tuple[str, ...] = tuple(k.name for k in KINDS.values() if k.crd is not None)
+ORDER: tuple[str, ...] = tuple(
+    k.name for k in KINDS.values() if k.crd is not None and k.engine == "operator"
+)
+# Every kind with a custom resource: the operator kinds, then the sources they come from
+# (GitSource), which the operator reconciles without a backend, and the tenancy bindings
+# (WorkspaceBinding), which it only reads.
+CRD_KINDS: tuple[str, ...] = tuple(k.name for k in KINDS.values() if k.crd is not None)
 # What the Pulumi program applies (infra/).
 INFRA_KINDS: tuple[str, ...] = tuple(k.name for k in KINDS.values() if k.engine == "pulumi")
 

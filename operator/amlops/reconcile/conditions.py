@@ -24,7 +24,9 @@ class Phase(StrEnum):
     READY = "Ready"  # Ready=True
     RECONCILING = "Reconciling"  # Ready=False, Reconciling=True: work in progress, will retry
     STALLED = "Stalled"  # Ready=False, Stalled=True: needs a change from a person
-    SUSPENDED = "Suspended"  # spec.suspend: Ready keeps its last status
+    # spec.suspend: Ready keeps its last status and, with status.observedGeneration, the
+    # generation last applied (see build_status)
+    SUSPENDED = "Suspended"
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,13 @@ def build_conditions(
     if outcome.phase is Phase.SUSPENDED:
         before = find(previous, READY)
         ready = str(before.get("status", "Unknown")) if before is not None else "Unknown"
-        return [condition(READY, ready)]
+        held = condition(READY, ready)
+        applied = before.get("observedGeneration") if before is not None else None
+        if applied is None:
+            del held["observedGeneration"]  # nothing was ever applied
+        else:
+            held["observedGeneration"] = applied
+        return [held]
     out = [condition(READY, "True" if outcome.phase is Phase.READY else "False")]
     if outcome.phase is Phase.RECONCILING:
         out.append(condition(RECONCILING, "True"))
@@ -84,10 +92,22 @@ def build_status(
     now: datetime,
     **fields: Any,
 ) -> dict[str, Any]:
-    """The whole ``status`` of an object: conditions, observedGeneration and kind fields."""
+    """The whole ``status`` of an object: conditions, observedGeneration and kind fields.
+
+    A suspended object is not reconciled, so its status must not claim the new generation:
+    as Flux does (a suspended object's status is left as it was), ``observedGeneration`` and
+    Ready's stay at the generation last applied, and kstatus, ``kubectl wait
+    --for=condition=Ready`` and ``flux``-style tooling see that an edit made while suspended
+    is not applied. Ready keeps its last status, with reason Suspended."""
     previous_conditions = (previous or {}).get("conditions") or []
+    observed: int | None = generation
+    if outcome.phase is Phase.SUSPENDED:
+        observed = (previous or {}).get("observedGeneration")
+    status: dict[str, Any] = {}
+    if observed is not None:
+        status["observedGeneration"] = observed
     return {
-        "observedGeneration": generation,
+        **status,
         "conditions": build_conditions(outcome, generation, previous_conditions, now),
         **{k: v for k, v in fields.items() if v is not None},
     }

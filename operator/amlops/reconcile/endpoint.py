@@ -21,6 +21,15 @@ fingerprint, kept when a stopped deployment is started again unchanged. Tags tha
 are drift, though: an endpoint without one of the provenance tags (stripped in the portal) is
 written again with the tags it kept plus the current ones it lacks (a deployment's stripped
 tags take its fingerprint with them, so it is redeployed under the current ones).
+
+A deployment whose model disappears (the Model deleted, a version deleted outside Git) keeps
+serving what it was deployed with, as in Azure ML: the endpoint reports the missing model
+(DependencyNotReady) and leaves the traffic split as it is until the model is back; only a
+deployment never deployed waits at 0%.
+
+An endpoint made for another object (its ``amlops-object`` tag names another namespace/name)
+is never adopted, changed or deleted: the object stalls with ``OwnedElsewhere``. An endpoint
+that lost the tag is drift and gets it back, as for the other provenance tags.
 """
 
 from __future__ import annotations
@@ -43,12 +52,13 @@ from amlops.backends.base import (
     ProvisioningState,
 )
 from amlops.core.findings import Finding
+from amlops.core.provenance import TAG_OBJECT
 from amlops.core.source import FieldPath
 from amlops.kinds.endpoint import Deployment, Endpoint, InlineModel, parse
 from amlops.reconcile import driver
 from amlops.reconcile.actions import Action, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
-from amlops.reconcile.inputs import Gone, Inputs, accepted, describe, digest_of
+from amlops.reconcile.inputs import Gone, Inputs, accepted, describe, digest_of, owner_of
 from amlops.reconcile.model import RegisterModel
 from amlops.reconcile.observe import digest_or_none, model_version
 
@@ -110,12 +120,24 @@ class CreateOrUpdateEndpoint:
 class DeleteEndpoint:
     workspace: str
     name: str
+    # whose endpoint it must be (``amlops-object``); None: do not check
+    owner: str | None = None
 
     def describe(self) -> str:
         return f"delete endpoint {self.name}"
 
     def execute(self, backend: Backend) -> None:
+        if self.owner is not None:
+            current = backend.get_endpoint(self.workspace, self.name)
+            if current is None or made_for_another(current.tags, self.owner):
+                return  # gone already, or another object's: never delete what is not ours
         backend.delete_endpoint(self.workspace, self.name)
+
+
+def made_for_another(tags: Mapping[str, str], owner: str) -> bool:
+    """The endpoint names another object than ``owner`` (one without the tag lost it: drift)."""
+    theirs = tags.get(TAG_OBJECT)
+    return theirs is not None and theirs != owner
 
 
 @dataclass(frozen=True)
@@ -294,9 +316,23 @@ def reconcile_endpoint(
         return result(suspended(), [])
     if desired.problems:
         return result(Outcome(Phase.STALLED, "InvalidSpec", "; ".join(desired.problems)), [])
+    owner = owner_of(desired.tags)
+    if observed.endpoint is not None and made_for_another(observed.endpoint.tags, owner):
+        theirs = observed.endpoint.tags.get(TAG_OBJECT)
+        outcome = Outcome(
+            Phase.STALLED,
+            "OwnedElsewhere",
+            f"endpoint {desired.name} in workspace {desired.workspace} belongs to amlops object "
+            f"{theirs}: this object does not adopt, change or delete it; give "
+            "spec.endpoint.name another name",
+        )
+        # no endpointName: the finalizer has nothing of ours to delete
+        status = build_status(outcome, desired.generation, previous, now)
+        return Result((), status, outcome)
 
     actions: list[Action] = []
     waiting: list[str] = []
+    holding = False  # a deployed deployment lost its model: the split stays as it is
     failed: list[str] = []
     progressing: list[str] = []
     healthy: set[str] = set()
@@ -324,11 +360,26 @@ def reconcile_endpoint(
                 actions.append(RegisterModel(desired.workspace, dep.register))
                 progressing.append(f"deployment {dep.name}: registering model {label}")
             if model is None:
+                holding = holding or state is not None
                 report[dep.name] = {"state": "RegisteringModel", "model": label}
                 continue
         if model is None:
-            waiting.append(f"model {dep.model} (deployment {dep.name})")
-            report[dep.name] = {"state": "WaitingForModel", "model": str(dep.model)}
+            if state is None:
+                waiting.append(f"model {dep.model} (deployment {dep.name})")
+                report[dep.name] = {"state": "WaitingForModel", "model": str(dep.model)}
+                continue
+            # deployed, and its model went away: it serves what it was deployed with, its
+            # share untouched, until the model is back (or the spec names another)
+            holding = True
+            waiting.append(
+                f"model {dep.model} (deployment {dep.name}, which keeps serving "
+                f"{state.model or 'its deployed model'} and its traffic)"
+            )
+            report[dep.name] = {
+                "state": str(state.provisioning_state),
+                "model": state.model,
+                "message": f"model {dep.model} is not registered; serving what was deployed",
+            }
             continue
         fp = deployment_fingerprint(dep, code_digest, model)
         current = state is not None and state.fingerprint == fp
@@ -365,9 +416,12 @@ def reconcile_endpoint(
             )
             progressing.append(f"deployment {dep.name}: deploying {model.name}:{model.version}")
 
-    traffic = renormalize({n: w if n in healthy else 0 for n, w in desired.traffic.items()})
-    mirror = {n: p if n in healthy else 0 for n, p in desired.mirror_traffic.items()}
     endpoint = observed.endpoint
+    if holding and endpoint is not None:
+        traffic, mirror = dict(endpoint.traffic), dict(endpoint.mirror_traffic)
+    else:
+        traffic = renormalize({n: w if n in healthy else 0 for n, w in desired.traffic.items()})
+        mirror = {n: p if n in healthy else 0 for n, p in desired.mirror_traffic.items()}
     if (
         endpoint is None
         or endpoint.provisioning_state is not ProvisioningState.SUCCEEDED
@@ -392,6 +446,8 @@ def reconcile_endpoint(
     actions += [
         DeleteDeployment(desired.workspace, desired.name, name)
         for name in sorted(set(observed.deployments) - wanted)
+        # while the split is held, one that still has a share stays until it can be moved
+        if not (holding and traffic.get(name, 0) + mirror.get(name, 0) > 0)
     ]
 
     fields: dict[str, Any] = {
@@ -429,7 +485,7 @@ def finalize(_backend: Backend, gone: Gone) -> tuple[Action, ...]:
     name = gone.status.get("endpointName")
     if gone.deletion_policy == "Retain" or not isinstance(name, str):
         return ()
-    return (DeleteEndpoint(gone.workspace, name),)
+    return (DeleteEndpoint(gone.workspace, name, owner_of(gone.tags)),)
 
 
 RECONCILER = driver.Reconciler("Endpoint", desired, observe, reconcile_endpoint, finalize)

@@ -22,6 +22,7 @@ from amlops.core.findings import Finding, format_path
 from amlops.core.limits import Limits
 from amlops.core.locator import NO_LINE, Locator
 from amlops.core.manifests import Manifest
+from amlops.core.provenance import TAG_OBJECT
 from amlops.core.source import FieldPath
 from amlops.kinds.component import Named, Repository
 
@@ -112,6 +113,19 @@ class Gone:
     name: str
     status: Mapping[str, Any]
     deletion_policy: str
+    tags: Mapping[str, str] = field(default_factory=dict)  # as ``Inputs.tags``: its identity
+
+
+def owner_of(tags: Mapping[str, str]) -> str:
+    """Which object an asset (or a request) is for: its ``amlops-object`` tag (namespace/name,
+    set by the operator), "" when it has none (``amlops up``, whose backend owner says it all,
+    or an asset made outside amlops)."""
+    return tags.get(TAG_OBJECT, "")
+
+
+def owned_by(asset: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+    """An asset with tags ``asset`` is the object's whose assets get tags ``wanted``."""
+    return owner_of(asset) == owner_of(wanted)
 
 
 def digest_of(value: Any) -> str:

@@ -3,21 +3,35 @@
 Versions are immutable. With ``version`` pinned, the version is registered when missing and
 left alone when present: if the files changed since, the object stays Ready and says how to
 publish them (bump the version). Without ``version``, changed files become the next version.
+
+A version is tagged with the commit its files are at when it is registered
+(``amlops.core.provenance.files_commit``), not the one its object was last applied from: the
+files can change under an unchanged manifest.
+
+Every version the object registers is recorded in ``status.registeredVersions`` (``NAME:VERSION``)
+and stays registered while the object lives: versions are immutable records that endpoints and
+pipelines may still name, so editing ``version`` 1 -> 2 -> 1 keeps 1 and 2, both listed. Deleting
+the object deletes every one of them (``deletionPolicy: Delete``) or keeps them all (``Retain``).
+
+An object owns what carries its identity (the ``amlops-object`` tag, namespace/name, next to the
+backend's ``amlops-owner``). A model whose versions another object registered (or made outside
+amlops) is never adopted, changed or deleted: the object stalls with ``OwnedElsewhere``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from amlops.backends.base import Backend, ModelRef, ModelVersion, ModelVersionSpec
+from amlops.core.provenance import DIRTY_SUFFIX, TAG_COMMIT, files_commit
 from amlops.kinds.model import PATH_FIELD, ModelSpec, parse
 from amlops.reconcile import driver
 from amlops.reconcile.actions import Action, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
-from amlops.reconcile.inputs import Gone, Inputs, accepted
+from amlops.reconcile.inputs import Gone, Inputs, accepted, owned_by, owner_of
 from amlops.reconcile.observe import digest_or_none, model_version
 
 
@@ -36,6 +50,8 @@ class ModelDesired:
 class ModelObserved:
     local_digest: str | None  # digest of the files at spec.path; None when they are missing
     registered: ModelVersion | None  # the pinned version, or the latest when unpinned
+    # a version of the model that is not this object's (the pinned one or the latest)
+    elsewhere: ModelVersion | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +63,19 @@ class RegisterModel:
         return f"register model {self.spec.name}:{self.spec.version or 'next'}"
 
     def execute(self, backend: Backend) -> None:
-        backend.create_or_update_model_version(self.workspace, self.spec)
+        backend.create_or_update_model_version(self.workspace, current_provenance(self.spec))
+
+
+def current_provenance(spec: ModelVersionSpec) -> ModelVersionSpec:
+    """``spec`` tagged with the commit its files are at now, when Git knows it: the commit the
+    object was applied from may predate them."""
+    commit, given = files_commit(spec.path), spec.tags.get(TAG_COMMIT, "")
+    if commit is None or given == commit:
+        return spec
+    head = commit.removesuffix(DIRTY_SUFFIX)
+    if given == head + DIRTY_SUFFIX:  # the same commit, and its manifest is not committed yet
+        return spec
+    return replace(spec, tags={**spec.tags, TAG_COMMIT: commit})
 
 
 @dataclass(frozen=True)
@@ -55,11 +83,18 @@ class DeleteModelVersion:
     workspace: str
     name: str
     version: str
+    # whose version it must be (``amlops-object``); None: do not check (a caller that knows)
+    owner: str | None = None
 
     def describe(self) -> str:
         return f"delete model {self.name}:{self.version}"
 
     def execute(self, backend: Backend) -> None:
+        if self.owner is not None:
+            current = backend.get_model_version(self.workspace, self.name, self.version)
+            # gone already, or another object's now: never delete what is not ours
+            if current is None or owner_of(current.tags) != self.owner:
+                return
         backend.delete_model_version(self.workspace, self.name, self.version)
 
 
@@ -91,7 +126,35 @@ def desired(inputs: Inputs) -> ModelDesired:
 def observe(backend: Backend, desired: ModelDesired) -> ModelObserved:
     spec = desired.spec
     registered = model_version(backend, desired.workspace, ModelRef(spec.name, spec.version))
-    return ModelObserved(digest_or_none(spec.path), registered)
+    # whose the model is: the version asked for, or before a pinned version is added to a
+    # name, the name's latest (read only then: a drift check costs no extra read)
+    found = registered
+    if found is None and spec.version is not None:
+        found = backend.latest_model_version(desired.workspace, spec.name)
+    elsewhere = found if found is not None and not owned_by(found.tags, spec.tags) else None
+    return ModelObserved(digest_or_none(spec.path), registered, elsewhere)
+
+
+def _entry(name: str, version: str) -> str:
+    return f"{name}:{version}"
+
+
+def _version_key(entry: str) -> tuple[str, int, str]:
+    name, _, version = entry.rpartition(":")
+    return (name, int(version) if version.isdigit() else -1, version)
+
+
+def registered_versions(status: Mapping[str, Any] | None) -> list[str]:
+    """The versions an object registered, as its status lists them (``NAME:VERSION``)."""
+    listed = (status or {}).get("registeredVersions")
+    if not isinstance(listed, list):
+        return []
+    return [v for v in listed if isinstance(v, str) and ":" in v]
+
+
+def _tracked(previous: Mapping[str, Any] | None, more: Iterable[str]) -> list[str] | None:
+    entries = {*registered_versions(previous), *more}
+    return sorted(entries, key=_version_key) or None
 
 
 def _short(digest: str) -> str:
@@ -105,7 +168,8 @@ def reconcile_model(
     now: datetime,
 ) -> Result:
     spec = desired.spec
-    registered = observed.registered
+    elsewhere = observed.elsewhere
+    registered = observed.registered if elsewhere is None else None
     fields: dict[str, Any] = {}
     if registered is not None:
         fields = {
@@ -114,6 +178,10 @@ def reconcile_model(
             "assetId": registered.asset_id,
             "sha256": registered.digest.removeprefix("sha256:"),
         }
+    # every version it registered stays listed, whatever it asks for now (what its finalizer
+    # deletes); one found registered with its identity is one it registered
+    mine = [_entry(registered.name, registered.version)] if registered is not None else []
+    fields["registeredVersions"] = _tracked(previous, mine)
 
     def result(outcome: Outcome, *actions: Action) -> Result:
         status = build_status(outcome, desired.generation, previous, now, **fields)
@@ -121,6 +189,18 @@ def reconcile_model(
 
     if desired.suspend:
         return result(suspended())
+    if elsewhere is not None:
+        owner = owner_of(elsewhere.tags)
+        by = f"amlops object {owner}" if owner else "no amlops object (made outside it)"
+        return result(
+            Outcome(
+                Phase.STALLED,
+                "OwnedElsewhere",
+                f"model {elsewhere.name}:{elsewhere.version} in workspace {desired.workspace} "
+                f"belongs to {by}: this object does not adopt, change or delete it; give "
+                f"spec.model.name another name",
+            )
+        )
     if observed.local_digest is None:
         return result(
             Outcome(
@@ -166,15 +246,18 @@ def reconcile_model(
 
 
 def finalize(_backend: Backend, gone: Gone) -> tuple[Action, ...]:
-    """The object is gone: delete the version it registered, unless told to retain it."""
-    name, version = gone.status.get("modelName"), gone.status.get("version")
-    if (
-        gone.deletion_policy == "Retain"
-        or not isinstance(name, str)
-        or not isinstance(version, str)
-    ):
+    """The object is gone: delete every version it registered, unless told to retain them;
+    each only while it still carries the object's identity."""
+    if gone.deletion_policy == "Retain":
         return ()
-    return (DeleteModelVersion(gone.workspace, name, version),)
+    name, version = gone.status.get("modelName"), gone.status.get("version")
+    current = [_entry(name, version)] if isinstance(name, str) and isinstance(version, str) else []
+    owner = owner_of(gone.tags)
+    deletes: list[Action] = []
+    for entry in _tracked(gone.status, current) or []:
+        model, _, number = entry.rpartition(":")
+        deletes.append(DeleteModelVersion(gone.workspace, model, number, owner))
+    return tuple(deletes)
 
 
 RECONCILER = driver.Reconciler("Model", desired, observe, reconcile_model, finalize)

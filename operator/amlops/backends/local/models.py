@@ -4,24 +4,53 @@ Model versions are immutable, as in Azure ML: registering the same files under a
 version is a no-op, and different files under an existing version are refused (the manifest
 has to ask for a new version). Without a version, the files get the next integer version,
 unless the latest version already holds exactly these files.
+
+Ownership, as on Azure ML (``amlops.backends.azureml``): a version registered for a driver with
+an owner identity carries it (``amlops-owner``), next to the object it was made for
+(``amlops-object``). A registration for one owner or object never reuses, or adds a version
+to, a model whose versions carry another (``OwnershipError``); a row without an owner tag
+predates them, and the state directory is one driver's alone, so it stays that driver's.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from amlops.backends.base import BackendError, ModelVersion, ModelVersionSpec
+from amlops.backends.base import TAG_OWNER, BackendError, ModelVersion, ModelVersionSpec
 from amlops.backends.local.cas import ArtifactStore
 from amlops.backends.local.catalog import AssetCatalog
 from amlops.backends.local.db import Transaction
 from amlops.core.files import PathRefusedError
+from amlops.core.provenance import TAG_OBJECT
 
 
 class VersionConflictError(BackendError):
     """An existing version would get different files."""
+
+
+class OwnershipError(BackendError):
+    """The model belongs to another owner or object: never adopted, changed or deleted."""
+
+
+def check_owner(version: ModelVersion, owner: str, wanted: Mapping[str, str]) -> None:
+    """Raise OwnershipError unless ``version`` is for ``owner`` (when it says whose it is) and
+    for the object the tags ``wanted`` name (``amlops-object``, "" for none)."""
+    theirs = version.tags.get(TAG_OWNER)
+    if owner and theirs is not None and theirs != owner:
+        by = f"owner {theirs!r}"
+    elif version.tags.get(TAG_OBJECT, "") != wanted.get(TAG_OBJECT, ""):
+        by = f"object {version.tags.get(TAG_OBJECT) or '(none)'}"
+    else:
+        return
+    raise OwnershipError(
+        f"model {version.name}:{version.version} belongs to {by}, not to "
+        f"{wanted.get(TAG_OBJECT) or owner or 'this driver'}: amlops does not adopt, change or "
+        "delete it"
+    )
 
 
 @dataclass(frozen=True)
@@ -54,10 +83,17 @@ class ModelRegistry:
         return versions[-1] if versions else None
 
     def prepare(
-        self, workspace: str, spec: ModelVersionSpec, *, source_root: Path | None = None
+        self,
+        workspace: str,
+        spec: ModelVersionSpec,
+        *,
+        source_root: Path | None = None,
+        owner: str | None = None,
     ) -> Prepared:
-        """Store the files and pick the version; raise VersionConflictError or BackendError.
-        ``source_root``: the files were named by a manifest and must stay inside it."""
+        """Store the files and pick the version; raise VersionConflictError, OwnershipError or
+        BackendError. ``source_root``: the files were named by a manifest and must stay inside
+        it. ``owner``: the registering driver's identity (``check_owner``); None: not checked
+        (a pipeline run's outputs, registered under the run's tags)."""
         if not spec.path.exists():
             raise BackendError(f"model path {spec.path} does not exist")
         try:
@@ -67,6 +103,13 @@ class ModelRegistry:
         except OSError as exc:
             raise BackendError(f"cannot store model files from {spec.path}: {exc}") from exc
         with self.lock:
+            if owner is not None:
+                for found in (
+                    self.get(workspace, spec.name, spec.version) if spec.version else None,
+                    self.latest(workspace, spec.name),
+                ):
+                    if found is not None:
+                        check_owner(found, owner, spec.tags)
             if spec.version is not None:
                 existing = self.get(workspace, spec.name, spec.version)
                 if existing is not None:
@@ -111,10 +154,15 @@ class ModelRegistry:
             self.catalog.insert_model_version(tx, prepared.version, prepared.location)
 
     def register(
-        self, workspace: str, spec: ModelVersionSpec, *, source_root: Path | None = None
+        self,
+        workspace: str,
+        spec: ModelVersionSpec,
+        *,
+        source_root: Path | None = None,
+        owner: str | None = None,
     ) -> ModelVersion:
         with self.lock:
-            prepared = self.prepare(workspace, spec, source_root=source_root)
+            prepared = self.prepare(workspace, spec, source_root=source_root, owner=owner)
             if prepared.new:
                 with self.catalog.transaction() as tx:
                     self.commit(tx, prepared)
@@ -123,9 +171,18 @@ class ModelRegistry:
             raise BackendError(f"model {spec.name}:{prepared.version.version} vanished")
         return registered
 
-    def delete(self, workspace: str, name: str, version: str) -> None:
-        if self.get(workspace, name, version) is None:
+    def delete(self, workspace: str, name: str, version: str, *, owner: str = "") -> None:
+        """``owner``: the deleting driver's identity; a version tagged with another owner is
+        refused (the object it was made for is the reconcile core's to check)."""
+        existing = self.get(workspace, name, version)
+        if existing is None:
             return
+        theirs = existing.tags.get(TAG_OWNER)
+        if owner and theirs is not None and theirs != owner:
+            raise OwnershipError(
+                f"model {name}:{version} belongs to owner {theirs!r}, not {owner!r}: amlops "
+                "does not delete it"
+            )
         with self.catalog.transaction() as tx:
             self.catalog.delete_model_version(tx, workspace, name, version)
 

@@ -18,7 +18,9 @@ headers, before a byte of the body is read (and before ``100 Continue`` invites 
 must deliver its headers and its body within a deadline; its length is checked before it is
 read. Scoring servers listen on Unix sockets (see ``scoring``); each gets one pooled client
 session. A request that may have reached a scoring server is never sent again: scoring runs
-user code, which need not be idempotent.
+user code, which need not be idempotent. One that certainly did not (nothing accepted the
+connection: a server that died and is being started again) goes to another deployment, if one
+is serving, rather than failing.
 """
 
 from __future__ import annotations
@@ -239,17 +241,24 @@ class Router:
         secondary = hmac.compare_digest(token, self.keys.secondary.encode())
         return primary or secondary
 
-    def pick(self, wanted: str | None) -> tuple[str | None, Path | None, list[tuple[str, Path]]]:
-        """(deployment, socket, mirrors to copy to); (None, None, []) when nothing can answer."""
+    def pick(
+        self, wanted: str | None, avoid: frozenset[str] = frozenset()
+    ) -> tuple[str | None, Path | None, list[tuple[str, Path]]]:
+        """(deployment, socket, mirrors to copy to); (None, None, []) when nothing can answer.
+        ``avoid``: deployments that just refused a connection."""
         with self._lock:
             routes = self._routes
             if wanted:
                 target = routes.targets.get(wanted)
-                if target is None:
+                if target is None or wanted in avoid:
                     return None, None, []
                 self.stats.served[wanted] += 1
                 return wanted, target, []
             name = routes.chooser.choose()
+            if name in avoid:  # the heaviest of the others, leaving the turns as they are
+                weights = routes.chooser.weights
+                others = [n for n in weights if n not in avoid]
+                name = max(others, key=lambda n: weights[n]) if others else None
             if name is None:
                 return None, None, []
             mirrors = [
@@ -373,26 +382,35 @@ class Router:
             log.info("%s: malformed request body: %s", self.endpoint, exc)
             return _error(request, 400, "malformed request body")
         wanted = request.headers.get(DEPLOYMENT_HEADER)
-        name, target, mirrors = self.pick(wanted)
-        if name is None or target is None:
-            if wanted:
-                return _error(
-                    request, 404, f"deployment {wanted!r} is not serving on this endpoint"
-                )
-            return _error(request, 503, f"no deployment of {self.endpoint} is serving traffic")
         content_type = request.headers.get("Content-Type", _JSON)
-        try:
-            status, data, answer_type = await self._forward(target, body, content_type)
-        except TimeoutError:
-            log.info("%s: deployment %s did not answer in time", self.endpoint, name)
-            return _error(
-                request,
-                504,
-                f"deployment {name} did not answer within {self.limits.upstream_timeout_s:g} s",
-            )
-        except (aiohttp.ClientError, OSError) as exc:
-            log.info("%s: deployment %s did not answer: %s", self.endpoint, name, exc)
-            return _error(request, 502, f"deployment {name} did not answer: {exc}")
+        refused: dict[str, str] = {}  # deployments whose server accepted no connection
+        while True:
+            name, target, mirrors = self.pick(wanted, frozenset(refused))
+            if name is None or target is None:
+                if refused:
+                    said = (f"deployment {n} did not answer: {e}" for n, e in refused.items())
+                    return _error(request, 502, "; ".join(said))
+                if wanted:
+                    return _error(
+                        request, 404, f"deployment {wanted!r} is not serving on this endpoint"
+                    )
+                return _error(request, 503, f"no deployment of {self.endpoint} is serving traffic")
+            try:
+                status, data, answer_type = await self._forward(target, body, content_type)
+                break
+            except aiohttp.ClientConnectorError as exc:  # never reached it: another may answer
+                log.info("%s: deployment %s refused the connection: %s", self.endpoint, name, exc)
+                with self._lock:
+                    self.stats.served[name] -= 1
+                refused[name] = str(exc)
+                continue
+            except TimeoutError:
+                log.info("%s: deployment %s did not answer in time", self.endpoint, name)
+                limit = self.limits.upstream_timeout_s
+                return _error(request, 504, f"deployment {name} did not answer within {limit:g} s")
+            except (aiohttp.ClientError, OSError) as exc:
+                log.info("%s: deployment %s did not answer: %s", self.endpoint, name, exc)
+                return _error(request, 502, f"deployment {name} did not answer: {exc}")
         for _, mirror in mirrors:
             self._mirror(mirror, body, content_type)
         if request.transport is None or request.transport.is_closing():

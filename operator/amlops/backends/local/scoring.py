@@ -5,7 +5,12 @@ with ``AZUREML_MODEL_DIR`` set to the model version's folder: the Azure ML contr
 ``init()``/``run()`` behave as they would in Azure. States follow Azure's provisioning states:
 ``Creating`` until the server answers its health check, then ``Succeeded``; ``Failed`` when it
 exits first (the message says why, e.g. the exception ``init()`` raised) or never answers.
-A server that dies after it was serving becomes ``Stopped`` so that reconcile starts it again.
+A server that dies after it was serving is started again at once, as Azure ML (and the kubelet)
+restart a crashed scoring container: a watcher thread looks at every server this process started
+twice a second, so a killed server costs a few seconds of 502s, not a drift interval. A server
+that keeps dying is restarted with a growing delay (``RESTART_DELAYS_S``); one that dies while
+starting is ``Failed`` (reconcile reports why), and one adopted from an earlier process (whose
+launch this process does not know) becomes ``Stopped`` so that reconcile starts it again.
 
 A server listens on a Unix socket, not a TCP port (see ``serve``): the socket file is 0600, in
 the deployment's 0700 folder, so the endpoint's router, which checks the key, is the only way
@@ -17,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.client
+import logging
 import os
 import re
 import shutil
@@ -25,8 +31,10 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +51,12 @@ from amlops.backends.local.cas import ArtifactStore
 from amlops.backends.local.catalog import AssetCatalog, deployment_state
 
 STARTUP_TIMEOUT_S = 60.0
+# how often the watcher looks at the servers: a dead one is noticed within this
+WATCH_INTERVAL_S = 0.5
+# a server that died after serving is restarted after the first delay, one that dies again
+# soon after the next (CrashLoopBackOff's idea); serving this long resets the count
+RESTART_DELAYS_S = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+_RESTART_RESET_S = 60.0
 _HEALTH_TIMEOUT_S = 0.5
 # sockaddr_un.sun_path holds 108 bytes on Linux, the last one for the terminating NUL
 _SOCKET_PATH_MAX = 107
@@ -50,6 +64,8 @@ _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*)?(?:Error|Exception|Exit|Inte
 _IN_PROGRESS = (ProvisioningState.CREATING, ProvisioningState.UPDATING)
 
 Key = tuple[str, str, str]  # workspace, endpoint, deployment
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,6 +75,10 @@ class _Server:
     fingerprint: str
     started: float
     proc: subprocess.Popen[bytes] | None = None  # None when adopted from an earlier process
+    # how it was started, to start it again (None when adopted: reconcile starts it again)
+    launch: dict[str, Any] | None = None
+    restarts: int = 0  # restarts in a row, each after a short life (RESTART_DELAYS_S)
+    died: float | None = None  # when the watcher found it dead (monotonic)
 
     def exit_code(self) -> int | None:
         if self.proc is not None:
@@ -152,6 +172,12 @@ class ScoringServers:
         self.root = root
         self._model = model
         self._servers: dict[Key, _Server] = {}
+        # one caller at a time per deployment: reconciles of several endpoints run in threads
+        # of their own, and the watcher restarts servers in another
+        self._locks: dict[Key, threading.RLock] = {}
+        self._locks_guard = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._closing = threading.Event()
 
     def _dir(self, key: Key) -> Path:
         return self.root / "deployments" / key[0] / key[1] / key[2]
@@ -195,7 +221,18 @@ class ScoringServers:
 
     # -- create / delete -------------------------------------------------------------------
 
+    @contextmanager
+    def _exclusive(self, key: Key) -> Iterator[None]:
+        with self._locks_guard:
+            lock = self._locks.setdefault(key, threading.RLock())
+        with lock:
+            yield
+
     def create_or_update(self, spec: DeploymentSpec) -> DeploymentState:
+        with self._exclusive((spec.workspace, spec.endpoint, spec.name)):
+            return self._create_or_update(spec)
+
+    def _create_or_update(self, spec: DeploymentSpec) -> DeploymentState:
         key = (spec.workspace, spec.endpoint, spec.name)
         running = self._servers.get(key)
         if (
@@ -203,8 +240,8 @@ class ScoringServers:
             and running.fingerprint == spec.fingerprint
             and running.exit_code() is None
         ):
-            return self.refresh(key)
-        self.stop(key)
+            return self._refresh(key)
+        self._stop(key)
         model = self._model(spec.workspace, spec)
         if model is None:
             return self._failed(
@@ -259,7 +296,7 @@ class ScoringServers:
             fingerprint=spec.fingerprint,
             tags=dict(spec.tags),
         )
-        return self.refresh(key)
+        return self._refresh(key)
 
     def _failed(self, key: Key, spec: DeploymentSpec, model: str, message: str) -> DeploymentState:
         """Record a deployment that cannot start, with the reason users see."""
@@ -271,9 +308,11 @@ class ScoringServers:
             state=ProvisioningState.FAILED,
             message=message,
         )
-        return self.refresh(key)
+        return self._refresh(key)
 
-    def _launch(self, key: Key, fingerprint: str, launch: dict[str, Any]) -> None:
+    def _launch(
+        self, key: Key, fingerprint: str, launch: dict[str, Any], restarts: int = 0
+    ) -> None:
         path = self.socket_path(key)
         _private_dir(self._dir(key))
         _private_dir(path.parent)
@@ -290,7 +329,10 @@ class ScoringServers:
             record.pid, record.start, {"socket": str(path), "fingerprint": fingerprint}
         )
         procs.write_pid_file(self._dir(key) / "server.pid", record)
-        self._servers[key] = _Server(record, path, fingerprint, time.monotonic(), proc)
+        self._servers[key] = _Server(
+            record, path, fingerprint, time.monotonic(), proc, launch, restarts
+        )
+        self._watch()
         self._put(
             key,
             state=ProvisioningState.CREATING,
@@ -299,6 +341,10 @@ class ScoringServers:
         )
 
     def stop(self, key: Key, message: str = "") -> None:
+        with self._exclusive(key):
+            self._stop(key, message)
+
+    def _stop(self, key: Key, message: str = "") -> None:
         server = self._servers.pop(key, None)
         if server is not None:
             procs.stop_group(server.record, server.proc)
@@ -308,11 +354,21 @@ class ScoringServers:
             self._put(key, state=ProvisioningState.STOPPED, message=message)
 
     def delete(self, key: Key) -> None:
-        self.stop(key)
-        self.catalog.delete_deployment_row(*key)
-        shutil.rmtree(self._dir(key), ignore_errors=True)
+        with self._exclusive(key):
+            self._stop(key)
+            self.catalog.delete_deployment_row(*key)
+            shutil.rmtree(self._dir(key), ignore_errors=True)
 
     def stop_all(self, message: str) -> None:
+        """Stop every server and the watcher (this object is done with)."""
+        self._closing.set()
+        for key in list(self._servers):
+            self.stop(key, message)
+        watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join()
+        self._watcher = None
+        # a restart the watcher had under way when the first round looked: stopped now
         for key in list(self._servers):
             self.stop(key, message)
 
@@ -320,6 +376,10 @@ class ScoringServers:
 
     def refresh(self, key: Key) -> DeploymentState:
         """Look at the server and move the deployment's state on; returns the new state."""
+        with self._exclusive(key):
+            return self._refresh(key)
+
+    def _refresh(self, key: Key) -> DeploymentState:
         row = self._row(key)
         assert row is not None, key
         server = self._servers.get(key)
@@ -333,7 +393,7 @@ class ScoringServers:
             elif healthy(server.socket):
                 self._put(key, state=ProvisioningState.SUCCEEDED, message="")
             elif time.monotonic() - server.started > STARTUP_TIMEOUT_S:
-                self.stop(key)
+                self._stop(key)
                 self._put(
                     key,
                     state=ProvisioningState.FAILED,
@@ -343,6 +403,8 @@ class ScoringServers:
         elif state is ProvisioningState.SUCCEEDED:
             code = None if server is None else server.exit_code()
             if server is None or code is not None:
+                if server is not None:  # its workers may outlive it for a while
+                    procs.stop_group(server.record, server.proc, grace_s=1)
                 self._servers.pop(key, None)
                 detail = f" (exit code {code})" if code not in (None, -1) else ""
                 self._put(
@@ -377,13 +439,88 @@ class ScoringServers:
         out = {}
         for row in self.catalog.list_deployment_rows(workspace, endpoint):
             server = self._servers.get((workspace, endpoint, row["name"]))
-            if row["state"] == ProvisioningState.SUCCEEDED and server is not None:
+            if server is None:
+                continue
+            # one the watcher is starting again keeps its route: its socket is the same, and
+            # the router tries another deployment while nothing listens on it
+            if row["state"] == ProvisioningState.SUCCEEDED or server.restarts:
                 out[row["name"]] = server.socket
         return out
 
     def socket(self, key: Key) -> Path | None:
         server = self._servers.get(key)
         return server.socket if server is not None else None
+
+    # -- the watcher -----------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        """Start the watcher with the first server (a read-only backend never starts one)."""
+        with self._locks_guard:  # launches of several deployments run in several threads
+            if self._watcher is None and not self._closing.is_set():
+                self._watcher = threading.Thread(
+                    target=self._watch_loop, name="scoring-watcher", daemon=True
+                )
+                self._watcher.start()
+
+    def _watch_loop(self) -> None:
+        while not self._closing.wait(WATCH_INTERVAL_S):
+            try:
+                keys = list(self._servers)
+            except RuntimeError:  # changed while copied: the next look has it
+                continue
+            for key in keys:
+                try:
+                    self.check(key)
+                except Exception:  # the state directory went away, say: the next look retries
+                    log.exception("checking the scoring server of %s failed", "/".join(key))
+
+    def check(self, key: Key) -> None:
+        """The watcher's look at one server: a starting one moves on to serving (or failed);
+        one that died while serving is started again. A deployment a reconcile is busy with
+        is left to it."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(key, threading.RLock())
+        if not lock.acquire(blocking=False):
+            return
+        try:
+            server = self._servers.get(key)
+            row = self._row(key)
+            if server is None or row is None or self._closing.is_set():
+                return
+            state = ProvisioningState(row["state"])
+            if state in _IN_PROGRESS:
+                self._refresh(key)
+            elif state is ProvisioningState.SUCCEEDED and server.exit_code() is not None:
+                self._restart(key, server, Path(row["log"]))
+        finally:
+            lock.release()
+
+    def _restart(self, key: Key, server: _Server, log_path: Path) -> None:
+        now = time.monotonic()
+        if server.launch is None:  # adopted: reconcile starts it again
+            self._refresh(key)
+            return
+        if server.died is None:
+            server.died = now
+            code = server.exit_code()
+            log.warning(
+                "the scoring server of %s exited (exit code %s) while serving; "
+                "starting it again (log: %s)",
+                "/".join(key),
+                code,
+                log_path,
+            )
+        # a server that served a while starts a fresh count; one that died soon after
+        # its start waits longer each time
+        restarts = 0 if server.died - server.started > _RESTART_RESET_S else server.restarts
+        delay = RESTART_DELAYS_S[min(restarts, len(RESTART_DELAYS_S) - 1)]
+        if now - server.died < delay:
+            return
+        procs.stop_group(server.record, server.proc, grace_s=1)  # workers that outlived it
+        self._servers.pop(key, None)
+        if self._closing.is_set():  # stop_all is under way: nothing new to leave behind
+            return
+        self._launch(key, server.fingerprint, server.launch, restarts + 1)
 
     # -- after a crash ---------------------------------------------------------------------
 
