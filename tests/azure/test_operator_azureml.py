@@ -185,7 +185,7 @@ def test_operator_brings_the_example_platform_to_ready_in_azure_ml_corrects_drif
         fake.clock.advance(30)  # the deployments take 60 s of the fake's clock
         return None
 
-    obj = wait_for(serving, timeout=60, every=0.5, what=f"Endpoint {ENDPOINT} serving")
+    obj = wait_for(serving, timeout=180, every=0.5, what=f"Endpoint {ENDPOINT} serving")
     assert condition(obj)["reason"] == "Serving"
     assert obj["status"]["traffic"] == SPLIT
     assert {d: s["state"] for d, s in obj["status"]["deployments"].items()} == {
@@ -277,7 +277,7 @@ def test_operator_runs_the_example_fine_tuning_pipeline_in_azure_ml_and_register
 
         return probe
 
-    obj = wait_for(finished(SLM_PIPELINE), timeout=120, every=0.5, what=f"{SLM_PIPELINE} run")
+    obj = wait_for(finished(SLM_PIPELINE), timeout=240, every=0.5, what=f"{SLM_PIPELINE} run")
     assert condition(obj)["reason"] == "Succeeded"
     status = obj["status"]
     assert status["phase"] == "Completed"
@@ -311,7 +311,7 @@ def test_operator_runs_the_example_fine_tuning_pipeline_in_azure_ml_and_register
     assert tags[TAG_OBJECT] == f"{DEV}/{SLM_PIPELINE}"
 
     # the catalog's pipeline went to Azure ML too, its registry component as written
-    chat = wait_for(finished(CHAT_PIPELINE), timeout=60, every=0.5, what=f"{CHAT_PIPELINE} run")
+    chat = wait_for(finished(CHAT_PIPELINE), timeout=180, every=0.5, what=f"{CHAT_PIPELINE} run")
     assert condition(chat)["reason"] == "Succeeded"
     chat_job = fake.jobs.job(chat["status"]["runId"])
     assert chat_job is not None
@@ -326,7 +326,7 @@ def test_operator_runs_the_example_fine_tuning_pipeline_in_azure_ml_and_register
         fake.clock.advance(30)
         return None
 
-    endpoint = wait_for(serving, timeout=60, every=0.5, what=f"Endpoint {ENDPOINT} serving")
+    endpoint = wait_for(serving, timeout=180, every=0.5, what=f"Endpoint {ENDPOINT} serving")
     assert endpoint["status"]["traffic"] == SPLIT
 
     # the next drift checks find the runs done and their fingerprints unchanged: no new job
