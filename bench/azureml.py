@@ -311,6 +311,21 @@ def _ops(counter: Counter[str]) -> str:
     return ", ".join(f"{op} {n}" for op, n in sorted(counter.items())) or "none"
 
 
+def _cycle(
+    reconciler: TreeReconciler,
+    manifests: Sequence[Manifest],
+    fake: FakeArm,
+    wait_s: float,
+    title: str,
+) -> Cycle:
+    """A drift cycle ``wait_s`` after the last one: the pass, and what it asked, printed."""
+    time.sleep(wait_s)
+    cycle = _pass(reconciler, manifests, fake)
+    print(f"{title}: {cycle.write_count} writes, {cycle.reads} reads in {cycle.seconds:.1f} s")
+    print("  " + _ops(cycle.by_operation))
+    return cycle
+
+
 def scale(names: int, versions: int, endpoints: int, pipelines: int, ttl: float | None) -> None:
     """Drift cycles at scale (see the module's docstring)."""
     assert names >= 4 and versions >= 2 and endpoints >= 7, "too small for the 10 changes"
@@ -356,13 +371,7 @@ def scale(names: int, versions: int, endpoints: int, pipelines: int, ttl: float 
             wait_s = max(backend.snapshots.ttl_s, backend.settings.model_cache_s) + 0.5
             print(f"  snapshot TTL {backend.snapshots.ttl_s:.0f} s, cycles {wait_s:.0f} s apart")
 
-            time.sleep(wait_s)
-            noop = _pass(reconciler, manifests, fake)
-            print(
-                f"no-change drift cycle: {noop.write_count} writes, {noop.reads} reads "
-                f"in {noop.seconds:.1f} s"
-            )
-            print("  " + _ops(noop.by_operation))
+            noop = _cycle(reconciler, manifests, fake, wait_s, "no-change drift cycle")
 
             # 10 objects changed behind amlops's back, and the writes each needs
             traffic = [f"ep-bench-{e:03d}" for e in range(0, 4)]
@@ -391,13 +400,8 @@ def scale(names: int, versions: int, endpoints: int, pipelines: int, ttl: float 
             )
             drifted = len(traffic) + len(stripped) + len(deleted)
 
-            time.sleep(wait_s)
-            fix = _pass(reconciler, manifests, fake)
-            print(
-                f"drift cycle, {drifted} objects changed: {fix.write_count} writes, "
-                f"{fix.reads} reads in {fix.seconds:.1f} s"
-            )
-            print("  " + _ops(fix.by_operation))
+            title = f"drift cycle, {drifted} objects changed"
+            fix = _cycle(reconciler, manifests, fake, wait_s, title)
             verdict = "as needed" if fix.writes == needed else "NOT as needed"
             print(f"  writes needed: {_ops(needed)}; made: {_ops(fix.writes)} ({verdict})")
 

@@ -30,47 +30,27 @@ from typing import Any
 
 from amlops import API_GROUP
 from amlops.crds import VERSION
-from tests.envtest.apiserver import apply_object, start_cluster
-from tests.gitserver import GitServer
+from tests.gitserver import GitServer, model_manifest
 from tests.operator.harness import (
-    DEPLOY,
     ROOT,
     Kube,
     OperatorProcess,
-    deploy_documents,
     is_ready,
-    new_proxy,
-    object_path,
-    operator_env,
-    proxied_kubeconfig,
-    token_of,
+    production_operator,
+    settled_records,
     wait_for,
 )
-from tests.operator.proxy import Proxy, Record, by_verb, writes
+from tests.operator.proxy import Record, by_verb, writes
 
 NAMESPACE = "bench"
 SOURCE = "platform"
 INTERVAL_S = 30
 HOOK_KEY = "bench-hook-key-0123456789"
-RBAC = ("namespace.yaml", "serviceaccount.yaml", "crds/clusterrole.yaml", "clusterrolebinding.yaml")
-MODEL = """\
-apiVersion: amlops.io/v1alpha1
-kind: Model
-metadata:
-  name: {name}
-spec:
-  workspace: mlw-platform-dev
-  model:
-    name: {name}
-    version: "1"
-    path: ../assets/m
-    description: {description}
-"""
 
 
 def manifest(i: int, description: str = "bench") -> tuple[str, str]:
     name = f"m-{i:05d}"
-    return f"models/{name}.yaml", MODEL.format(name=name, description=description)
+    return f"models/{name}.yaml", model_manifest(name, description, asset="m")
 
 
 def models(kube: Kube) -> list[dict[str, Any]]:
@@ -87,15 +67,6 @@ def source(kube: Kube) -> dict[str, Any]:
 def applied(kube: Kube, sha: str) -> bool:
     status = source(kube).get("status") or {}
     return bool(status.get("lastAppliedRevision") == f"main@sha1:{sha}")
-
-
-def quiet(proxy: Proxy, since: float, seconds: float = 3.0) -> list[Record]:
-    def settled() -> tuple[list[Record]] | None:
-        got = proxy.records(since)
-        last = max((r.at for r in got if r.verb != "watch"), default=since)
-        return (got,) if time.monotonic() - last >= seconds else None
-
-    return wait_for(settled, timeout=600, every=0.5, what="the operator to go quiet")[0]
 
 
 def model_reads(records: list[Record]) -> int:
@@ -124,131 +95,110 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="amlops-bench-gitsource-"))
     (work / "src").mkdir()
 
-    cluster = start_cluster()
-    proxy: Proxy | None = None
-    op: OperatorProcess | None = None
-    git = GitServer(work / "git")
     try:
-        git.start()
-        repo = git.create("platform")
-        files: dict[str, str | bytes | None] = dict(manifest(i) for i in range(n))
-        files["platform/workspaces.yaml"] = (
-            ROOT / "manifests/platform/workspaces.yaml"
-        ).read_text()
-        files["assets/m/weights.txt"] = "bench\n"
-        first = repo.commit(files, message="1,000 models")
-
-        cluster.install_crds(DEPLOY / "crds")
-        with cluster.api_client() as api:
-            for doc in deploy_documents(*RBAC):
-                apply_object(api, object_path(doc), doc)
-        proxy = new_proxy(cluster)
-        sa = cluster.service_account_kubeconfig("amlops-system", "amlops-operator")
-        kubeconfig = proxied_kubeconfig(work / "kubeconfig", proxy, token_of(sa), "default")
-        env = operator_env(
-            kubeconfig,
-            work / "state",
-            work / "src",
-            AMLOPS_DRIFT_INTERVAL="300",  # production defaults: the bench measures them
-            AMLOPS_DRIFT_IDLE="60",
-            AMLOPS_RETRY_BASE="5",
-            AMLOPS_RETRY_MAX="300",
-            AMLOPS_WORKERS=str(args.workers),
-            AMLOPS_WEBHOOKS="false",
-        )
-        op = OperatorProcess(env, work / "operator.log")
-        op.start()
-
-        with cluster.api_client() as api:
-            kube = Kube(api)
-            kube.create_namespace(NAMESPACE)
-            kube.core.create_namespaced_secret(
-                NAMESPACE,
-                {
-                    "metadata": {"name": "hook", "labels": {"amlops.io/git-credentials": "true"}},
-                    "stringData": {"token": HOOK_KEY},
-                },
-            )
-
-            # -- first sync: to all Ready ----------------------------------------------------
-            started = time.monotonic()
-            spec = {
-                "url": git.git_url("platform"),
-                "interval": f"{INTERVAL_S}s",
-                "receiver": {"secretRef": {"name": "hook"}},
-                "prune": True,
-            }
-            kube.create(NAMESPACE, "GitSource", SOURCE, spec)
-            wait_for(lambda: applied(kube, first), timeout=1800, every=0.5, what="first sync")
-            applied_s = time.monotonic() - started
-            wait_for(
-                lambda: sum(1 for m in models(kube) if is_ready(m)) == n,
-                timeout=1800,
-                every=1.0,
-                what=f"{n} Ready",
-            )
-            first_sync_s = time.monotonic() - started
-            quiet(proxy, proxy.mark(), seconds=5.0)
-
-            # -- a no-change sync: the interval timer, same commit ---------------------------
-            since = proxy.mark()
-            wait_for(
-                lambda: model_reads(proxy.records(since)) >= n,
-                timeout=INTERVAL_S * 4,
-                every=0.5,
-                what="the interval's sync",
-            )
-            noop = quiet(proxy, since)
-            noop_writes = len(writes(noop))
-
-            # -- change 10, remove 5, announced by the receiver ------------------------------
-            changed = dict(manifest(i, "changed") for i in range(10))
-            removed: dict[str, str | bytes | None] = {manifest(i)[0]: None for i in range(10, 15)}
-            second = repo.commit({**changed, **removed}, message="change 10, remove 5")
-            since = proxy.mark()
-            started = time.monotonic()
-            assert push(op, json.dumps({"after": second}).encode()) == 202
-
-            def settled() -> bool:
-                if not applied(kube, second):
-                    return False
-                live = {m["metadata"]["name"]: m for m in models(kube)}
-                fresh = all(
-                    is_ready(live[f"m-{i:05d}"])
-                    and live[f"m-{i:05d}"]["spec"]["model"]["description"] == "changed"
-                    for i in range(10)
-                )
-                return fresh and not any(f"m-{i:05d}" in live for i in range(10, 15))
-
-            wait_for(settled, timeout=600, every=0.2, what="the change")
-            change_s = time.monotonic() - started
-            change = quiet(proxy, since)
-            change_writes = len(writes(change))
-            pruned = n - len(models(kube))
-            op.stop()
-
-        print(f"objects                 {n}")
-        print(f"first sync applied in   {applied_s:.1f} s; all Ready after {first_sync_s:.1f} s")
-        print(f"no-change sync          {noop_writes} writes; {json.dumps(by_verb(noop))}")
-        print(
-            f"change (10 + 5 removed) {change_s:.1f} s from the push to settled; "
-            f"{change_writes} writes; {json.dumps(by_verb(writes(change)))}"
-        )
-        print(
-            f"RESULT objects={n} first_sync_s={first_sync_s:.1f} noop_sync_writes={noop_writes} "
-            f"change_latency_s={change_s:.1f} change_writes={change_writes} pruned={pruned}"
-        )
+        with GitServer(work / "git") as git:
+            run(work, git, n, args.workers)
     finally:
-        if op is not None:
-            op.stop()
-        if proxy is not None:
-            proxy.stop()
-        git.stop()
-        cluster.stop()
         if args.keep:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def run(work: Path, git: GitServer, n: int, workers: int) -> None:
+    """The bench in ``work``, with ``git`` serving its repository; prints the figures."""
+    repo = git.create("platform")
+    files: dict[str, str | bytes | None] = dict(manifest(i) for i in range(n))
+    files["platform/workspaces.yaml"] = (ROOT / "manifests/platform/workspaces.yaml").read_text()
+    files["assets/m/weights.txt"] = "bench\n"
+    first = repo.commit(files, message="1,000 models")
+
+    with (
+        production_operator(work, AMLOPS_WORKERS=str(workers), AMLOPS_WEBHOOKS="false") as (
+            cluster,
+            proxy,
+            op,
+        ),
+        cluster.api_client() as api,
+    ):
+        kube = Kube(api)
+        kube.create_namespace(NAMESPACE)
+        kube.core.create_namespaced_secret(
+            NAMESPACE,
+            {
+                "metadata": {"name": "hook", "labels": {"amlops.io/git-credentials": "true"}},
+                "stringData": {"token": HOOK_KEY},
+            },
+        )
+
+        # -- first sync: to all Ready ----------------------------------------------------
+        started = time.monotonic()
+        spec = {
+            "url": git.git_url("platform"),
+            "interval": f"{INTERVAL_S}s",
+            "receiver": {"secretRef": {"name": "hook"}},
+            "prune": True,
+        }
+        kube.create(NAMESPACE, "GitSource", SOURCE, spec)
+        wait_for(lambda: applied(kube, first), timeout=1800, every=0.5, what="first sync")
+        applied_s = time.monotonic() - started
+        wait_for(
+            lambda: sum(1 for m in models(kube) if is_ready(m)) == n,
+            timeout=1800,
+            every=1.0,
+            what=f"{n} Ready",
+        )
+        first_sync_s = time.monotonic() - started
+        settled_records(proxy, proxy.mark(), seconds=5.0)
+
+        # -- a no-change sync: the interval timer, same commit ---------------------------
+        since = proxy.mark()
+        wait_for(
+            lambda: model_reads(proxy.records(since)) >= n,
+            timeout=INTERVAL_S * 4,
+            every=0.5,
+            what="the interval's sync",
+        )
+        noop = settled_records(proxy, since)
+        noop_writes = len(writes(noop))
+
+        # -- change 10, remove 5, announced by the receiver ------------------------------
+        changed = dict(manifest(i, "changed") for i in range(10))
+        removed: dict[str, str | bytes | None] = {manifest(i)[0]: None for i in range(10, 15)}
+        second = repo.commit({**changed, **removed}, message="change 10, remove 5")
+        since = proxy.mark()
+        started = time.monotonic()
+        assert push(op, json.dumps({"after": second}).encode()) == 202
+
+        def settled() -> bool:
+            if not applied(kube, second):
+                return False
+            live = {m["metadata"]["name"]: m for m in models(kube)}
+            fresh = all(
+                is_ready(live[f"m-{i:05d}"])
+                and live[f"m-{i:05d}"]["spec"]["model"]["description"] == "changed"
+                for i in range(10)
+            )
+            return fresh and not any(f"m-{i:05d}" in live for i in range(10, 15))
+
+        wait_for(settled, timeout=600, every=0.2, what="the change")
+        change_s = time.monotonic() - started
+        change = settled_records(proxy, since)
+        change_writes = len(writes(change))
+        pruned = n - len(models(kube))
+        op.stop()
+
+    print(f"objects                 {n}")
+    print(f"first sync applied in   {applied_s:.1f} s; all Ready after {first_sync_s:.1f} s")
+    print(f"no-change sync          {noop_writes} writes; {json.dumps(by_verb(noop))}")
+    print(
+        f"change (10 + 5 removed) {change_s:.1f} s from the push to settled; "
+        f"{change_writes} writes; {json.dumps(by_verb(writes(change)))}"
+    )
+    print(
+        f"RESULT objects={n} first_sync_s={first_sync_s:.1f} noop_sync_writes={noop_writes} "
+        f"change_latency_s={change_s:.1f} change_writes={change_writes} pruned={pruned}"
+    )
 
 
 if __name__ == "__main__":

@@ -46,50 +46,32 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from kubernetes.client.rest import ApiException
 
 from amlops import API_GROUP
 from amlops.crds import VERSION
-from tests.envtest.apiserver import apply_object, start_cluster
+from tests.envtest.apiserver import apply_object
 from tests.operator.harness import (
-    DEPLOY,
     Kube,
     OperatorProcess,
+    body,
     ca_of,
-    deploy_documents,
-    free_port,
     is_ready,
     model_spec,
-    new_proxy,
-    object_path,
-    operator_env,
-    proxied_kubeconfig,
+    production_operator,
+    refuses,
+    settled_records,
     token_of,
     wait_for,
+    webhook_env,
 )
-from tests.operator.proxy import Proxy, Record, by_verb, writes
+from tests.operator.proxy import Record, by_verb, writes
 
 NAMESPACE = "bench"
-RBAC = (
-    "namespace.yaml",
-    "serviceaccount.yaml",
-    "crds/clusterrole.yaml",
-    "clusterrolebinding.yaml",
-)
 
 
 def ready_count(kube: Kube) -> int:
     listed: Any = kube.custom.list_namespaced_custom_object(API_GROUP, VERSION, NAMESPACE, "models")
     return sum(1 for item in listed["items"] if is_ready(item))
-
-
-def quiet_records(proxy: Proxy, since: float, seconds: float = 3.0) -> list[Record]:
-    def settled() -> tuple[list[Record]] | None:
-        got = proxy.records(since)
-        last = max((r.at for r in got if r.verb != "watch"), default=since)
-        return (got,) if time.monotonic() - last >= seconds else None
-
-    return wait_for(settled, timeout=600, every=0.5, what="the operator to go quiet")[0]
 
 
 def resumed(op: OperatorProcess, start: int) -> int:
@@ -139,12 +121,7 @@ def create_requests(names: list[str]) -> list[tuple[str, str, dict[str, Any], st
         (
             "POST",
             models_path(),
-            {
-                "apiVersion": f"{API_GROUP}/{VERSION}",
-                "kind": "Model",
-                "metadata": {"name": name},
-                "spec": model_spec("models/m", name=name),
-            },
+            body("Model", name, model_spec("models/m", name=name)),
             "application/json",
         )
         for name in names
@@ -203,38 +180,22 @@ def main() -> None:
     (work / "src" / "models" / "m").mkdir(parents=True)
     (work / "src" / "models" / "m" / "weights.txt").write_text("bench\n")
 
-    cluster = start_cluster()
-    proxy: Proxy | None = None
-    op: OperatorProcess | None = None
+    webhooks = webhook_env() if args.webhooks else {"AMLOPS_WEBHOOKS": "false"}
     try:
-        cluster.install_crds(DEPLOY / "crds")
-        with cluster.api_client() as api:
-            for doc in deploy_documents(*RBAC):
-                apply_object(api, object_path(doc), doc)
-        proxy = new_proxy(cluster)
-        sa = cluster.service_account_kubeconfig("amlops-system", "amlops-operator")
-        kubeconfig = proxied_kubeconfig(work / "kubeconfig", proxy, token_of(sa), "default")
-        env = operator_env(
-            kubeconfig,
-            work / "state",
-            work / "src",
-            AMLOPS_DRIFT_INTERVAL="300",  # production defaults: the bench measures them
-            AMLOPS_DRIFT_IDLE="60",
-            AMLOPS_RETRY_BASE="5",
-            AMLOPS_RETRY_MAX="300",
-            AMLOPS_WORKERS=str(args.workers),
-            AMLOPS_WEBHOOKS="true" if args.webhooks else "false",
-            AMLOPS_WEBHOOK_ADDR="127.0.0.1",
-            AMLOPS_WEBHOOK_PORT=str(free_port()),
-        )
-        op = OperatorProcess(env, work / "operator.log")
-        op.start()
-
-        with cluster.api_client() as api:
+        with (
+            production_operator(work, AMLOPS_WORKERS=str(args.workers), **webhooks) as running,
+            running[0].api_client() as api,
+        ):
+            cluster, proxy, op = running
             kube = Kube(api)
             kube.create_namespace(NAMESPACE)
             if args.webhooks:
-                wait_for(lambda: webhook_answers(kube), timeout=120, every=0.5, what="webhooks")
+                wait_for(
+                    lambda: refuses(kube, NAMESPACE, "models/m"),
+                    timeout=120,
+                    every=0.5,
+                    what="webhooks",
+                )
             names = [f"m-{i:05d}" for i in range(n)]
 
             # -- create: time to all Ready --------------------------------------------------
@@ -246,7 +207,7 @@ def main() -> None:
             created_s = time.monotonic() - started
             wait_for(lambda: ready_count(kube) == n, timeout=1800, every=0.5, what=f"{n} Ready")
             ready_s = time.monotonic() - started
-            create = quiet_records(proxy, since)
+            create = settled_records(proxy, since)
             patches = [r for r in writes(create) if r.verb == "patch"]
             verbs = by_verb(create)
             write_count = len(writes(create))
@@ -259,14 +220,14 @@ def main() -> None:
             wait_for(
                 lambda: resumed(op, log_start) >= n, timeout=600, every=0.5, what="all resumed"
             )
-            restart = quiet_records(proxy, since)
+            restart = settled_records(proxy, since)
             noop_writes = len([r for r in writes(restart) if not _webhook_config(r)])
             config_writes = len([r for r in writes(restart) if _webhook_config(r)])
             op.stop()
 
             # -- the API server's raw PATCH rate, same objects, same proxy --------------------
             # the operator's path: through the proxy, with its identity
-            token = token_of(sa)
+            token = token_of(Path(op.env["KUBECONFIG"]))
             rates = [blast(proxy.url, token, None, status_patches(names, i), 32) for i in range(3)]
             raw_rate = max(rates)
 
@@ -298,33 +259,10 @@ def main() -> None:
             f"raw_patch_ratio={ratio:.2f}"
         )
     finally:
-        if op is not None:
-            op.stop()
-        if proxy is not None:
-            proxy.stop()
-        cluster.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"kept {work}")
-
-
-def webhook_answers(kube: Kube) -> bool:
-    """The API server calls the validating webhook: a dry-run create breaking a policy is
-    refused with the rule's id."""
-    body = {
-        "apiVersion": f"{API_GROUP}/{VERSION}",
-        "kind": "Model",
-        "metadata": {"name": "probe"},
-        "spec": model_spec("models/m", version=None),
-    }
-    try:
-        kube.custom.create_namespaced_custom_object(
-            API_GROUP, VERSION, NAMESPACE, "models", body, dry_run="All"
-        )
-    except ApiException as exc:
-        return "model.version-pinned" in str(exc.body)
-    return False
 
 
 def _webhook_config(r: Record) -> bool:

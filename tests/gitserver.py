@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
 GIT = shutil.which("git") or "/usr/bin/git"
 GIT_CORE = Path(subprocess.run([GIT, "--exec-path"], capture_output=True, text=True).stdout.strip())
@@ -39,6 +38,32 @@ _ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
     "HOME": "/nonexistent",
 }
+
+
+def model_manifest(
+    name: str,
+    description: str = "first",
+    *,
+    model: str | None = None,
+    asset: str | None = None,
+    pinned: bool = True,
+) -> str:
+    """A Model manifest for a served repository: the object ``name`` in the example platform's
+    dev workspace, registering Azure ML model ``model`` (default ``name``; version 1 unless not
+    ``pinned``) from the repository's ``assets/<asset>`` (default ``name``)."""
+    version = '\n    version: "1"' if pinned else ""
+    return f"""\
+apiVersion: amlops.io/v1alpha1
+kind: Model
+metadata:
+  name: {name}
+spec:
+  workspace: mlw-platform-dev
+  model:
+    name: {model or name}{version}
+    path: ../assets/{asset or name}
+    description: {description}
+"""
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -151,12 +176,7 @@ class GitServer:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def start(self) -> None:

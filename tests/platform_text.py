@@ -3,6 +3,8 @@ platform of their own (in tmp_path or as Git-revision texts)."""
 
 from __future__ import annotations
 
+import textwrap
+
 WORKSPACE = """\
 apiVersion: amlops.io/v1alpha1
 kind: Workspace
@@ -33,6 +35,12 @@ spec:
     owner: ml-platform@contoso.com
     cost-center: "4711"
 """
+
+
+def manifest(kind: str, name: str, spec: str) -> str:
+    """Any kind's manifest text: ``spec`` is its YAML under ``spec:`` (indented as you like)."""
+    head = f"apiVersion: amlops.io/v1alpha1\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n"
+    return head + textwrap.indent(textwrap.dedent(spec), "  ")
 
 
 def workspace(environment: str = "dev") -> str:

@@ -41,12 +41,25 @@ def make_backend(
     )
 
 
+def stored_model(azure_env: AzureEnv, name: str, version: str) -> dict[str, Any] | None:
+    """The model version as the fake cloud holds it (None: not registered)."""
+    state = azure_env.fake.state
+    return state.get(state.resource_id(azure_env.workspace, "models", name, "versions", version))
+
+
 def model_dir(tmp_path: Path, name: str = "model", content: bytes = b"weights") -> Path:
     folder = tmp_path / name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "weights.bin").write_bytes(content)
     (folder / "MLmodel").write_text("flavors: {}\n")
     return folder
+
+
+def link_outside(tmp_path: Path, link: Path) -> None:
+    """Make ``link`` point at a file outside the repository (``tmp_path/outside.txt``)."""
+    secret = tmp_path / "outside.txt"
+    secret.write_text("not for Azure")
+    link.symlink_to(secret)
 
 
 def code_dir(tmp_path: Path, name: str = "code") -> Path:

@@ -170,3 +170,10 @@ def azure_env(fake_arm_session: FakeArm, azure_pki: TestPKI) -> Iterator[AzureEn
             os.environ.pop("AZUREML_CURRENT_CLOUD", None)
         else:
             os.environ["AZUREML_CURRENT_CLOUD"] = saved_cloud
+
+
+@pytest.fixture
+def fake(azure_env: AzureEnv) -> FakeArm:
+    """``azure_env``'s fake cloud with a ``cpu`` compute, for the tests that run jobs."""
+    azure_env.fake.jobs.add_compute("cpu")
+    return azure_env.fake

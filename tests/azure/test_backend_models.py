@@ -9,15 +9,10 @@ import pytest
 from amlops.backends.azureml.backend import TAG_DIGEST
 from amlops.backends.base import TAG_OWNER, BackendError, ModelVersionSpec
 from amlops.core.digest import tree_digest
-from tests.azure.backend_support import WS, make_backend, model_dir
+from tests.azure.backend_support import WS, link_outside, make_backend, model_dir, stored_model
 from tests.azure.conftest import AzureEnv
 
 pytestmark = pytest.mark.slow
-
-
-def _stored(azure_env: AzureEnv, name: str, version: str) -> dict[str, object] | None:
-    state = azure_env.fake.state
-    return state.get(state.resource_id(azure_env.workspace, "models", name, "versions", version))
 
 
 def test_a_pinned_version_is_registered_once_and_then_left_alone(
@@ -29,9 +24,9 @@ def test_a_pinned_version_is_registered_once_and_then_left_alone(
     first = backend.create_or_update_model_version(WS, spec)
     assert (first.name, first.version) == ("base", "1")
     assert first.digest == tree_digest(folder)
-    stored = _stored(azure_env, "base", "1")
+    stored = stored_model(azure_env, "base", "1")
     assert stored is not None
-    tags = stored["properties"]["tags"]  # type: ignore[index]
+    tags = stored["properties"]["tags"]
     assert tags[TAG_DIGEST] == tree_digest(folder)
     assert tags[TAG_OWNER] == "amlops-tests" and tags["team"] == "ml"
 
@@ -77,7 +72,7 @@ def test_delete_removes_the_version_through_the_rest_api(
     backend = make_backend(azure_env)
     backend.create_or_update_model_version(WS, ModelVersionSpec("gone", "1", model_dir(tmp_path)))
     backend.delete_model_version(WS, "gone", "1")
-    assert _stored(azure_env, "gone", "1") is None
+    assert stored_model(azure_env, "gone", "1") is None
     assert azure_env.fake.log.count("ModelVersions_Delete") == 1
     assert backend.get_model_version(WS, "gone", "1") is None
     backend.delete_model_version(WS, "gone", "1")  # idempotent
@@ -103,7 +98,7 @@ def test_models_of_another_owner_are_never_changed_or_deleted(
             attempt()
         assert "another-cluster" in str(info.value)
     assert azure_env.fake.log.writes == 0
-    assert _stored(azure_env, "shared", "1") is not None
+    assert stored_model(azure_env, "shared", "1") is not None
 
 
 def test_a_link_out_of_the_repository_is_never_uploaded(
@@ -111,9 +106,7 @@ def test_a_link_out_of_the_repository_is_never_uploaded(
 ) -> None:
     repo = tmp_path / "repo"
     folder = model_dir(repo)
-    secret = tmp_path / "outside.txt"
-    secret.write_text("not for Azure")
-    (folder / "extra.txt").symlink_to(secret)
+    link_outside(tmp_path, folder / "extra.txt")
     backend = make_backend(azure_env, source_root=repo)
     with pytest.raises(BackendError, match="outside"):
         backend.create_or_update_model_version(WS, ModelVersionSpec("leak", "1", folder))

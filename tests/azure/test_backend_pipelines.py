@@ -13,54 +13,22 @@ from amlops.backends.base import TAG_OWNER, BackendError, JobStatus, PipelineRun
 from amlops.core.manifests import load_tree
 from amlops.core.provenance import TAG_PIPELINE, TAG_RUN, TAG_TRIGGER
 from amlops.reconcile.tree import TreeReconciler
-from tests.azure.backend_support import WS, MemoryStore, converge, make_backend, report
+from tests.azure.backend_support import (
+    WS,
+    MemoryStore,
+    converge,
+    link_outside,
+    make_backend,
+    report,
+    stored_model,
+)
 from tests.azure.conftest import AzureEnv
+from tests.azure.fake_arm import FakeArm
+from tests.azure.pipeline_jobs import ENV, code_folder, named_component, one_component, three_steps
 
 pytestmark = pytest.mark.slow
 
-ENV = "azureml:AzureML-sklearn-1.0-ubuntu20.04-py38-cpu@latest"
 FINGERPRINT = "sha256:" + "ab" * 32
-
-
-def _code(root: Path, name: str) -> Path:
-    folder = root / "src" / name
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.py").write_text(f"print('{name}')\n")
-    return folder
-
-
-def three_steps(root: Path, register: dict[str, Any] | None = None) -> dict[str, Any]:
-    """prep -> train -> evaluate with local code folders (absolute, as the reconciler passes
-    them); ``train`` writes the pipeline's model output."""
-
-    def step(name: str, inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "type": "command",
-            "code": str(_code(root, name)),
-            "command": f"python {name}.py",
-            "environment": ENV,
-            "inputs": inputs,
-            "outputs": outputs,
-        }
-
-    return {
-        "type": "pipeline",
-        "settings": {"default_compute": "azureml:cpu"},
-        "outputs": {"model": {"type": "custom_model", **(register or {})}},
-        "jobs": {
-            "prep": step("prep", {}, {"data": {"type": "uri_folder"}}),
-            "train": step(
-                "train",
-                {"data": "${{parent.jobs.prep.outputs.data}}"},
-                {"model": "${{parent.outputs.model}}"},
-            ),
-            "evaluate": step(
-                "evaluate",
-                {"model": "${{parent.jobs.train.outputs.model}}"},
-                {"report": {"type": "uri_folder"}},
-            ),
-        },
-    }
 
 
 def _spec(job: dict[str, Any], pipeline: str = "tune", trigger: str = "change") -> PipelineRunSpec:
@@ -78,16 +46,9 @@ def _steps(run: Any) -> dict[str, JobStatus]:
     return {s.name: s.status for s in run.steps}
 
 
-def _model(azure_env: AzureEnv, name: str, version: str) -> dict[str, Any] | None:
-    state = azure_env.fake.state
-    return state.get(state.resource_id(azure_env.workspace, "models", name, "versions", version))
-
-
 def test_a_run_is_a_tagged_job_whose_steps_follow_the_clock_and_registers_its_model_once(
-    azure_env: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, fake: FakeArm, tmp_path: Path
 ) -> None:
-    fake = azure_env.fake
-    fake.jobs.add_compute("cpu")
     backend = make_backend(azure_env, source_root=tmp_path)
     submitted = backend.submit_pipeline_run(
         _spec(three_steps(tmp_path, {"name": "tuned", "version": "1"}))
@@ -129,7 +90,7 @@ def test_a_run_is_a_tagged_job_whose_steps_follow_the_clock_and_registers_its_mo
     assert done is not None and done.status is JobStatus.COMPLETED, done
     assert set(_steps(done).values()) == {JobStatus.COMPLETED}
     assert done.outputs == {"model": "tuned:1"}
-    model = _model(azure_env, "tuned", "1")
+    model = stored_model(azure_env, "tuned", "1")
     assert model is not None
     props = model["properties"]
     assert props["modelUri"] == f"azureml://jobs/{done.run_id}/outputs/model"
@@ -144,10 +105,8 @@ def test_a_run_is_a_tagged_job_whose_steps_follow_the_clock_and_registers_its_mo
 
 
 def test_a_failing_step_fails_the_run_with_the_step_and_its_message(
-    azure_env: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, fake: FakeArm, tmp_path: Path
 ) -> None:
-    fake = azure_env.fake
-    fake.jobs.add_compute("cpu")
     fake.faults.fail_provisioning("train", kind="jobSteps", code="UserError", message="CUDA OOM")
     backend = make_backend(azure_env)
     backend.submit_pipeline_run(_spec(three_steps(tmp_path, {"name": "tuned"})))
@@ -167,10 +126,8 @@ def test_a_failing_step_fails_the_run_with_the_step_and_its_message(
 
 
 def test_cancel_starts_the_cancellation_without_waiting(
-    azure_env: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, fake: FakeArm, tmp_path: Path
 ) -> None:
-    fake = azure_env.fake
-    fake.jobs.add_compute("cpu")
     fake.durations["jobCancel"] = 30
     backend = make_backend(azure_env)
     run = backend.submit_pipeline_run(_spec(three_steps(tmp_path)))
@@ -188,17 +145,11 @@ def test_cancel_starts_the_cancellation_without_waiting(
 
 
 def test_a_registry_component_is_passed_through_and_a_missing_workspace_one_is_refused(
-    azure_env: AzureEnv,
+    azure_env: AzureEnv, fake: FakeArm
 ) -> None:
-    fake = azure_env.fake
-    fake.jobs.add_compute("cpu")
     backend = make_backend(azure_env)
     registry = "azureml://registries/azureml/components/finetune_text_generation/versions/1"
-    job = {
-        "type": "pipeline",
-        "settings": {"default_compute": "azureml:cpu"},
-        "jobs": {"finetune": {"type": "command", "component": registry}},
-    }
+    job = one_component("finetune", registry)
     run = backend.submit_pipeline_run(_spec(job))
     body = fake.jobs.job(run.run_id)
     assert body is not None and body["properties"]["jobs"]["finetune"]["componentId"] == registry
@@ -210,23 +161,10 @@ def test_a_registry_component_is_passed_through_and_a_missing_workspace_one_is_r
 
 
 def test_a_named_component_is_registered_by_content_once(
-    azure_env: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, fake: FakeArm, tmp_path: Path
 ) -> None:
-    fake = azure_env.fake
-    fake.jobs.add_compute("cpu")
     backend = make_backend(azure_env)
-    component = {
-        "name": "trainer",
-        "type": "command",
-        "code": str(_code(tmp_path, "trainer")),
-        "command": "python trainer.py",
-        "environment": ENV,
-    }
-    job = {
-        "type": "pipeline",
-        "settings": {"default_compute": "azureml:cpu"},
-        "jobs": {"train": {"type": "command", "component": component}},
-    }
+    job = one_component("train", named_component(tmp_path, "trainer"))
     backend.submit_pipeline_run(_spec(job))
     make_backend(azure_env).submit_pipeline_run(_spec(job, trigger="manual"))
     state = fake.state
@@ -248,10 +186,8 @@ def test_a_named_component_is_registered_by_content_once(
 
 
 def test_another_owners_job_is_neither_read_as_ours_nor_canceled(
-    azure_env: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, fake: FakeArm, tmp_path: Path
 ) -> None:
-    fake = azure_env.fake
-    fake.jobs.add_compute("cpu")
     theirs = make_backend(azure_env, owner="another-cluster")
     run = theirs.submit_pipeline_run(_spec(three_steps(tmp_path)))
     ours = make_backend(azure_env)
@@ -286,11 +222,9 @@ spec:
 
 
 def test_the_reconciler_runs_the_pipeline_once_per_fingerprint(
-    azure_env: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, fake: FakeArm, tmp_path: Path
 ) -> None:
-    fake = azure_env.fake
-    fake.jobs.add_compute("cpu")
-    _code(tmp_path, "train")
+    code_folder(tmp_path, "train")
     (tmp_path / "tune.yaml").write_text(PIPELINE)
     backend = make_backend(azure_env, source_root=tmp_path)
     reconciler = TreeReconciler(backend, MemoryStore(), backend.learn)
@@ -298,7 +232,7 @@ def test_the_reconciler_runs_the_pipeline_once_per_fingerprint(
     reports = converge(reconciler, manifests, fake.clock)
     assert report(reports, "Pipeline", "tune").outcome.reason == "Succeeded"
     assert fake.log.count("Jobs_CreateOrUpdate") == 1
-    assert _model(azure_env, "tuned", "1") is not None
+    assert stored_model(azure_env, "tuned", "1") is not None
 
     fake.log.reset()
     fake.clock.advance(600)
@@ -309,14 +243,12 @@ def test_the_reconciler_runs_the_pipeline_once_per_fingerprint(
     reports = converge(reconciler, load_tree([tmp_path], root=tmp_path).manifests, fake.clock)
     assert fake.log.count("Jobs_CreateOrUpdate") == 1
     assert report(reports, "Pipeline", "tune").outcome.reason == "Succeeded"
-    assert _model(azure_env, "tuned", "2") is not None
+    assert stored_model(azure_env, "tuned", "2") is not None
 
 
 def test_finished_runs_of_many_pipelines_are_read_from_one_list(
-    azure_env: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, fake: FakeArm, tmp_path: Path
 ) -> None:
-    fake = azure_env.fake
-    fake.jobs.add_compute("cpu")
     writer = make_backend(azure_env)
     for name in ("p1", "p2", "p3"):
         writer.submit_pipeline_run(_spec(three_steps(tmp_path), pipeline=name))
@@ -333,14 +265,12 @@ def test_finished_runs_of_many_pipelines_are_read_from_one_list(
 
 
 def test_a_command_job_is_one_step_and_registers_its_output(
-    azure_env: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, fake: FakeArm, tmp_path: Path
 ) -> None:
-    fake = azure_env.fake
-    fake.jobs.add_compute("cpu")
     backend = make_backend(azure_env)
     job = {
         "type": "command",
-        "code": str(_code(tmp_path, "train")),
+        "code": str(code_folder(tmp_path, "train")),
         "command": "python train.py --out ${{outputs.model}}",
         "environment": ENV,
         "compute": "azureml:cpu",
@@ -361,9 +291,7 @@ def test_a_code_folder_linking_out_of_the_repository_is_never_uploaded(
 ) -> None:
     repo = tmp_path / "repo"
     job = three_steps(repo)
-    secret = tmp_path / "outside.txt"
-    secret.write_text("not for Azure")
-    (repo / "src" / "train" / "extra.txt").symlink_to(secret)
+    link_outside(tmp_path, repo / "src" / "train" / "extra.txt")
     backend = make_backend(azure_env, source_root=repo)
     with pytest.raises(BackendError, match="outside"):
         backend.submit_pipeline_run(_spec(job))
@@ -372,10 +300,8 @@ def test_a_code_folder_linking_out_of_the_repository_is_never_uploaded(
 
 
 def test_the_newest_run_is_the_latest_and_each_submission_has_its_own_name(
-    azure_env: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, fake: FakeArm, tmp_path: Path
 ) -> None:
-    fake = azure_env.fake
-    fake.jobs.add_compute("cpu")
     backend = make_backend(azure_env)
     first = backend.submit_pipeline_run(_spec(three_steps(tmp_path)))
     fake.clock.advance(1000)
@@ -388,24 +314,10 @@ def test_the_newest_run_is_the_latest_and_each_submission_has_its_own_name(
 
 
 def test_a_pinned_component_version_with_other_content_is_refused(
-    azure_env: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, fake: FakeArm, tmp_path: Path
 ) -> None:
-    fake = azure_env.fake
-    fake.jobs.add_compute("cpu")
     backend = make_backend(azure_env)
-    component = {
-        "name": "scorer",
-        "version": "3",
-        "type": "command",
-        "code": str(_code(tmp_path, "scorer")),
-        "command": "python scorer.py",
-        "environment": ENV,
-    }
-    job = {
-        "type": "pipeline",
-        "settings": {"default_compute": "azureml:cpu"},
-        "jobs": {"score": {"type": "command", "component": component}},
-    }
+    job = one_component("score", named_component(tmp_path, "scorer", version="3"))
     run = backend.submit_pipeline_run(_spec(job))
     body = fake.jobs.job(run.run_id)
     assert body is not None

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from amlops.backends.azureml import AzureMLBackend
 from amlops.backends.base import TAG_OWNER, BackendError, PipelineScheduleSpec
 from amlops.core.manifests import Manifest, load_tree
 from amlops.core.provenance import TAG_PIPELINE, TAG_TRIGGER
@@ -23,7 +22,11 @@ from amlops.reconcile.tree import ObjectReport, TreeReconciler
 from tests.azure.backend_support import OWNER, MemoryStore, make_backend, report
 from tests.azure.conftest import AzureEnv
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::FutureWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.usefixtures("fake"),  # the fake cloud with a cpu compute
+]
 
 NAME = "retrain"
 PARIS = "Romance Standard Time"  # what Azure ML calls Europe/Paris
@@ -55,8 +58,8 @@ SCHEDULE = """\
 """
 
 
-def _backend(azure_env: AzureEnv, owner: str = OWNER, **overrides: Any) -> AzureMLBackend:
-    return make_backend(azure_env, owner=owner, **overrides)
+def _reconciler(azure_env: AzureEnv, owner: str = OWNER, **overrides: Any) -> TreeReconciler:
+    return TreeReconciler(make_backend(azure_env, owner=owner, **overrides), MemoryStore())
 
 
 def _manifests(
@@ -69,6 +72,13 @@ def _manifests(
     text = PIPELINE.format(name=name, suspend=str(suspend).lower(), schedule=schedule)
     (tree / f"{name}.yaml").write_text(text)
     return [m for m in load_tree([tree], root=tree).manifests if m.kind == "Pipeline"]
+
+
+def _scheduled(azure_env: AzureEnv, tmp_path: Path) -> TreeReconciler:
+    """Our reconciler, after it created the pipeline with its schedule."""
+    reconciler = _reconciler(azure_env)
+    _reconcile(reconciler, _manifests(tmp_path))
+    return reconciler
 
 
 def _reconcile(reconciler: TreeReconciler, manifests: list[Manifest]) -> ObjectReport:
@@ -87,17 +97,10 @@ def _writes(azure_env: AzureEnv) -> list[str]:
     return [op for op in ops if op.startswith("Schedules_") and not op.endswith(("_Get", "_List"))]
 
 
-@pytest.fixture
-def setup(azure_env: AzureEnv) -> AzureEnv:
-    azure_env.fake.jobs.add_compute("cpu")
-    return azure_env
-
-
 def test_a_schedule_is_created_with_the_cron_time_zone_and_job_then_nothing_is_written(
-    setup: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, tmp_path: Path
 ) -> None:
-    azure_env = setup
-    reconciler = TreeReconciler(_backend(azure_env), MemoryStore())
+    reconciler = _reconciler(azure_env)
     manifests = _manifests(tmp_path)
 
     first = _reconcile(reconciler, manifests)
@@ -140,11 +143,9 @@ def test_a_schedule_is_created_with_the_cron_time_zone_and_job_then_nothing_is_w
 
 
 def test_changing_the_cron_updates_the_schedule_and_drift_is_put_back(
-    setup: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, tmp_path: Path
 ) -> None:
-    azure_env = setup
-    reconciler = TreeReconciler(_backend(azure_env), MemoryStore())
-    _reconcile(reconciler, _manifests(tmp_path))
+    reconciler = _scheduled(azure_env, tmp_path)
 
     changed = _reconcile(reconciler, _manifests(tmp_path, cron="30 4 * * 1"))
     assert changed.outcome.phase is Phase.READY, changed.outcome
@@ -164,11 +165,9 @@ def test_changing_the_cron_updates_the_schedule_and_drift_is_put_back(
 
 
 def test_suspend_disables_the_schedule_and_resuming_enables_it(
-    setup: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, tmp_path: Path
 ) -> None:
-    azure_env = setup
-    reconciler = TreeReconciler(_backend(azure_env), MemoryStore())
-    _reconcile(reconciler, _manifests(tmp_path))
+    reconciler = _scheduled(azure_env, tmp_path)
 
     suspended = _reconcile(reconciler, _manifests(tmp_path, suspend=True))
     assert suspended.outcome.phase is Phase.SUSPENDED
@@ -184,11 +183,9 @@ def test_suspend_disables_the_schedule_and_resuming_enables_it(
 
 
 def test_the_schedule_goes_with_spec_schedule_and_with_the_object(
-    setup: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, tmp_path: Path
 ) -> None:
-    azure_env = setup
-    reconciler = TreeReconciler(_backend(azure_env), MemoryStore())
-    _reconcile(reconciler, _manifests(tmp_path))
+    reconciler = _scheduled(azure_env, tmp_path)
 
     unscheduled = _reconcile(reconciler, _manifests(tmp_path, cron=None))
     assert unscheduled.outcome.phase is Phase.READY, unscheduled.outcome
@@ -202,13 +199,12 @@ def test_the_schedule_goes_with_spec_schedule_and_with_the_object(
     assert ops.get("Schedules_Delete") == 2, ops
 
 
-def test_a_schedule_of_another_owner_is_left_alone(setup: AzureEnv, tmp_path: Path) -> None:
-    azure_env = setup
-    theirs = TreeReconciler(_backend(azure_env, owner="someone-else"), MemoryStore())
+def test_a_schedule_of_another_owner_is_left_alone(azure_env: AzureEnv, tmp_path: Path) -> None:
+    theirs = _reconciler(azure_env, owner="someone-else")
     _reconcile(theirs, _manifests(tmp_path))
     before = _properties(azure_env)
 
-    ours = TreeReconciler(_backend(azure_env), MemoryStore())
+    ours = _reconciler(azure_env)
     azure_env.fake.log.reset()
     stalled = _reconcile(ours, _manifests(tmp_path, cron="30 4 * * 1"))
     assert (stalled.outcome.phase, stalled.outcome.reason) == (Phase.STALLED, "BackendRefused")
@@ -221,10 +217,9 @@ def test_a_schedule_of_another_owner_is_left_alone(setup: AzureEnv, tmp_path: Pa
 
 
 def test_the_schedules_of_a_workspace_are_read_from_one_list_disabled_ones_included(
-    setup: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, tmp_path: Path
 ) -> None:
-    azure_env = setup
-    reconciler = TreeReconciler(_backend(azure_env, snapshot_ttl_s=0.5), MemoryStore())
+    reconciler = _reconciler(azure_env, snapshot_ttl_s=0.5)
     _manifests(tmp_path, name="nightly")
     reconciler.reconcile(_manifests(tmp_path))
     _manifests(tmp_path, name="nightly", suspend=True)
@@ -248,9 +243,8 @@ def test_the_schedules_of_a_workspace_are_read_from_one_list_disabled_ones_inclu
 
 
 def test_a_job_naming_files_outside_the_source_root_is_not_scheduled(
-    setup: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, tmp_path: Path
 ) -> None:
-    azure_env = setup
     root = tmp_path / "repo"
     root.mkdir()
     outside = tmp_path / "elsewhere"
@@ -269,12 +263,11 @@ def test_a_job_naming_files_outside_the_source_root_is_not_scheduled(
 
 
 def test_pipelines_without_a_schedule_and_their_computes_cost_one_list_each_per_cycle(
-    setup: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, tmp_path: Path
 ) -> None:
     """A drift cycle's absent schedule is answered by the workspace's list, not a 404 each,
     and the clusters every pipeline checks come from one list too."""
-    azure_env = setup
-    reconciler = TreeReconciler(_backend(azure_env, snapshot_ttl_s=0.5), MemoryStore())
+    reconciler = _reconciler(azure_env, snapshot_ttl_s=0.5)
     _manifests(tmp_path, cron=None, name="weekly")
     both = _manifests(tmp_path, cron=None)
     assert sorted(m.name for m in both) == [NAME, "weekly"]

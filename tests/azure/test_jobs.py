@@ -12,17 +12,10 @@ from azure.storage.blob import ContainerClient
 
 from tests.azure.conftest import AzureEnv
 from tests.azure.deadline import within
+from tests.azure.fake_arm import FakeArm
+from tests.azure.pipeline_jobs import ENV, one_component, three_steps
 
 pytestmark = pytest.mark.slow
-
-ENV = "azureml:AzureML-sklearn-1.0-ubuntu20.04-py38-cpu@latest"
-
-
-def _code(tmp_path: Path, name: str) -> Path:
-    folder = tmp_path / name
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.py").write_text(f"print('{name}')\n")
-    return folder
 
 
 def load(job: dict[str, Any], base: Path | None = None) -> Any:
@@ -35,38 +28,7 @@ def load(job: dict[str, Any], base: Path | None = None) -> Any:
 
 def pipeline_job(tmp_path: Path, **extra: Any) -> Any:
     """prep -> train -> evaluate, each with its own local code folder."""
-
-    def step(name: str, inputs: dict[str, str], outputs: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "type": "command",
-            "code": str(_code(tmp_path, name)),
-            "command": f"python {name}.py",
-            "environment": ENV,
-            "inputs": inputs,
-            "outputs": outputs,
-        }
-
-    job = {
-        "type": "pipeline",
-        "experiment_name": "amlops-tests",
-        "settings": {"default_compute": "azureml:cpu"},
-        "outputs": {"model": {"type": "custom_model"}},
-        "jobs": {
-            "prep": step("prep", {}, {"data": {"type": "uri_folder"}}),
-            "train": step(
-                "train",
-                {"data": "${{parent.jobs.prep.outputs.data}}"},
-                {"model": "${{parent.outputs.model}}"},
-            ),
-            "evaluate": step(
-                "evaluate",
-                {"model": "${{parent.jobs.train.outputs.model}}"},
-                {"report": {"type": "uri_folder"}},
-            ),
-        },
-        **extra,
-    }
-    return load(job, tmp_path)
+    return load({**three_steps(tmp_path), "experiment_name": "amlops-tests", **extra}, tmp_path)
 
 
 def _submit(azure_env: AzureEnv, job: Any, **kwargs: Any) -> Any:
@@ -81,10 +43,8 @@ def _statuses(azure_env: AzureEnv, name: str) -> dict[str, str]:
 
 
 def test_a_pipeline_job_uploads_its_code_registers_components_and_runs_on_the_clock(
-    azure_env: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, fake: FakeArm, tmp_path: Path
 ) -> None:
-    fake = azure_env.fake
-    fake.jobs.add_compute("cpu")
     fake.durations.update(jobQueued=10, jobStep=60)
     created = _submit(azure_env, pipeline_job(tmp_path), tags={"team": "ml"})
     assert created.status in ("NotStarted", "Queued")
@@ -133,10 +93,8 @@ def test_a_pipeline_job_uploads_its_code_registers_components_and_runs_on_the_cl
 
 
 def test_a_failing_step_fails_the_run_with_its_message_and_later_steps_never_start(
-    azure_env: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, fake: FakeArm, tmp_path: Path
 ) -> None:
-    fake = azure_env.fake
-    fake.jobs.add_compute("cpu")
     fake.faults.fail_provisioning(
         "train", kind="jobSteps", code="UserError", message="OOM in train"
     )
@@ -150,10 +108,8 @@ def test_a_failing_step_fails_the_run_with_its_message_and_later_steps_never_sta
 
 
 def test_cancel_is_a_long_running_operation_and_stops_the_active_step(
-    azure_env: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, fake: FakeArm, tmp_path: Path
 ) -> None:
-    fake = azure_env.fake
-    fake.jobs.add_compute("cpu")
     created = _submit(azure_env, pipeline_job(tmp_path))
     fake.clock.advance(30)
     ml = azure_env.ml_client()
@@ -166,11 +122,9 @@ def test_cancel_is_a_long_running_operation_and_stops_the_active_step(
     assert _statuses(azure_env, created.name) == {"prep": "Canceled"}
 
 
-def test_list_filters_by_tag_and_property_and_pages(azure_env: AzureEnv, tmp_path: Path) -> None:
+def test_list_filters_by_tag_and_property_and_pages(azure_env: AzureEnv, fake: FakeArm) -> None:
     from azure.ai.ml import command
 
-    fake = azure_env.fake
-    fake.jobs.add_compute("cpu")
     for i in range(3):
         job = command(
             command="echo hi",
@@ -189,18 +143,12 @@ def test_list_filters_by_tag_and_property_and_pages(azure_env: AzureEnv, tmp_pat
 
 
 def test_a_missing_workspace_component_is_refused_and_a_registry_one_passes(
-    azure_env: AzureEnv, tmp_path: Path
+    azure_env: AzureEnv, fake: FakeArm
 ) -> None:
     from azure.core.exceptions import HttpResponseError
 
-    fake = azure_env.fake
-    fake.jobs.add_compute("cpu")
     registry = "azureml://registries/azureml/components/train_model/versions/3"
-    job = {
-        "type": "pipeline",
-        "settings": {"default_compute": "azureml:cpu"},
-        "jobs": {"a": {"type": "command", "component": registry}},
-    }
+    job = one_component("a", registry)
     created = _submit(azure_env, load(job))
     body = fake.jobs.job(created.name)
     assert body is not None and body["properties"]["jobs"]["a"]["componentId"] == registry

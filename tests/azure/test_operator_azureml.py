@@ -133,9 +133,39 @@ def azure_operator(
     )
 
 
-def _apply(cluster: Cluster, platform: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def applied(
+    azure_env: AzureEnv,
+    cluster: Cluster,
+    platform: Path,
+    azure_operator: OperatorProcess,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The platform's computes made (Pulumi's part), then ``amlops apply`` of the platform for
+    the running operator."""
+    for workspace in (azure_env.workspace, PROD_AZURE):
+        azure_env.fake.jobs.add_compute("gpu-t4", workspace, "Standard_NC4as_T4_v3")
+        azure_env.fake.jobs.add_compute(
+            "gpu-a100", workspace, "Standard_NC24ads_A100_v4", max_nodes=2
+        )
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig_path))
     assert main(["apply", str(platform), "--instance", "azureml-example"]) == 0
+
+
+def _wait_ready(
+    azure_env: AzureEnv, kube: Kube, kind: str, name: str, timeout: float, what: str
+) -> dict[str, Any]:
+    """The object once Ready, 30 s more of the fake's clock between looks (a deployment takes
+    60 s of it, a pipeline step is queued 10 s and runs 60 s)."""
+
+    def probe() -> dict[str, Any] | None:
+        obj = kube.get(DEV, kind, name)
+        if obj is not None and is_ready(obj):
+            return obj
+        azure_env.fake.clock.advance(30)
+        return None
+
+    return wait_for(probe, timeout=timeout, every=0.5, what=what)
 
 
 def _model(azure_env: AzureEnv, workspace: str, name: str) -> dict[str, Any] | None:
@@ -164,28 +194,15 @@ def _corrections(kube: Kube) -> list[str]:
 
 
 def test_operator_brings_the_example_platform_to_ready_in_azure_ml_corrects_drift_and_retains(
-    azure_env: AzureEnv,
-    cluster: Cluster,
-    kube: Kube,
-    platform: Path,
-    azure_operator: OperatorProcess,
-    monkeypatch: pytest.MonkeyPatch,
+    azure_env: AzureEnv, kube: Kube, platform: Path, applied: None
 ) -> None:
     fake = azure_env.fake
-    _apply(cluster, platform, monkeypatch)
     models = [(DEV, "slm-base"), (DEV, "support-slm"), (PROD, "slm-base-prod")]
     for namespace, name in models:
         obj = kube.wait(namespace, "Model", name, is_ready, timeout=60, what="registered")
         assert condition(obj)["reason"] == "Registered"
 
-    def serving() -> dict[str, Any] | None:
-        obj = kube.get(DEV, "Endpoint", ENDPOINT)
-        if obj is not None and is_ready(obj):
-            return obj
-        fake.clock.advance(30)  # the deployments take 60 s of the fake's clock
-        return None
-
-    obj = wait_for(serving, timeout=180, every=0.5, what=f"Endpoint {ENDPOINT} serving")
+    obj = _wait_ready(azure_env, kube, "Endpoint", ENDPOINT, 180, f"Endpoint {ENDPOINT} serving")
     assert condition(obj)["reason"] == "Serving"
     assert obj["status"]["traffic"] == SPLIT
     assert {d: s["state"] for d, s in obj["status"]["deployments"].items()} == {
@@ -254,30 +271,11 @@ def _jobs_by_pipeline(azure_env: AzureEnv) -> dict[str, list[dict[str, Any]]]:
 
 @pytest.mark.parametrize("platform", ["pipelines"], indirect=True)
 def test_operator_runs_the_example_fine_tuning_pipeline_in_azure_ml_and_registers_its_model(
-    azure_env: AzureEnv,
-    cluster: Cluster,
-    kube: Kube,
-    platform: Path,
-    azure_operator: OperatorProcess,
-    monkeypatch: pytest.MonkeyPatch,
+    azure_env: AzureEnv, kube: Kube, platform: Path, applied: None
 ) -> None:
     fake = azure_env.fake
-    for workspace in (azure_env.workspace, PROD_AZURE):  # what Pulumi made
-        fake.jobs.add_compute("gpu-t4", workspace, "Standard_NC4as_T4_v3")
-        fake.jobs.add_compute("gpu-a100", workspace, "Standard_NC24ads_A100_v4", max_nodes=2)
-    _apply(cluster, platform, monkeypatch)
 
-    def finished(name: str) -> Any:
-        def probe() -> dict[str, Any] | None:
-            obj = kube.get(DEV, "Pipeline", name)
-            if obj is not None and is_ready(obj):
-                return obj
-            fake.clock.advance(30)  # each step is queued 10 s and runs 60 s of the fake's clock
-            return None
-
-        return probe
-
-    obj = wait_for(finished(SLM_PIPELINE), timeout=240, every=0.5, what=f"{SLM_PIPELINE} run")
+    obj = _wait_ready(azure_env, kube, "Pipeline", SLM_PIPELINE, 240, f"{SLM_PIPELINE} run")
     assert condition(obj)["reason"] == "Succeeded"
     status = obj["status"]
     assert status["phase"] == "Completed"
@@ -311,7 +309,7 @@ def test_operator_runs_the_example_fine_tuning_pipeline_in_azure_ml_and_register
     assert tags[TAG_OBJECT] == f"{DEV}/{SLM_PIPELINE}"
 
     # the catalog's pipeline went to Azure ML too, its registry component as written
-    chat = wait_for(finished(CHAT_PIPELINE), timeout=180, every=0.5, what=f"{CHAT_PIPELINE} run")
+    chat = _wait_ready(azure_env, kube, "Pipeline", CHAT_PIPELINE, 180, f"{CHAT_PIPELINE} run")
     assert condition(chat)["reason"] == "Succeeded"
     chat_job = fake.jobs.job(chat["status"]["runId"])
     assert chat_job is not None
@@ -319,14 +317,7 @@ def test_operator_runs_the_example_fine_tuning_pipeline_in_azure_ml_and_register
     assert component.startswith("azureml://registries/azureml/components/")
 
     # the endpoint serves what the run registered (blue: support-slm:1)
-    def serving() -> dict[str, Any] | None:
-        obj = kube.get(DEV, "Endpoint", ENDPOINT)
-        if obj is not None and is_ready(obj):
-            return obj
-        fake.clock.advance(30)
-        return None
-
-    endpoint = wait_for(serving, timeout=180, every=0.5, what=f"Endpoint {ENDPOINT} serving")
+    endpoint = _wait_ready(azure_env, kube, "Endpoint", ENDPOINT, 180, f"{ENDPOINT} serving")
     assert endpoint["status"]["traffic"] == SPLIT
 
     # the next drift checks find the runs done and their fingerprints unchanged: no new job

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from amlops.backends.base import Backend, BackendError, PipelineScheduleSpec
+from tests.azure.pipeline_jobs import ENV, one_step
 from tests.conformance.conftest import WS
 
 pytestmark = pytest.mark.slow
@@ -18,18 +19,7 @@ def _spec(tmp_path: Path, **changes: Any) -> PipelineScheduleSpec:
     code = tmp_path / "src"
     code.mkdir(exist_ok=True)
     (code / "train.py").write_text("print('train')\n")
-    job = {
-        "type": "pipeline",
-        "settings": {"default_compute": "azureml:cpu"},
-        "jobs": {
-            "train": {
-                "type": "command",
-                "code": str(code),
-                "command": "python train.py",
-                "environment": "azureml:AzureML-sklearn-1.0-ubuntu20.04-py38-cpu@latest",
-            }
-        },
-    }
+    job = one_step("train", code=str(code), command="python train.py", environment=ENV)
     values: dict[str, Any] = {
         "workspace": WS,
         "pipeline": "nightly",

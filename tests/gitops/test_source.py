@@ -27,33 +27,20 @@ from amlops.handlers.options import Settings
 from amlops.handlers.runtime import Runtime
 from amlops.kinds.git_source import CREDENTIALS_LABEL, GitSource, Ref
 from tests.gitops.test_inventory import FakeKube
-from tests.gitserver import GitServer, Repository
+from tests.gitserver import GitServer, Repository, model_manifest
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 PLATFORM = ROOT / "manifests" / "platform"
-MODEL = """\
-apiVersion: amlops.io/v1alpha1
-kind: Model
-metadata:
-  name: {name}
-spec:
-  workspace: mlw-platform-dev
-  model:
-    name: {name}
-    version: "1"
-    path: ../assets/{name}
-    description: {description}
-"""
 
 
 def files(description: str = "first") -> dict[str, str | bytes | None]:
     return {
         "platform/workspaces.yaml": (PLATFORM / "workspaces.yaml").read_text(),
         "platform/compute.yaml": (PLATFORM / "compute.yaml").read_text(),
-        "models/a.yaml": MODEL.format(name="a", description=description),
-        "models/b.yaml": MODEL.format(name="b", description="first"),
+        "models/a.yaml": model_manifest("a", description),
+        "models/b.yaml": model_manifest("b"),
         "assets/a/weights.txt": "a\n",
         "assets/b/weights.txt": "b\n",
     }

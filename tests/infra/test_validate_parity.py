@@ -27,6 +27,7 @@ offline.install("dev")
 from infra import program  # noqa: E402
 from infra.specs import ManifestError, format_finding  # noqa: E402
 from tests.infra.conftest import ROOT, stack_config  # noqa: E402
+from tests.platform_text import manifest  # noqa: E402
 
 BROKEN = ROOT / "tests" / "fixtures" / "broken"
 FIXTURES = sorted(BROKEN.glob("*.yaml"))
@@ -50,23 +51,14 @@ def grant(name: str, role: str, scope: str, principal: str = GROUP) -> str:
 
 
 def cluster(name: str, workspace: str, *, size: str = "Standard_NC4as_T4_v3", low: int = 0) -> str:
-    return (
-        textwrap.dedent(
-            f"""\
-            apiVersion: amlops.io/v1alpha1
-            kind: ComputeCluster
-            metadata:
-              name: {name}
-            spec:
-              workspace: {workspace}
-              vmSize: {size}
-              minInstances: {low}
-              maxInstances: 2
-              idleTimeBeforeScaleDown: 1800
-            """
-        )
-        + TAGS
-    )
+    spec = f"""\
+        workspace: {workspace}
+        vmSize: {size}
+        minInstances: {low}
+        maxInstances: 2
+        idleTimeBeforeScaleDown: 1800
+        """
+    return manifest("ComputeCluster", name, spec) + TAGS
 
 
 @dataclass(frozen=True)

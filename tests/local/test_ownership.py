@@ -5,7 +5,6 @@ it (D8); a new version is tagged with the commit its files are at (D7)."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from amlops.core.source import FieldPath, Position
 from amlops.reconcile import driver, endpoint, model
 from amlops.reconcile.conditions import Phase
 from amlops.reconcile.inputs import Gone, Inputs, Source
+from tests.gitserver import git
 
 WS = "ws"
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -175,21 +175,6 @@ def test_a_version_deleted_by_hand_meanwhile_does_not_block_the_finalizer(
 
 
 # -- provenance of a new version (D7) --------------------------------------------------------
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-        "PATH": "/usr/bin:/bin",
-    }
-    out = subprocess.run(
-        ["git", "-C", str(repo), *args], env=env, check=True, capture_output=True, text=True
-    )
-    return out.stdout.strip()
 
 
 def test_a_new_version_is_tagged_with_the_commit_its_files_are_at(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -15,24 +14,20 @@ import pytest
 from amlops.backends.local.backend import LocalBackend
 from amlops.core.limits import Limits
 from amlops.handlers.runtime import Sources
+from tests.platform_text import manifest
 
 from .conftest import WS
 
 
-def _compute(name: str, max_instances: str) -> str:
-    return textwrap.dedent(
-        f"""\
-        apiVersion: amlops.io/v1alpha1
-        kind: ComputeCluster
-        metadata:
-          name: {name}
-        spec:
-          workspace: {WS}
-          vmSize: Standard_NC6s_v3
-          minInstances: 0
-          maxInstances: {max_instances}
+def compute_yaml(name: str, max_instances: str) -> str:
+    """A ComputeCluster in the workspace ``ws``; ``max_instances`` as written (maybe invalid)."""
+    spec = f"""\
+        workspace: {WS}
+        vmSize: Standard_NC6s_v3
+        minInstances: 0
+        maxInstances: {max_instances}
         """
-    )
+    return manifest("ComputeCluster", name, spec)
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -47,8 +42,8 @@ def test_computes_are_learnt_again_when_the_source_root_changes(
     assert sources.refresh() is False  # no checkout yet: nothing to learn, nothing raised
 
     root.mkdir()
-    (root / "a.yaml").write_text(_compute("a", "3"))
-    (root / "bad.yaml").write_text(_compute("bad", "two"))
+    (root / "a.yaml").write_text(compute_yaml("a", "3"))
+    (root / "bad.yaml").write_text(compute_yaml("bad", "two"))
     with caplog.at_level(logging.WARNING):
         assert sources.refresh() is True
     info = backend.get_compute(WS, "a")
@@ -59,13 +54,13 @@ def test_computes_are_learnt_again_when_the_source_root_changes(
 
     caplog.clear()
     assert sources.refresh() is False  # nothing changed: not read again
-    (root / "b.yml").write_text(_compute("b", "2"))
+    (root / "b.yml").write_text(compute_yaml("b", "2"))
     with caplog.at_level(logging.WARNING):
         assert sources.refresh() is True
     assert backend.get_compute(WS, "b") is not None
     assert _warnings(caplog) == []  # the broken file was reported already
 
-    (root / "a.yaml").write_text(_compute("a", "5"))
+    (root / "a.yaml").write_text(compute_yaml("a", "5"))
     os.utime(root / "a.yaml", ns=(1, 1))  # an mtime moved back counts too (a checkout)
     assert sources.refresh() is True
     info = backend.get_compute(WS, "a")
@@ -79,7 +74,7 @@ def test_looks_at_the_files_at_most_once_per_interval(
     root.mkdir()
     sources = Sources(root, backend.seed_computes, Limits(), rescan_s=3600)
     assert sources.refresh() is True
-    (root / "late.yaml").write_text(_compute("late", "1"))
+    (root / "late.yaml").write_text(compute_yaml("late", "1"))
     assert sources.refresh() is False  # within the interval: not looked at
     assert backend.get_compute(WS, "late") is None
 
@@ -92,7 +87,7 @@ def test_a_backend_that_fails_to_learn_does_not_fail_the_caller(
 
     root = tmp_path / "source"
     root.mkdir()
-    (root / "a.yaml").write_text(_compute("a", "1"))
+    (root / "a.yaml").write_text(compute_yaml("a", "1"))
     with caplog.at_level(logging.ERROR):
         assert Sources(root, broken, Limits(), rescan_s=0).refresh() is False
     assert any("could not learn" in r.getMessage() for r in caplog.records)

@@ -10,40 +10,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.envtest.apiserver import Cluster, apply_object, start_cluster, unique_name
+from tests.envtest.apiserver import Cluster, unique_name
 from tests.operator.harness import (
-    DEPLOY,
-    SCORE_PY,
+    BackendView,
     Kube,
     OperatorProcess,
-    deploy_documents,
+    installed_cluster,
     new_proxy,
-    object_path,
     operator_env,
-    proxied_kubeconfig,
-    token_of,
+    operator_kubeconfig,
+    webhook_operator,
+    write_checkout,
 )
 from tests.operator.proxy import Proxy
-
-RBAC_FILES = (
-    "namespace.yaml",
-    "serviceaccount.yaml",
-    "crds/clusterrole.yaml",
-    "clusterrolebinding.yaml",
-)
 
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    c = start_cluster()
-    try:
-        c.install_crds(DEPLOY / "crds")
-        with c.api_client() as api:
-            for doc in deploy_documents(*RBAC_FILES):
-                apply_object(api, object_path(doc), doc)
+    with installed_cluster() as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture(scope="session")
@@ -62,11 +47,7 @@ def proxy(cluster: Cluster) -> Iterator[Proxy]:
 @pytest.fixture(scope="session")
 def source_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The "Git checkout" the operator resolves relative paths against."""
-    root = tmp_path_factory.mktemp("source")
-    (root / "models" / "tiny").mkdir(parents=True)
-    (root / "models" / "tiny" / "weights.txt").write_text("tiny-1\n")
-    (root / "src" / "score").mkdir(parents=True)
-    (root / "src" / "score" / "score.py").write_text(SCORE_PY)
+    root = write_checkout(tmp_path_factory.mktemp("source"))
     (root / "manifests" / "models").mkdir(parents=True)
     return root
 
@@ -79,8 +60,7 @@ def operator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     work = tmp_path_factory.mktemp("operator")
-    sa = cluster.service_account_kubeconfig("amlops-system", "amlops-operator")
-    kubeconfig = proxied_kubeconfig(work / "kubeconfig", proxy, token_of(sa), "amlops-system")
+    kubeconfig = operator_kubeconfig(cluster, proxy, work / "kubeconfig")
     proc = OperatorProcess(operator_env(kubeconfig, work / "state", source_root), work / "log")
     proc.start()
     yield proc
@@ -102,8 +82,43 @@ def op(operator: OperatorProcess, proxy: Proxy) -> Iterator[OperatorProcess]:
         operator.start()
 
 
+@pytest.fixture(scope="module")
+def webhook_checkout(source_root: Path) -> Path:
+    """The checkout of the ``webhooks`` operator; a module may override it."""
+    return source_root
+
+
+@pytest.fixture(scope="module")
+def webhooks(
+    cluster: Cluster,
+    kube: Kube,
+    operator: OperatorProcess,
+    webhook_checkout: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[OperatorProcess, Proxy]]:
+    """The module's own operator serving the webhooks, once the API server calls them (the
+    suite's is stopped meanwhile: see ``webhook_operator``)."""
+    work = tmp_path_factory.mktemp("webhook-operator")
+    with webhook_operator(cluster, kube, operator, webhook_checkout, work) as running:
+        yield running
+
+
 @pytest.fixture
 def namespace(kube: Kube) -> str:
     name = unique_name("op")
     kube.create_namespace(name)
     return name
+
+
+@pytest.fixture
+def view(op: OperatorProcess) -> Iterator[BackendView]:
+    """The running operator's local backend, as the test process sees it."""
+    v = BackendView(op)
+    yield v
+    v.close()
+
+
+@pytest.fixture
+def backend(view: BackendView) -> BackendView:
+    """``view``, under the name most modules use (a module's own ``backend`` wins)."""
+    return view

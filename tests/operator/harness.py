@@ -14,7 +14,8 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,9 +25,9 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from amlops import API_GROUP
-from amlops.crds import VERSION
-from tests.envtest.apiserver import Cluster
-from tests.operator.proxy import Proxy
+from amlops.crds import VERSION, WEBHOOK_CONFIGURATION
+from tests.envtest.apiserver import Cluster, apply_object, start_cluster
+from tests.operator.proxy import Proxy, Record
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "operator" / "deploy"
@@ -36,6 +37,20 @@ PLURALS = {
     "Endpoint": "endpoints",
     "ServerlessEndpoint": "serverlessendpoints",
     "GitSource": "gitsources",
+}
+# the shipped RBAC the operator runs with (and the namespace of its ServiceAccount)
+RBAC_FILES = (
+    "namespace.yaml",
+    "serviceaccount.yaml",
+    "crds/clusterrole.yaml",
+    "clusterrolebinding.yaml",
+)
+# production intervals: the benches measure the operator as it ships
+PRODUCTION_ENV = {
+    "AMLOPS_DRIFT_INTERVAL": "300",
+    "AMLOPS_DRIFT_IDLE": "60",
+    "AMLOPS_RETRY_BASE": "5",
+    "AMLOPS_RETRY_MAX": "300",
 }
 T = TypeVar("T")
 SCORE_PY = textwrap.dedent(
@@ -186,6 +201,16 @@ class OperatorProcess:
 # -- the API, as a user -----------------------------------------------------------------------
 
 
+def body(kind: str, name: str, spec: Mapping[str, Any], **meta: Any) -> dict[str, Any]:
+    """An amlops object as a user writes it."""
+    return {
+        "apiVersion": f"{API_GROUP}/{VERSION}",
+        "kind": kind,
+        "metadata": {"name": name, **meta},
+        "spec": dict(spec),
+    }
+
+
 class Kube:
     """kubectl-like helpers over the admin client (these requests bypass the proxy)."""
 
@@ -205,14 +230,12 @@ class Kube:
         spec: Mapping[str, Any],
         annotations: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        body = {
-            "apiVersion": f"{API_GROUP}/{VERSION}",
-            "kind": kind,
-            "metadata": {"name": name, "annotations": dict(annotations or {})},
-            "spec": dict(spec),
-        }
         out: dict[str, Any] = self.custom.create_namespaced_custom_object(
-            API_GROUP, VERSION, namespace, PLURALS[kind], body
+            API_GROUP,
+            VERSION,
+            namespace,
+            PLURALS[kind],
+            body(kind, name, spec, annotations=dict(annotations or {})),
         )
         return out
 
@@ -311,6 +334,50 @@ _PATHS = {
     ),
     "ClusterKopfPeering": ("/apis/kopf.dev/v1", "clusterkopfpeerings", False),
 }
+
+
+def install(cluster: Cluster) -> None:
+    """The CRDs and the shipped RBAC, as ``kubectl apply`` would."""
+    cluster.install_crds(DEPLOY / "crds")
+    with cluster.api_client() as api:
+        for doc in deploy_documents(*RBAC_FILES):
+            apply_object(api, object_path(doc), doc)
+
+
+@contextmanager
+def installed_cluster() -> Iterator[Cluster]:
+    """A fresh API server with the CRDs and the shipped RBAC; stopped afterwards."""
+    cluster = start_cluster()
+    try:
+        install(cluster)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def dry_run_apply(api: Any, path: str, doc: Mapping[str, Any], manager: str = "amlops-test") -> Any:
+    """Server-side apply with ``dryRun=All`` as ``manager``: the API server validates (and
+    admits) ``doc`` and keeps nothing; the raw response, ``ApiException`` on a refusal."""
+    return api.call_api(
+        path,
+        "PATCH",
+        query_params=[("fieldManager", manager), ("dryRun", "All"), ("force", "true")],
+        header_params={"Content-Type": "application/apply-patch+yaml"},
+        body=dict(doc),
+        auth_settings=["BearerToken"],
+        response_types_map={},
+        _preload_content=False,
+    )
+
+
+def write_checkout(root: Path) -> Path:
+    """The files of a "Git checkout" the operator's objects name: a tiny model and a scoring
+    script."""
+    (root / "models" / "tiny").mkdir(parents=True)
+    (root / "models" / "tiny" / "weights.txt").write_text("tiny-1\n")
+    (root / "src" / "score").mkdir(parents=True)
+    (root / "src" / "score" / "score.py").write_text(SCORE_PY)
+    return root
 
 
 def deploy_documents(*files: str) -> list[dict[str, Any]]:
@@ -416,3 +483,109 @@ def operator_env(
     )
     env.update(extra)
     return env
+
+
+def operator_kubeconfig(
+    cluster: Cluster, proxy: Proxy, path: Path, namespace: str = "amlops-system"
+) -> Path:
+    """A kubeconfig at ``path`` for the operator's ServiceAccount, through ``proxy``."""
+    sa = cluster.service_account_kubeconfig("amlops-system", "amlops-operator")
+    return proxied_kubeconfig(path, proxy, token_of(sa), namespace)
+
+
+def webhook_env() -> dict[str, str]:
+    """Webhooks on, served on a free loopback port."""
+    return {
+        "AMLOPS_WEBHOOKS": "true",
+        "AMLOPS_WEBHOOK_ADDR": "127.0.0.1",
+        "AMLOPS_WEBHOOK_PORT": str(free_port()),
+    }
+
+
+def webhook_configurations(kube: Kube) -> tuple[Any, Any]:
+    """The validating and the mutating webhook configuration Kopf registered."""
+    admission = k8s.AdmissionregistrationV1Api(kube.api)
+    return (
+        admission.read_validating_webhook_configuration(WEBHOOK_CONFIGURATION),
+        admission.read_mutating_webhook_configuration(WEBHOOK_CONFIGURATION),
+    )
+
+
+def delete_webhook_configurations(kube: Kube) -> None:
+    """What Kopf registered (it keeps them when it stops), if anything."""
+    admission = k8s.AdmissionregistrationV1Api(kube.api)
+    for delete in (
+        admission.delete_validating_webhook_configuration,
+        admission.delete_mutating_webhook_configuration,
+    ):
+        try:
+            delete(WEBHOOK_CONFIGURATION)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def refuses(kube: Kube, namespace: str = "default", path: str = "models/tiny") -> bool:
+    """The API server calls the validating webhook: a dry-run create breaking a policy is
+    refused with the rule's id."""
+    probe = body("Model", "probe", model_spec(path, version=None))
+    try:
+        kube.custom.create_namespaced_custom_object(
+            API_GROUP, VERSION, namespace, "models", probe, dry_run="All"
+        )
+    except ApiException as exc:
+        return exc.status != 404 and "model.version-pinned" in str(exc.body)
+    return False
+
+
+@contextmanager
+def webhook_operator(
+    cluster: Cluster, kube: Kube, operator: OperatorProcess, source_root: Path, work: Path
+) -> Iterator[tuple[OperatorProcess, Proxy]]:
+    """An operator of its own serving the webhooks behind its own counting proxy, once the API
+    server calls them; the suite's ``operator`` is stopped meanwhile (it would handle the
+    objects too), and the webhook configurations are deleted afterwards."""
+    operator.stop()
+    proxy = new_proxy(cluster)
+    kubeconfig = operator_kubeconfig(cluster, proxy, work / "kubeconfig")
+    op = OperatorProcess(
+        operator_env(kubeconfig, work / "state", source_root, **webhook_env()), work / "log"
+    )
+    try:
+        op.start()
+        wait_for(lambda: refuses(kube), timeout=60, every=0.5, what="the validating webhook")
+        yield op, proxy
+    finally:
+        op.stop()
+        delete_webhook_configurations(kube)
+        proxy.stop()
+        operator.start()
+
+
+@contextmanager
+def production_operator(work: Path, **env: str) -> Iterator[tuple[Cluster, Proxy, OperatorProcess]]:
+    """For the benches: a fresh API server with the CRDs and the shipped RBAC, and the operator
+    at its production intervals (``env`` added) as its ServiceAccount behind a counting proxy;
+    its checkout is ``work/src``, its state ``work/state``, its log ``work/operator.log``."""
+    with installed_cluster() as cluster:
+        proxy = new_proxy(cluster)
+        kubeconfig = operator_kubeconfig(cluster, proxy, work / "kubeconfig", "default")
+        options = operator_env(kubeconfig, work / "state", work / "src", **PRODUCTION_ENV, **env)
+        op = OperatorProcess(options, work / "operator.log")
+        try:
+            op.start()
+            yield cluster, proxy, op
+        finally:
+            op.stop()
+            proxy.stop()
+
+
+def settled_records(proxy: Proxy, since: float, seconds: float = 3.0) -> list[Record]:
+    """Every record since ``since`` once nothing but watches has come for ``seconds``."""
+
+    def settled() -> tuple[list[Record]] | None:
+        got = proxy.records(since)
+        last = max((r.at for r in got if r.verb != "watch"), default=since)
+        return (got,) if time.monotonic() - last >= seconds else None
+
+    return wait_for(settled, timeout=600, every=0.5, what="the operator to go quiet")[0]

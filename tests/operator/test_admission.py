@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,18 +45,17 @@ from tests.envtest.apiserver import Cluster
 from tests.operator.harness import (
     DEPLOY,
     PLURALS,
-    SCORE_PY,
     Kube,
     OperatorProcess,
-    free_port,
+    body,
+    dry_run_apply,
     is_ready,
     model_spec,
-    new_proxy,
     object_path,
-    operator_env,
-    proxied_kubeconfig,
-    token_of,
+    refuses,
     wait_for,
+    webhook_configurations,
+    write_checkout,
 )
 from tests.operator.proxy import Proxy, about, rbac_rules
 from tests.operator.test_endpoint import endpoint_spec
@@ -68,15 +66,6 @@ pytestmark = [pytest.mark.envtest, pytest.mark.slow]
 ADMISSION = "admissionregistration.k8s.io"
 PROD = "ws-prod"
 CLI = [sys.executable, "-c", "import sys; from amlops.cli import main; sys.exit(main())"]
-
-
-def body(kind: str, name: str, spec: dict[str, Any], **meta: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{API_GROUP}/{VERSION}",
-        "kind": kind,
-        "metadata": {"name": name, **meta},
-        "spec": spec,
-    }
 
 
 def create(
@@ -96,23 +85,11 @@ def denial(call: Any) -> ApiException:
     return err.value
 
 
-def refuses(kube: Kube) -> bool:
-    """The API server calls the validating webhook: a dry-run create breaking a policy is
-    refused with the rule's id."""
-    try:
-        create(kube, "default", "Model", "probe", model_spec(version=None), dry_run=True)
-    except ApiException as exc:
-        return exc.status != 404 and "model.version-pinned" in str(exc.body)
-    return False
-
-
 @pytest.fixture(scope="module")
-def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("admission-source")
-    (root / "models" / "tiny").mkdir(parents=True)
-    (root / "models" / "tiny" / "weights.txt").write_text("tiny-1\n")
-    (root / "src" / "score").mkdir(parents=True)
-    (root / "src" / "score" / "score.py").write_text(SCORE_PY)
+def webhook_checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``webhooks`` operator's checkout: a prod Workspace, and model.prod-retain re-graded
+    to a warning."""
+    root = write_checkout(tmp_path_factory.mktemp("admission-source"))
     workspace = body("Workspace", PROD, {"environment": "prod", "location": "westeurope"})
     (root / "workspaces.yaml").write_text(yaml.safe_dump(workspace))
     config = {"policies": {"severity": {"model.prod-retain": "warning"}}}
@@ -120,56 +97,11 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def webhooks(
-    cluster: Cluster,
-    kube: Kube,
-    operator: OperatorProcess,
-    checkout: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[OperatorProcess, Proxy]]:
-    """The operator with its webhooks on, once the API server calls them."""
-    operator.stop()  # the suite's operator would handle our objects too
-    proxy = new_proxy(cluster)
-    work = tmp_path_factory.mktemp("admission-operator")
-    sa = cluster.service_account_kubeconfig("amlops-system", "amlops-operator")
-    kubeconfig = proxied_kubeconfig(work / "kubeconfig", proxy, token_of(sa), "amlops-system")
-    env = operator_env(
-        kubeconfig,
-        work / "state",
-        checkout,
-        AMLOPS_WEBHOOKS="true",
-        AMLOPS_WEBHOOK_ADDR="127.0.0.1",
-        AMLOPS_WEBHOOK_PORT=str(free_port()),
-    )
-    op = OperatorProcess(env, work / "log")
-    op.start()
-    try:
-        wait_for(lambda: refuses(kube), timeout=60, every=0.5, what="the validating webhook")
-        yield op, proxy
-    finally:
-        op.stop()
-        admission = k8s.AdmissionregistrationV1Api(kube.api)
-        for delete in (
-            admission.delete_validating_webhook_configuration,
-            admission.delete_mutating_webhook_configuration,
-        ):
-            try:
-                delete(WEBHOOK_CONFIGURATION)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-        proxy.stop()
-        operator.start()
-
-
 def test_the_webhooks_are_registered_with_the_self_made_ca(
     webhooks: tuple[OperatorProcess, Proxy], kube: Kube
 ) -> None:
     op, _ = webhooks
-    admission = k8s.AdmissionregistrationV1Api(kube.api)
-    validating = admission.read_validating_webhook_configuration(WEBHOOK_CONFIGURATION)
-    mutating = admission.read_mutating_webhook_configuration(WEBHOOK_CONFIGURATION)
+    validating, mutating = webhook_configurations(kube)
     ca = (Path(op.env["AMLOPS_STATE_DIR"]) / "webhook" / "ca.crt").read_bytes()
     for config in (validating, mutating):
         for hook in config.webhooks:
@@ -348,36 +280,15 @@ def test_the_cert_manager_component_wires_certificate_service_and_operator(
     }
     with cluster.api_client() as api:
         for kind, path in paths.items():
-            api.call_api(
-                path,
-                "PATCH",
-                query_params=[
-                    ("fieldManager", "amlops-test"),
-                    ("dryRun", "All"),
-                    ("force", "true"),
-                ],
-                header_params={"Content-Type": "application/apply-patch+yaml"},
-                body=one(kind, path.rsplit("/", 1)[-1]),
-                auth_settings=["BearerToken"],
-                response_types_map={},
-                _preload_content=False,
-            )
+            dry_run_apply(api, path, one(kind, path.rsplit("/", 1)[-1]))
 
 
 def apply_dry_run(api: Any, namespace: str, name: str, spec: dict[str, Any], **meta: Any) -> str:
     """A dry-run server-side apply of a Model as the field manager a GitSource applies with;
     returns the Warning headers, raises ``ApiException`` on a denial."""
     doc = body("Model", name, spec, namespace=namespace, **meta)
-    resp = api.call_api(
-        f"/apis/{API_GROUP}/{VERSION}/namespaces/{namespace}/models/{name}",
-        "PATCH",
-        query_params=[("fieldManager", "amlops-gitsource"), ("force", "true"), ("dryRun", "All")],
-        header_params={"Content-Type": "application/apply-patch+yaml"},
-        body=doc,
-        auth_settings=["BearerToken"],
-        response_types_map={},
-        _preload_content=False,
-    )
+    path = f"/apis/{API_GROUP}/{VERSION}/namespaces/{namespace}/models/{name}"
+    resp = dry_run_apply(api, path, doc, manager="amlops-gitsource")
     return str(resp.getheader("Warning") or "")
 
 

@@ -7,8 +7,7 @@ goes with it."""
 from __future__ import annotations
 
 import base64
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from kubernetes import client as k8s
 
 from tests.envtest.apiserver import unique_name
+from tests.gitserver import git
 from tests.operator.harness import (
     BackendView,
     Kube,
@@ -30,13 +30,6 @@ from tests.operator.proxy import Proxy
 from tests.operator.test_endpoint import endpoint_spec
 
 pytestmark = [pytest.mark.envtest, pytest.mark.slow]
-
-
-@pytest.fixture
-def backend(op: OperatorProcess) -> Iterator[BackendView]:
-    view = BackendView(op)
-    yield view
-    view.close()
 
 
 def reasons(kube: Kube, namespace: str, name: str) -> list[str]:
@@ -156,21 +149,6 @@ def test_another_namespaces_model_is_neither_adopted_nor_deleted(
 
 
 # -- D7: files changed under an unchanged object ----------------------------------------------
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-        "PATH": "/usr/bin:/bin",
-    }
-    out = subprocess.run(
-        ["git", "-C", str(repo), *args], env=env, check=True, capture_output=True, text=True
-    )
-    return out.stdout.strip()
 
 
 def test_a_new_version_carries_the_commit_of_its_files(

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.envtest.apiserver import Cluster
+from tests.local.test_source_computes import compute_yaml
 from tests.operator.harness import (
     Kube,
     OperatorProcess,
@@ -28,10 +28,9 @@ from tests.operator.harness import (
     is_ready,
     model_spec,
     operator_env,
+    operator_kubeconfig,
     phase,
-    proxied_kubeconfig,
     reason_is,
-    token_of,
     wait_for,
 )
 from tests.operator.proxy import Proxy
@@ -39,22 +38,6 @@ from tests.operator.test_endpoint import endpoint_spec
 from tests.operator.test_pipeline import pipeline_spec
 
 pytestmark = [pytest.mark.envtest, pytest.mark.slow]
-
-
-def compute_yaml(name: str, max_instances: str) -> str:
-    return textwrap.dedent(
-        f"""\
-        apiVersion: amlops.io/v1alpha1
-        kind: ComputeCluster
-        metadata:
-          name: {name}
-        spec:
-          workspace: ws
-          vmSize: Standard_NC6s_v3
-          minInstances: 0
-          maxInstances: {max_instances}
-        """
-    )
 
 
 # -- an operator of the test's own, for the tests about its source root ----------------------
@@ -76,10 +59,7 @@ def own_operator(
     operator.stop()
 
     def start(source_root: Path) -> OperatorProcess:
-        sa = cluster.service_account_kubeconfig("amlops-system", "amlops-operator")
-        kubeconfig = proxied_kubeconfig(
-            tmp_path / "kubeconfig", proxy, token_of(sa), "amlops-system"
-        )
+        kubeconfig = operator_kubeconfig(cluster, proxy, tmp_path / "kubeconfig")
         env = operator_env(kubeconfig, tmp_path / "state", source_root, AMLOPS_RETRY_MAX="1")
         proc = OperatorProcess(env, tmp_path / "operator.log")
         started.append(proc)

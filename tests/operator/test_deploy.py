@@ -11,7 +11,7 @@ import yaml
 
 from amlops.handlers.options import Settings
 from tests.envtest.apiserver import Cluster
-from tests.operator.harness import DEPLOY, ROOT, deploy_documents, object_path
+from tests.operator.harness import DEPLOY, ROOT, deploy_documents, dry_run_apply, object_path
 
 
 def listed(folder: str = "") -> list[str]:
@@ -103,20 +103,7 @@ def test_every_deploy_file_is_accepted_by_the_api_server(cluster: Cluster) -> No
     PVC, Service...) without keeping it."""
     with cluster.api_client() as api:
         for doc in resources():
-            api.call_api(
-                object_path(doc),
-                "PATCH",
-                query_params=[
-                    ("fieldManager", "amlops-test"),
-                    ("dryRun", "All"),
-                    ("force", "true"),
-                ],
-                header_params={"Content-Type": "application/apply-patch+yaml"},
-                body=doc,
-                auth_settings=["BearerToken"],
-                response_types_map={},
-                _preload_content=False,
-            )
+            dry_run_apply(api, object_path(doc), doc)
 
 
 def test_crds_in_deploy_are_the_generated_ones() -> None:

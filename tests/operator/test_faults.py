@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -24,13 +23,6 @@ from tests.operator.proxy import Proxy
 from tests.operator.test_pipeline import pipeline_spec
 
 pytestmark = [pytest.mark.envtest, pytest.mark.slow]
-
-
-@pytest.fixture
-def backend(op: OperatorProcess) -> Iterator[BackendView]:
-    view = BackendView(op)
-    yield view
-    view.close()
 
 
 def test_operator_killed_mid_reconcile_converges_without_duplicate_assets(

@@ -32,7 +32,7 @@ from amlops.handlers.objects import (
 from amlops.kinds import ORDER
 from amlops.kinds.git_source import CREDENTIALS_LABEL, parse
 from tests.envtest.apiserver import Cluster
-from tests.gitserver import GitServer, Repository
+from tests.gitserver import GitServer, Repository, model_manifest
 from tests.operator.harness import (
     ROOT,
     BackendView,
@@ -47,6 +47,7 @@ from tests.operator.harness import (
     wait_for,
 )
 from tests.operator.proxy import Proxy, rbac_rules
+from tests.platform_text import manifest
 
 pytestmark = [pytest.mark.envtest, pytest.mark.slow]
 
@@ -63,41 +64,26 @@ GITSOURCE_ONLY = {
 # the receiver, on every replica, reads the GitSource a push names
 RECEIVER_ONLY = {("amlops.io", "gitsources", "get")}
 GITSOURCE_ONLY |= RECEIVER_ONLY
-SERVERLESS = """\
-apiVersion: amlops.io/v1alpha1
-kind: ServerlessEndpoint
-metadata:
-  name: llama
-spec:
-  workspace: mlw-platform-dev
-  endpoint:
-    name: llama-chat
-    model_id: azureml://registries/azureml-meta/models/Meta-Llama-3-8B-Instruct
-"""
+SERVERLESS = manifest(
+    "ServerlessEndpoint",
+    "llama",
+    """\
+    workspace: mlw-platform-dev
+    endpoint:
+      name: llama-chat
+      model_id: azureml://registries/azureml-meta/models/Meta-Llama-3-8B-Instruct
+    """,
+)
 
 TOKEN = "gs-token-5b1f0c7e9a2d4c86"  # the HTTPS token: must never show up anywhere
 HOOK_KEY = "gs-hook-key-e3a94f7b0c12"
 WORKSPACES = (ROOT / "manifests" / "platform" / "workspaces.yaml").read_text()
-MODEL = """\
-apiVersion: amlops.io/v1alpha1
-kind: Model
-metadata:
-  name: {name}
-spec:
-  workspace: mlw-platform-dev
-  model:
-    name: {owner}-{name}
-    {version}
-    path: ../assets/{name}
-    description: {description}
-"""
 
 
 def model(name: str, owner: str, description: str = "first", *, pinned: bool = True) -> str:
     """A Model manifest; its Azure ML name is the test's (``owner``): the suite's operator has
     one backend, where a model name belongs to one object."""
-    version = 'version: "1"' if pinned else ""
-    return MODEL.format(name=name, owner=owner, version=version, description=description)
+    return model_manifest(name, description, model=f"{owner}-{name}", pinned=pinned)
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +178,17 @@ def tiny_repo(git: GitServer, name: str, owner: str) -> tuple[Repository, str]:
     return repo, sha
 
 
+def synced(
+    kube: Kube, op: OperatorProcess, git: GitServer, namespace: str, prefix: str, **spec: Any
+) -> tuple[Repository, str]:
+    """``tiny_repo`` ``<prefix>-<namespace>`` delivered by the GitSource ``platform`` (``spec``
+    added), once it applied the first commit; the repository and that commit."""
+    repo, sha = tiny_repo(git, f"{prefix}-{namespace}", namespace)
+    create_source(kube, namespace, git, f"{prefix}-{namespace}", **spec)
+    wait_source(kube, op, namespace, applied(sha), timeout=60)
+    return repo, sha
+
+
 def entries(obj: Mapping[str, Any]) -> list[str]:
     return [e["id"] for e in (obj.get("status") or {}).get("inventory", {}).get("entries", [])]
 
@@ -252,9 +249,7 @@ def test_the_example_platform_delivered_by_a_gitsource_reaches_ready(
 def test_a_bad_revision_is_held_back_and_the_last_good_one_stays(
     op: OperatorProcess, kube: Kube, git: GitServer, namespace: str
 ) -> None:
-    repo, good = tiny_repo(git, f"held-{namespace}", namespace)
-    create_source(kube, namespace, git, f"held-{namespace}")
-    wait_source(kube, op, namespace, applied(good), timeout=60)
+    repo, good = synced(kube, op, git, namespace, "held")
     kube.wait(namespace, "Model", "tiny", is_ready, timeout=60)
 
     broken = repo.commit({"models/tiny.yaml": "apiVersion: amlops.io/v1alpha1\nkind: [Model\n"})
@@ -302,9 +297,7 @@ def test_a_bad_revision_is_held_back_and_the_last_good_one_stays(
 def test_removing_a_file_prunes_its_object_and_deleting_the_source_prunes_the_rest(
     op: OperatorProcess, kube: Kube, git: GitServer, namespace: str
 ) -> None:
-    repo, first = tiny_repo(git, f"prune-{namespace}", namespace)
-    create_source(kube, namespace, git, f"prune-{namespace}")
-    wait_source(kube, op, namespace, applied(first), timeout=60)
+    repo, first = synced(kube, op, git, namespace, "prune")
     kube.wait(namespace, "Model", "other", is_ready, timeout=60)
     tiny_before = kube.get(namespace, "Model", "tiny")
     assert tiny_before is not None
@@ -327,9 +320,7 @@ def test_removing_a_file_prunes_its_object_and_deleting_the_source_prunes_the_re
 def test_a_suspended_source_syncs_nothing_until_resumed(
     op: OperatorProcess, kube: Kube, git: GitServer, namespace: str
 ) -> None:
-    repo, first = tiny_repo(git, f"suspend-{namespace}", namespace)
-    create_source(kube, namespace, git, f"suspend-{namespace}")
-    wait_source(kube, op, namespace, applied(first), timeout=60)
+    repo, first = synced(kube, op, git, namespace, "suspend")
     kube.patch(namespace, "GitSource", "platform", {"spec": {"suspend": True}})
     wait_source(kube, op, namespace, reason_is("Suspended"), timeout=30)
     second = repo.commit({"models/other.yaml": None})
@@ -346,9 +337,7 @@ def test_a_suspended_source_syncs_nothing_until_resumed(
 def test_deleting_a_source_without_prune_leaves_its_objects_unowned(
     op: OperatorProcess, kube: Kube, git: GitServer, namespace: str
 ) -> None:
-    _, first = tiny_repo(git, f"keep-{namespace}", namespace)
-    create_source(kube, namespace, git, f"keep-{namespace}", prune=False)
-    wait_source(kube, op, namespace, applied(first), timeout=60)
+    synced(kube, op, git, namespace, "keep", prune=False)
     kube.wait(namespace, "Model", "tiny", is_ready, timeout=60)
     kube.delete(namespace, "GitSource", "platform")
     kube.wait_gone(namespace, "GitSource", "platform", timeout=60)
@@ -374,9 +363,7 @@ def test_the_receiver_triggers_a_sync_only_with_a_good_signature(
     op: OperatorProcess, kube: Kube, proxy: Proxy, git: GitServer, namespace: str
 ) -> None:
     since = proxy.mark()
-    repo, first = tiny_repo(git, f"hook-{namespace}", namespace)
-    create_source(kube, namespace, git, f"hook-{namespace}")
-    wait_source(kube, op, namespace, applied(first), timeout=60)
+    repo, first = synced(kube, op, git, namespace, "hook")
     second = repo.commit({"models/tiny.yaml": model("tiny", namespace, "pushed")})
     body = json.dumps({"ref": "refs/heads/main", "after": second}).encode()
     good = "sha256=" + hmac.new(HOOK_KEY.encode(), body, hashlib.sha256).hexdigest()
@@ -416,9 +403,7 @@ def test_a_second_source_declaring_an_object_is_refused_naming_its_owner(
     op: OperatorProcess, kube: Kube, git: GitServer, namespace: str
 ) -> None:
     """Two GitSources declaring one Model would take it from each other every interval."""
-    _, first = tiny_repo(git, f"own-a-{namespace}", namespace)
-    create_source(kube, namespace, git, f"own-a-{namespace}")
-    wait_source(kube, op, namespace, applied(first), timeout=60)
+    synced(kube, op, git, namespace, "own-a")
     other = git.create(f"own-b-{namespace}")
     other.commit(
         {
@@ -682,9 +667,7 @@ def test_the_standby_replica_answers_the_receiver_as_the_leader_does(
     from tests.operator.test_ha import peered  # test_ha imports this module (test_rbac)
 
     with peered(cluster, kube, operator, source_root, tmp_path) as (ops, _, _):
-        repo, first = tiny_repo(git, f"ha-{namespace}", namespace)
-        create_source(kube, namespace, git, f"ha-{namespace}")
-        wait_source(kube, ops[0], namespace, applied(first), timeout=60)
+        repo, _ = synced(kube, ops[0], git, namespace, "ha")
         second = repo.commit({"models/tiny.yaml": model("tiny", namespace, "pushed")})
         body = json.dumps({"ref": "refs/heads/main", "after": second}).encode()
         good = "sha256=" + hmac.new(HOOK_KEY.encode(), body, hashlib.sha256).hexdigest()

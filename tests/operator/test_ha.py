@@ -7,17 +7,15 @@ azureml backend keeps its state in Azure ML). The suite's operator is stopped me
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import kopf
 import pytest
-from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
 
-from amlops.crds import WEBHOOK_CONFIGURATION
 from amlops.handlers.admission import self_signed
 from amlops.handlers.options import Settings, SettingsError
 from amlops.handlers.settings import configure_kopf
@@ -25,19 +23,20 @@ from tests.envtest.apiserver import Cluster, apply_object
 from tests.operator.harness import (
     Kube,
     OperatorProcess,
+    delete_webhook_configurations,
     deploy_documents,
-    free_port,
     is_ready,
     model_spec,
     new_proxy,
     object_path,
     operator_env,
-    proxied_kubeconfig,
-    token_of,
+    operator_kubeconfig,
+    refuses,
     wait_for,
+    webhook_configurations,
+    webhook_env,
 )
 from tests.operator.proxy import Proxy, rbac_rules
-from tests.operator.test_admission import refuses
 from tests.operator.test_rbac import granted
 
 pytestmark = [pytest.mark.envtest, pytest.mark.slow]
@@ -74,12 +73,9 @@ def peered(
         apply_object(api, object_path(peering), peering)
     name = peering["metadata"]["name"]
     proxy = new_proxy(cluster)
-    sa = cluster.service_account_kubeconfig("amlops-system", "amlops-operator")
     ops = []
     for i in range(2):
-        kubeconfig = proxied_kubeconfig(
-            tmp_path / f"kubeconfig-{i}", proxy, token_of(sa), "amlops-system"
-        )
+        kubeconfig = operator_kubeconfig(cluster, proxy, tmp_path / f"kubeconfig-{i}")
         options = operator_env(
             kubeconfig,
             tmp_path / f"state-{i}",
@@ -103,15 +99,20 @@ def peered(
         operator.start()
 
 
+Peered = Callable[..., AbstractContextManager[tuple[list[OperatorProcess], Proxy, str]]]
+
+
 @pytest.fixture
-def replicas(
-    cluster: Cluster,
-    kube: Kube,
-    operator: OperatorProcess,
-    source_root: Any,
-    tmp_path: Any,
-) -> Iterator[tuple[list[OperatorProcess], Proxy, str]]:
-    with peered(cluster, kube, operator, source_root, tmp_path) as running:
+def peer(
+    cluster: Cluster, kube: Kube, operator: OperatorProcess, source_root: Any, tmp_path: Any
+) -> Peered:
+    """``peered`` on the suite's cluster and operator: ``with peer(**env) as (ops, ...)``."""
+    return functools.partial(peered, cluster, kube, operator, source_root, tmp_path)
+
+
+@pytest.fixture
+def replicas(peer: Peered) -> Iterator[tuple[list[OperatorProcess], Proxy, str]]:
+    with peer() as running:
         yield running
 
 
@@ -167,18 +168,11 @@ def test_the_shipped_deployment_runs_two_peered_replicas() -> None:
 
 
 def webhook_names(kube: Kube) -> set[str]:
-    admission = k8s.AdmissionregistrationV1Api(kube.api)
-    validating = admission.read_validating_webhook_configuration(WEBHOOK_CONFIGURATION)
-    mutating = admission.read_mutating_webhook_configuration(WEBHOOK_CONFIGURATION)
-    return {h.name for c in (validating, mutating) for h in c.webhooks or []}
+    return {h.name for c in webhook_configurations(kube) for h in c.webhooks or []}
 
 
 def test_a_replica_that_stops_leaves_the_webhooks_to_the_other(
-    cluster: Cluster,
-    kube: Kube,
-    operator: OperatorProcess,
-    source_root: Any,
-    tmp_path: Any,
+    peer: Peered, kube: Kube, tmp_path: Any
 ) -> None:
     """Both replicas serve the webhooks with one certificate (a mounted Secret in a cluster)
     behind one address (the Service; here one loopback port both bind, as Kopf's server
@@ -186,15 +180,8 @@ def test_a_replica_that_stops_leaves_the_webhooks_to_the_other(
     persistent webhooks, and the other replica goes on answering them."""
     shared = self_signed(tmp_path / "cert", ["127.0.0.1"])
     try:
-        with peered(
-            cluster,
-            kube,
-            operator,
-            source_root,
-            tmp_path,
-            AMLOPS_WEBHOOKS="true",
-            AMLOPS_WEBHOOK_ADDR="127.0.0.1",
-            AMLOPS_WEBHOOK_PORT=str(free_port()),
+        with peer(
+            **webhook_env(),
             AMLOPS_WEBHOOK_CERT_DIR=str(shared.cert.parent),
         ) as (ops, _, _):
             wait_for(lambda: refuses(kube), timeout=60, every=0.5, what="the webhooks")
@@ -206,16 +193,7 @@ def test_a_replica_that_stops_leaves_the_webhooks_to_the_other(
             for _ in range(5):  # every call now reaches the survivor
                 assert refuses(kube)
     finally:
-        admission = k8s.AdmissionregistrationV1Api(kube.api)
-        for delete in (
-            admission.delete_validating_webhook_configuration,
-            admission.delete_mutating_webhook_configuration,
-        ):
-            try:
-                delete(WEBHOOK_CONFIGURATION)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+        delete_webhook_configurations(kube)
 
 
 def test_peered_webhooks_need_a_shared_certificate() -> None:

@@ -3,7 +3,7 @@ conditions, Events, generations, suspend, drift, invalid specs, finalizers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
 from typing import Any
 
 import pytest
@@ -22,13 +22,6 @@ from tests.operator.harness import (
 )
 
 pytestmark = [pytest.mark.envtest, pytest.mark.slow]
-
-
-@pytest.fixture
-def backend(op: OperatorProcess) -> Iterator[BackendView]:
-    view = BackendView(op)
-    yield view
-    view.close()
 
 
 def reasons(kube: Kube, namespace: str, name: str) -> list[tuple[str, str]]:
@@ -52,6 +45,9 @@ def test_ready_model_reports_version_conditions_and_one_event(
     assert ready["observedGeneration"] == 1 and ready["lastTransitionTime"].endswith("Z")
     assert not condition(obj, "Reconciling") and not condition(obj, "Stalled")
     assert backend.versions("ready-model") == ["1"]
+    # the Event is posted next to the status write: it may land just after Ready is seen
+    events = wait_for(lambda: kube.events(namespace, "m") or None, what="the Registered Event")
+    time.sleep(0.5)  # and nothing else follows it
     events = kube.events(namespace, "m")
     assert [(e.type, e.reason) for e in events] == [("Normal", "Registered")]
     assert events[0].reporting_component == "amlops-operator"

@@ -20,9 +20,8 @@ from tests.operator.harness import (
     is_ready,
     model_spec,
     new_proxy,
-    proxied_kubeconfig,
+    operator_kubeconfig,
     reason_is,
-    token_of,
 )
 from tests.operator.proxy import Proxy, rbac_rules
 from tests.operator.test_endpoint import endpoint_spec
@@ -133,8 +132,7 @@ def test_a_forbidden_request_is_caught_by_the_proxy(cluster: Cluster, tmp_path: 
     recorded by the proxy (a separate one, so the suite's own check stays clean)."""
     proxy = new_proxy(cluster)
     try:
-        sa = cluster.service_account_kubeconfig("amlops-system", "amlops-operator")
-        path = proxied_kubeconfig(tmp_path / "kc", proxy, token_of(sa), "amlops-system")
+        path = operator_kubeconfig(cluster, proxy, tmp_path / "kc")
         with cluster.api_client(path) as api:
             with pytest.raises(ApiException) as err:
                 k8s.CoreV1Api(api).list_namespaced_secret("amlops-system")

@@ -10,7 +10,6 @@ are never affected."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,31 +22,27 @@ from kubernetes.client.rest import ApiException
 from amlops import API_GROUP
 from amlops.backends import BACKENDS, BackendOptions, Backends, OpenedBackend
 from amlops.core.validate import validate_paths
-from amlops.crds import VERSION, WEBHOOK_CONFIGURATION
+from amlops.crds import VERSION
 from amlops.handlers import admission, flow, tenancy
 from amlops.handlers.admission import Checkout
 from amlops.kinds import KINDS, ORDER
 from amlops.kinds.workspace_binding import Binding, Identity, parse
 from amlops.reconcile.conditions import Outcome, Phase
-from tests.envtest.apiserver import Cluster, unique_name
+from tests.envtest.apiserver import unique_name
 from tests.operator.harness import (
     BackendView,
     Kube,
     OperatorProcess,
+    body,
     condition,
-    free_port,
     is_ready,
     model_spec,
-    new_proxy,
-    operator_env,
     phase,
-    proxied_kubeconfig,
     reason_is,
-    token_of,
     wait_for,
 )
 from tests.operator.proxy import Proxy
-from tests.operator.test_admission import body, create, refuses
+from tests.operator.test_admission import create
 from tests.operator.test_flow import LOG, backend, events, kind, memo  # noqa: F401 (fixtures)
 from tests.operator.test_flow import body as model_body
 
@@ -203,13 +198,6 @@ def new_namespace(kube: Kube) -> str:
     return name
 
 
-@pytest.fixture
-def view(op: OperatorProcess) -> Iterator[BackendView]:
-    v = BackendView(op)
-    yield v
-    v.close()
-
-
 def test_a_binding_is_never_applied_from_git() -> None:
     crd = KINDS["WorkspaceBinding"].crd
     assert crd is not None and crd.plural == PLURAL
@@ -327,49 +315,6 @@ def test_a_client_secret_identity_is_read_from_its_bindings_namespace(
 
 
 # -- with the webhooks -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def webhooks(
-    cluster: Cluster,
-    kube: Kube,
-    operator: OperatorProcess,
-    source_root: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[OperatorProcess, Proxy]]:
-    """An operator serving the webhooks (the suite's is stopped meanwhile)."""
-    operator.stop()
-    proxy = new_proxy(cluster)
-    work = tmp_path_factory.mktemp("tenancy-operator")
-    sa = cluster.service_account_kubeconfig("amlops-system", "amlops-operator")
-    kubeconfig = proxied_kubeconfig(work / "kubeconfig", proxy, token_of(sa), "amlops-system")
-    env = operator_env(
-        kubeconfig,
-        work / "state",
-        source_root,
-        AMLOPS_WEBHOOKS="true",
-        AMLOPS_WEBHOOK_ADDR="127.0.0.1",
-        AMLOPS_WEBHOOK_PORT=str(free_port()),
-    )
-    op = OperatorProcess(env, work / "log")
-    op.start()
-    try:
-        wait_for(lambda: refuses(kube), timeout=60, every=0.5, what="the validating webhook")
-        yield op, proxy
-    finally:
-        op.stop()
-        api = k8s.AdmissionregistrationV1Api(kube.api)
-        for delete in (
-            api.delete_validating_webhook_configuration,
-            api.delete_mutating_webhook_configuration,
-        ):
-            try:
-                delete(WEBHOOK_CONFIGURATION)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-        proxy.stop()
-        operator.start()
 
 
 def denied_by_tenancy(kube: Kube, namespace: str, spec: dict[str, Any]) -> ApiException | None:

@@ -22,11 +22,15 @@ pytestmark = [pytest.mark.envtest, pytest.mark.slow]
 def quiet(
     proxy: Proxy, since: float, match: Callable[[Record], bool], seconds: float = 1.5
 ) -> list[Record]:
-    """The matching records since ``since``, once none has come for ``seconds``."""
+    """The matching records since ``since``, once none has come for ``seconds`` (counted from
+    this call too: a write the caller already sees may not be recorded yet, the proxy records
+    it once its answer is through)."""
+    called = time.monotonic()
 
     def settled() -> tuple[list[Record]] | None:
         got = [r for r in proxy.records(since) if match(r)]
-        last = max((r.at for r in got), default=since)
+        last = max((r.at for r in got), default=called)
+        last = max(last, called)
         return (got,) if time.monotonic() - last >= seconds else None
 
     return wait_for(settled, timeout=30, what="the operator to go quiet")[0]

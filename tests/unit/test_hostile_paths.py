@@ -20,6 +20,7 @@ from amlops.core.manifests import load_tree
 from amlops.core.validate import validate_paths
 from amlops.handlers.objects import Resource, SpecError, source_of
 from amlops.reconcile.inputs import Source
+from tests.platform_text import manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = ROOT / "tests" / "fixtures" / "hostile"
@@ -63,19 +64,16 @@ def repo(tmp_path: Path) -> Path:
 
 
 def model(name: str, path: str) -> str:
-    return textwrap.dedent(
+    return manifest(
+        "Model",
+        name,
         f"""\
-        apiVersion: amlops.io/v1alpha1
-        kind: Model
-        metadata:
+        workspace: ws
+        model:
           name: {name}
-        spec:
-          workspace: ws
-          model:
-            name: {name}
-            version: "1"
-            path: {path}
-        """
+          version: "1"
+          path: {path}
+        """,
     )
 
 

@@ -45,9 +45,8 @@ from typing import Any
 
 import kopf
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
@@ -57,6 +56,7 @@ from amlops.core.config import RepoConfig, load_config
 from amlops.core.credentials import secret_literals
 from amlops.core.findings import Finding, redact
 from amlops.core.manifests import Manifest, load_tree
+from amlops.core.pki import common_name, self_signed_ca, signed_leaf
 from amlops.core.policy import PolicySet, configured_policies
 from amlops.core.refs import declared
 from amlops.core.schemas import SchemaSet, load_schemas
@@ -388,52 +388,18 @@ def self_signed(directory: Path, hostnames: list[str]) -> CertFiles:
     if _still_good(files, hostnames, now):
         return files
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "amlops-operator webhook CA")])
     start = now - datetime.timedelta(minutes=5)
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
+    ca, ca_key = self_signed_ca(
+        "amlops-operator webhook CA", start, now + datetime.timedelta(days=CA_DAYS), path_length=0
     )
-    key = ec.generate_private_key(ec.SECP256R1())
-    common = next((h for h in hostnames if not _is_ip(h)), hostnames[0])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
-        .add_extension(x509.SubjectAlternativeName([_san(h) for h in hostnames]), False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
+    cert, key = signed_leaf(
+        ca,
+        ca_key,
+        common_name(next((h for h in hostnames if not _is_ip(h)), hostnames[0])),
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        start,
+        now + datetime.timedelta(days=CERT_DAYS),
+        [_san(h) for h in hostnames],
     )
     pem = serialization.Encoding.PEM
     key_pem = key.private_bytes(
@@ -533,33 +499,19 @@ def register(settings: Settings = SETTINGS) -> bool:
         # persistent: a replica that stops leaves them to the other; only a CREATE may fail
         # closed, so a left-behind configuration never blocks a finalizer's release or a delete
         create_open = not settings.webhook_fail_closed
-        kopf.on.validate(
-            *resource,
-            id=f"validate-{kind}",
-            operations=["CREATE"],
-            persistent=True,
-            ignore_failures=create_open,
-        )(on_validate)
-        kopf.on.validate(
-            *resource,
-            id=f"validate-update-{kind}",
-            operations=["UPDATE"],
-            persistent=True,
-            ignore_failures=True,
-        )(on_validate)
-        kopf.on.mutate(
-            *resource,
-            id=f"finalizer-{kind}",
-            operations=["CREATE"],
-            persistent=True,
-            ignore_failures=True,
-        )(on_mutate)
+        hooks: list[tuple[Callable[..., Any], str, str, bool, Callable[..., None]]] = [
+            (kopf.on.validate, f"validate-{kind}", "CREATE", create_open, on_validate),
+            (kopf.on.validate, f"validate-update-{kind}", "UPDATE", True, on_validate),
+            (kopf.on.mutate, f"finalizer-{kind}", "CREATE", True, on_mutate),
+        ]
         if name == "Model":
-            kopf.on.validate(
+            hooks.append((kopf.on.validate, "protect-model", "DELETE", True, on_delete))
+        for decorator, hook_id, operation, ignore_failures, handler in hooks:
+            decorator(
                 *resource,
-                id="protect-model",
-                operations=["DELETE"],
+                id=hook_id,
+                operations=[operation],
                 persistent=True,
-                ignore_failures=True,
-            )(on_delete)
+                ignore_failures=ignore_failures,
+            )(handler)
     return True

@@ -106,42 +106,55 @@ def _call(kube: Any, path: str, method: str, content_type: str, body: Any, **que
     )
 
 
-def _where(secret: Mapping[str, Any]) -> tuple[str, str]:
+def _where(secret: Mapping[str, Any]) -> str:
+    meta = secret["metadata"]
+    return f"Secret {meta['namespace']}/{meta['name']}"
+
+
+# (method, content type) of the requests about a Secret
+_APPLY = ("PATCH", "application/apply-patch+yaml")
+_CREATE = ("POST", "application/json")
+_TEST = ("PATCH", "application/json-patch+json")
+
+
+def _send(
+    kube: Any,
+    secret: Mapping[str, Any],
+    doing: str,
+    request: tuple[str, str],
+    body: Any,
+    *,
+    tolerated: frozenset[int] = frozenset(),
+    **query: str,
+) -> int | None:
+    """One ``request`` about the Secret (a POST: to its collection): None when it is done, the
+    status of a refusal in ``tolerated``; any other refusal raises SecretApplyError, which says
+    what it was ``doing`` (never the answer: it may hold the keys)."""
+    method, content_type = request
     meta = secret["metadata"]
     path = f"/api/v1/namespaces/{meta['namespace']}/secrets"
-    return path, f"Secret {meta['namespace']}/{meta['name']}"
+    if method != "POST":
+        path = f"{path}/{meta['name']}"
+    try:
+        _call(kube, path, method, content_type, body, **query)
+    except ApiException as exc:
+        if exc.status in tolerated:
+            return int(exc.status)
+        raise SecretApplyError(f"{doing} {_where(secret)}: {exc.status} {_message(exc)}") from None
+    except OSError as exc:
+        raise SecretApplyError(f"{doing} {_where(secret)}: {exc}") from None
+    return None
 
 
 def apply_secret(kube: Any, secret: Mapping[str, Any]) -> None:
     """Server-side apply of a Secret known to be the object's (``write_secret`` checks)."""
-    path, where = _where(secret)
-    try:
-        _call(
-            kube,
-            f"{path}/{secret['metadata']['name']}",
-            "PATCH",
-            "application/apply-patch+yaml",
-            dict(secret),
-            force="true",
-        )
-    except ApiException as exc:
-        raise SecretApplyError(f"applying {where}: {exc.status} {_message(exc)}") from None
-    except OSError as exc:
-        raise SecretApplyError(f"applying {where}: {exc}") from None
+    _send(kube, secret, "applying", _APPLY, dict(secret), force="true")
 
 
 def _create(kube: Any, secret: Mapping[str, Any]) -> bool:
     """Create the Secret; False when one of that name exists already."""
-    path, where = _where(secret)
-    try:
-        _call(kube, path, "POST", "application/json", dict(secret))
-    except ApiException as exc:
-        if exc.status == 409:
-            return False
-        raise SecretApplyError(f"creating {where}: {exc.status} {_message(exc)}") from None
-    except OSError as exc:
-        raise SecretApplyError(f"creating {where}: {exc}") from None
-    return True
+    refused = _send(kube, secret, "creating", _CREATE, dict(secret), tolerated=frozenset({409}))
+    return refused is None
 
 
 def _owned(kube: Any, secret: Mapping[str, Any]) -> bool | None:
@@ -149,26 +162,10 @@ def _owned(kube: Any, secret: Mapping[str, Any]) -> bool | None:
     no other object has); None when there is no such Secret. A JSON patch whose only operation
     is a ``test`` changes nothing and needs no ``get``: the API server answers 422 when the
     test fails (or the Secret has no ownerReference)."""
-    path, where = _where(secret)
     (reference,) = secret["metadata"]["ownerReferences"]
     test = [{"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": reference["uid"]}]
-    try:
-        _call(
-            kube,
-            f"{path}/{secret['metadata']['name']}",
-            "PATCH",
-            "application/json-patch+json",
-            test,
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        if exc.status == 422:
-            return False
-        raise SecretApplyError(f"checking {where}: {exc.status} {_message(exc)}") from None
-    except OSError as exc:
-        raise SecretApplyError(f"checking {where}: {exc}") from None
-    return True
+    refused = _send(kube, secret, "checking", _TEST, test, tolerated=frozenset({404, 422}))
+    return None if refused == 404 else refused is None
 
 
 def write_secret(kube: Any, secret: Mapping[str, Any], known: bool) -> None:
@@ -181,10 +178,9 @@ def write_secret(kube: Any, secret: Mapping[str, Any], known: bool) -> None:
             return
         owned = _owned(kube, secret)
     if not owned:
-        _, where = _where(secret)
         raise KeysSecretConflictError(
-            f"{where} exists and is not this object's (its controller ownerReference is not "
-            "this object): it is left as it is. Delete or rename that Secret, or name another "
+            f"{_where(secret)} exists and is not this object's (its controller ownerReference is "
+            "not this object): it is left as it is. Delete or rename that Secret, or name another "
             "(an Endpoint's spec.keysSecretName)"
         )
     apply_secret(kube, secret)

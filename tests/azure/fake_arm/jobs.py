@@ -98,7 +98,7 @@ class JobsApi:
     """The jobs part of a :class:`FakeArm` (``fake.jobs``)."""
 
     def __init__(self, fake: FakeArm) -> None:
-        from .server import _crud, _route
+        from .server import _listed, _route
 
         self.fake = fake
         self._runs: dict[str, _Run] = {}
@@ -111,12 +111,9 @@ class JobsApi:
             _route("Jobs_Get", "GET", "/jobs/{id}"),
             _route("Jobs_CreateOrUpdate", "PUT", "/jobs/{id}"),
             _route("Jobs_Cancel", "POST", "/jobs/{id}/cancel"),
-            _route("ComponentContainers_List", "GET", "/components"),
-            *_crud("ComponentContainers", "/components/{name}", delete=False),
-            _route("ComponentVersions_List", "GET", "/components/{name}/versions"),
-            *_crud("ComponentVersions", "/components/{name}/versions/{version}", delete=False),
-            _route("Compute_List", "GET", "/computes"),
-            *_crud("Compute", "/computes/{name}", put=False, delete=False),
+            *_listed("ComponentContainers", "/components", delete=False),
+            *_listed("ComponentVersions", "/components/{name}/versions", "{version}", delete=False),
+            *_listed("Compute", "/computes", put=False, delete=False),
         ]
 
     # ------------------------------------------------------------------ wiring

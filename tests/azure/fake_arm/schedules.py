@@ -39,15 +39,12 @@ class SchedulesApi:
     """The schedules part of a :class:`FakeArm` (``fake.schedules``)."""
 
     def __init__(self, fake: FakeArm) -> None:
-        from .server import _crud, _route
+        from .server import _listed
 
         self.fake = fake
         self._time_zones = _windows_time_zones()
         fake.durations.setdefault(SEGMENT, 0.0)
-        self.routes: list[Route] = [
-            _route("Schedules_List", "GET", "/schedules"),
-            *_crud("Schedules", "/schedules/{name}"),
-        ]
+        self.routes: list[Route] = _listed("Schedules", "/schedules")
 
     def handlers(self) -> dict[str, Handler]:
         return {

@@ -94,50 +94,44 @@ def _crud(prefix: str, tail: str, *, put: bool = True, delete: bool = True) -> l
     return routes
 
 
+def _listed(prefix: str, tail: str, item: str = "{name}", **crud: bool) -> list[Route]:
+    """``<prefix>_List`` on the collection ``tail`` and :func:`_crud` on ``tail/item``."""
+    return [_route(f"{prefix}_List", "GET", tail), *_crud(prefix, f"{tail}/{item}", **crud)]
+
+
 ROUTES: list[Route] = [
     _route("Workspaces_Get", "GET", ""),
-    _route("Datastores_List", "GET", "/datastores"),
-    *_crud("Datastores", "/datastores/{name}", put=False, delete=False),
+    *_listed("Datastores", "/datastores", put=False, delete=False),
     _route("Datastores_ListSecrets", "POST", "/datastores/{name}/listSecrets"),
-    _route("ModelContainers_List", "GET", "/models"),
-    *_crud("ModelContainers", "/models/{name}"),
-    _route("ModelVersions_List", "GET", "/models/{name}/versions"),
-    *_crud("ModelVersions", "/models/{name}/versions/{version}"),
-    _route("CodeContainers_List", "GET", "/codes"),
-    *_crud("CodeContainers", "/codes/{name}"),
-    _route("CodeVersions_List", "GET", "/codes/{name}/versions"),
-    *_crud("CodeVersions", "/codes/{name}/versions/{version}"),
+    *_listed("ModelContainers", "/models"),
+    *_listed("ModelVersions", "/models/{name}/versions", "{version}"),
+    *_listed("CodeContainers", "/codes"),
+    *_listed("CodeVersions", "/codes/{name}/versions", "{version}"),
     _route(
         "CodeVersions_CreateOrGetStartPendingUpload",
         "POST",
         "/codes/{name}/versions/{version}/startPendingUpload",
     ),
-    _route("EnvironmentContainers_List", "GET", "/environments"),
-    *_crud("EnvironmentContainers", "/environments/{name}"),
-    _route("EnvironmentVersions_List", "GET", "/environments/{name}/versions"),
-    *_crud("EnvironmentVersions", "/environments/{name}/versions/{version}"),
-    _route("OnlineEndpoints_List", "GET", "/onlineEndpoints"),
-    *_crud("OnlineEndpoints", "/onlineEndpoints/{name}"),
+    *_listed("EnvironmentContainers", "/environments"),
+    *_listed("EnvironmentVersions", "/environments/{name}/versions", "{version}"),
+    *_listed("OnlineEndpoints", "/onlineEndpoints"),
     _route("OnlineEndpoints_Update", "PATCH", "/onlineEndpoints/{name}"),
     _route("OnlineEndpoints_ListKeys", "POST", "/onlineEndpoints/{name}/listKeys"),
     _route("OnlineEndpoints_RegenerateKeys", "POST", "/onlineEndpoints/{name}/regenerateKeys"),
     _route("OnlineEndpoints_GetToken", "POST", "/onlineEndpoints/{name}/token"),
-    _route("OnlineDeployments_List", "GET", "/onlineEndpoints/{endpoint}/deployments"),
-    *_crud("OnlineDeployments", "/onlineEndpoints/{endpoint}/deployments/{name}"),
+    *_listed("OnlineDeployments", "/onlineEndpoints/{endpoint}/deployments"),
     _route("OnlineDeployments_Update", "PATCH", "/onlineEndpoints/{endpoint}/deployments/{name}"),
     _route(
         "OnlineDeployments_GetLogs",
         "POST",
         "/onlineEndpoints/{endpoint}/deployments/{name}/getLogs",
     ),
-    _route("ServerlessEndpoints_List", "GET", "/serverlessEndpoints"),
-    *_crud("ServerlessEndpoints", "/serverlessEndpoints/{name}"),
+    *_listed("ServerlessEndpoints", "/serverlessEndpoints"),
     _route("ServerlessEndpoints_ListKeys", "POST", "/serverlessEndpoints/{name}/listKeys"),
     _route(
         "ServerlessEndpoints_RegenerateKeys", "POST", "/serverlessEndpoints/{name}/regenerateKeys"
     ),
-    _route("MarketplaceSubscriptions_List", "GET", "/marketplaceSubscriptions"),
-    *_crud("MarketplaceSubscriptions", "/marketplaceSubscriptions/{name}"),
+    *_listed("MarketplaceSubscriptions", "/marketplaceSubscriptions"),
 ]
 
 _OPERATION_STATUS = re.compile(

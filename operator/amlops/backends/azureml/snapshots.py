@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from typing import Any
 
 Scope = tuple[str, str, str]  # (workspace, kind, parent: a model name, an endpoint, or "")
+Lister = Callable[[], Iterable[tuple[str, Any]]]  # a scope's list: (name, item) pairs
+Settled = Callable[[Any], bool]  # whether an item is in a final state (no operation running)
 
 # how long one 429 may hold a workspace back at most (a malformed header must not stop it)
 MAX_HOLD_S = 300.0
@@ -90,9 +92,7 @@ class Snapshots:
             asked.add(name)
             return len(asked) >= 2
 
-    def get(
-        self, scope: Scope, list_items: Callable[[], Iterable[tuple[str, Any]]]
-    ) -> tuple[Snapshot, bool]:
+    def get(self, scope: Scope, list_items: Lister) -> tuple[Snapshot, bool]:
         """The scope's fresh snapshot, listing when there is none (one lister at a time per
         scope: the others wait and share its list); True when this call listed."""
         with self._lock:
@@ -118,23 +118,13 @@ class Snapshots:
         with self._lock:
             self._taken[scope] = snap
 
-    def lookup(
-        self,
-        scope: Scope,
-        name: str,
-        list_items: Callable[[], Iterable[tuple[str, Any]]],
-        settled: Callable[[Any], bool],
-    ) -> Any | None:
+    def lookup(self, scope: Scope, name: str, list_items: Lister, settled: Settled) -> Any | None:
         """The item the scope's snapshot has for ``name``; None: make a targeted GET (see the
         module's docstring for when)."""
         return self.find(scope, name, list_items, settled)[1]
 
     def find(
-        self,
-        scope: Scope,
-        name: str,
-        list_items: Callable[[], Iterable[tuple[str, Any]]],
-        settled: Callable[[Any], bool],
+        self, scope: Scope, name: str, list_items: Lister, settled: Settled
     ) -> tuple[bool, Any | None]:
         """``lookup`` for a kind whose absence the list settles as well (schedules: a pipeline
         without one asks every drift cycle): ``(True, item)``, or ``(True, None)``
