@@ -243,6 +243,12 @@ def test_operator_brings_the_example_platform_to_ready_in_azure_ml_corrects_drif
     kube.delete(DEV, "Endpoint", ENDPOINT)
     kube.wait_gone(DEV, "Endpoint", ENDPOINT, timeout=60)
     assert fake.state.online_endpoint(ENDPOINT, azure_env.workspace) is None
+    # its keys Secret goes with it through its ownerReference, by the garbage collector, which
+    # envtest does not run: done here, or the module's next Endpoint of that name would find a
+    # Secret it does not own (KeysSecretConflict)
+    secret = kube.core.read_namespaced_secret(f"{ENDPOINT}-keys", DEV)
+    assert [r.uid for r in secret.metadata.owner_references] == [obj["metadata"]["uid"]]
+    kube.core.delete_namespaced_secret(f"{ENDPOINT}-keys", DEV)
     for namespace, name in models:
         kube.delete(namespace, "Model", name)
     for namespace, name in models:
