@@ -178,6 +178,7 @@ class InventoryStore:
     def __init__(self, kube: Kube, namespace: str, instance: str) -> None:
         self.kube = kube
         self.name = f"amlops-inventory-{kubernetes_name(instance)}"
+        self.namespace = namespace
         self.path = f"/api/v1/namespaces/{namespace}/configmaps/{self.name}"
         self.instance = instance
 
@@ -195,21 +196,19 @@ class InventoryStore:
         """Written only when it changed, so a no-op apply writes nothing."""
         if inventory == previous:
             return
-        namespace = self.path.split("/")[4]
         body = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
                 "name": self.name,
-                "namespace": namespace,
+                "namespace": self.namespace,
                 "labels": instance_labels(self.instance),
             },
             "data": {INVENTORY_KEY: inventory.to_json()},
         }
         self.kube.apply(self.path, body)
-        plan.add(
-            "record", f"inventory ConfigMap {namespace}/{self.name}: {len(inventory)} object(s)"
-        )
+        where = f"{self.namespace}/{self.name}"
+        plan.add("record", f"inventory ConfigMap {where}: {len(inventory)} object(s)")
         plan.writes += 1
 
 

@@ -221,7 +221,7 @@ def validate(
     refused = tenancy.refusal(bindings or {}, obj.namespace, obj.workspace, tenancy_on)
     if refused is not None:
         raise kopf.AdmissionError(tenancy.denial(refused), code=403)
-    findings = review(Resource.of(body), checkout(root), schema_only=applied_by_source)
+    findings = review(obj, checkout(root), schema_only=applied_by_source)
     errors = [f for f in findings if f.is_error]
     warnings.extend(describe(f) for f in findings if not f.is_error)
     if errors:

@@ -37,6 +37,7 @@ with the credentials' values before they leave this module.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import os
@@ -77,7 +78,15 @@ from amlops.handlers.runtime import Runtime
 from amlops.handlers.status import merge_patch, redact, redact_status
 from amlops.kinds import ORDER
 from amlops.kinds.git_source import CREDENTIALS_LABEL, KIND_NAME, GitSource, parse
-from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended, timestamp
+from amlops.reconcile.conditions import (
+    READY,
+    Outcome,
+    Phase,
+    build_status,
+    find,
+    suspended,
+    timestamp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -230,17 +239,24 @@ def findings_status(
     ]
 
 
+@functools.lru_cache(maxsize=4096)
+def _content_digest(target: Path) -> str:
+    """Cached by resolved path: an artifact's files never change (one read-only folder per
+    commit), so an interval's sync of an unchanged commit hashes no model weights again."""
+    return file_sha256(target) if target.is_file() else tree_digest(target)
+
+
 def files_digest(m: Manifest, root: Path) -> str:
     """One digest over every local file or folder ``m`` names (missing ones count as missing)."""
     folder = Path(os.path.abspath(m.file)).parent
+    top = root.resolve()
     parts = []
     for _path, _name, value, _relative_to in read_paths(("spec",), m.spec):
         target = folder / value
         try:
-            if target.resolve().is_relative_to(root.resolve()):
-                parts.append(
-                    f"{value}={file_sha256(target) if target.is_file() else tree_digest(target)}"
-                )
+            resolved = target.resolve()
+            if resolved.is_relative_to(top):
+                parts.append(f"{value}={_content_digest(resolved)}")
         except (FileNotFoundError, NotADirectoryError):
             parts.append(f"{value}=missing")
     return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:16]
@@ -513,10 +529,8 @@ def settle(src: Source, result: Sync, body: kopf.Body, patch: kopf.Patch, logger
 
 
 def _ready(status: Mapping[str, Any]) -> tuple[Any, ...]:
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return (cond.get("status"), cond.get("reason"), cond.get("message"))
-    return ()
+    cond = find(status.get("conditions") or [], READY)
+    return () if cond is None else (cond.get("status"), cond.get("reason"), cond.get("message"))
 
 
 def _same_attempt(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
@@ -543,26 +557,13 @@ def _run(kwargs: Mapping[str, Any], *, due_only: bool) -> None:
         interval = spec.interval_s if spec is not None else SETTINGS.drift_interval_s
         if progress or time.monotonic() - synced.get(src.uid, float("-inf")) < interval:
             return
-    with rt.try_exclusive(src.uid) if due_only else _always(rt, src.uid) as mine:
+    # a timer's sync gives way to one under way; a change waits for it
+    with rt.try_exclusive(src.uid, blocking=not due_only) as mine:
         if not mine:
             return
         result = sync(rt, src)
         synced[src.uid] = time.monotonic()
     settle(src, result, body, patch, logger)
-
-
-class _always:
-    """``Runtime.exclusive`` shaped like ``try_exclusive`` (a change waits for a timer's sync)."""
-
-    def __init__(self, rt: Runtime, uid: str) -> None:
-        self._cm = rt.exclusive(uid)
-
-    def __enter__(self) -> bool:
-        self._cm.__enter__()
-        return True
-
-    def __exit__(self, *exc: object) -> None:
-        self._cm.__exit__(*exc)  # type: ignore[arg-type]
 
 
 def finalize(kwargs: Mapping[str, Any]) -> None:

@@ -169,10 +169,11 @@ class Runtime:
             yield
 
     @contextmanager
-    def try_exclusive(self, uid: str) -> Iterator[bool]:
-        """Like ``exclusive`` but gives up at once: a busy object needs no drift check."""
+    def try_exclusive(self, uid: str, *, blocking: bool = False) -> Iterator[bool]:
+        """Like ``exclusive`` but gives up at once (a busy object needs no drift check), or
+        waits with ``blocking`` (True then)."""
         lock = self._lock(uid)
-        got = lock.acquire(blocking=False)
+        got = lock.acquire(blocking=blocking)
         try:
             yield got
         finally:

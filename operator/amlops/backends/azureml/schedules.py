@@ -26,7 +26,6 @@ it uploads code folders and registers the anonymous components of inline steps, 
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,7 +38,6 @@ from amlops.backends.azureml import backend as azureml
 from amlops.backends.azureml import pipelines
 from amlops.backends.azureml.calls import OwnershipError
 from amlops.backends.azureml.snapshots import Scope
-from amlops.core.files import PathRefusedError
 from amlops.core.provenance import TAG_PIPELINE
 
 if TYPE_CHECKING:
@@ -96,10 +94,8 @@ def _state(workspace: str, pipeline: str, found: Any) -> base.PipelineScheduleSt
 
 
 def _provisioning(value: str | None) -> base.ProvisioningState:
-    try:
-        return base.ProvisioningState(value or "Succeeded")
-    except ValueError:  # Canceled, and whatever the service adds
-        return base.ProvisioningState.FAILED
+    """As the backend reads a state; a schedule without one was made (it has no LRO state)."""
+    return azureml._state(value or "Succeeded")
 
 
 def _ours(
@@ -158,24 +154,8 @@ def _job(backend: AzureMLBackend, spec: base.PipelineScheduleSpec) -> Any:
     against the source root, loaded by the SDK's loader, with the run's tags and the job
     properties a run is found (``amlops-pipeline``) and its models registered by."""
     where = f"pipeline {spec.pipeline}"
-    try:
-        for path in pipelines._local_paths(spec.job):
-            backend._admit(path)
-    except (OSError, PathRefusedError) as exc:
-        raise base.BackendError(f"{where}: {exc}") from exc
-    body = copy.deepcopy(dict(spec.job))
-    properties: dict[str, str] = {pipelines.PROP_PIPELINE: spec.pipeline}
-    for output, value in dict(body.get("outputs") or {}).items():
-        if isinstance(value, dict) and isinstance(value.get("name"), str):
-            # amlops registers it when the run completes, as for the runs it submits
-            target = value.pop("name")
-            version = value.pop("version", None)
-            properties[pipelines.PROP_REGISTER + str(output)] = (
-                f"{target}:{version}" if version is not None else target
-            )
-    body.pop("name", None)  # each firing is a new job
-    body.setdefault("experiment_name", spec.pipeline)
-    body["properties"] = {**dict(body.get("properties") or {}), **properties}
+    pipelines.admit_files(backend, spec.job, where)
+    body = pipelines.job_document(spec.job, spec.pipeline)  # each firing is a new job
     body["tags"] = {
         **{str(k): str(v) for k, v in dict(body.get("tags") or {}).items()},
         **spec.tags,
