@@ -63,7 +63,9 @@ def test_an_unpinned_model_gets_the_next_version_only_when_its_files_change(
     assert second.version == "2" and second.digest == tree_digest(folder)
     latest = backend.latest_model_version(WS, "served")
     assert latest is not None and latest.version == "2"
-    assert azure_env.fake.log.count("ModelVersions_CreateOrUpdate") == 2
+    # this model's writes (an upload another test gave up on may still land in this fake)
+    creates = azure_env.fake.log.find("ModelVersions_CreateOrUpdate", path_contains="/served/")
+    assert len(creates) == 2
 
 
 def test_delete_removes_the_version_through_the_rest_api(
