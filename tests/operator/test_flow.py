@@ -20,7 +20,7 @@ from amlops.handlers.options import Settings
 from amlops.handlers.runtime import Runtime
 from amlops.kinds import ORDER
 from amlops.reconcile.actions import Result
-from amlops.reconcile.conditions import Outcome, Phase, build_status
+from amlops.reconcile.conditions import Outcome, Phase, build_status, timestamp
 from amlops.reconcile.model import DeleteModelVersion, RegisterModel
 from amlops.reconcile.registry import RECONCILERS
 
@@ -84,6 +84,13 @@ def body(spec: dict[str, Any] = SPEC, status: dict[str, Any] | None = None) -> k
     }
     if status is not None:
         raw["status"] = status
+    return kopf.Body(raw)  # type: ignore[arg-type]
+
+
+def born(created: str) -> kopf.Body:
+    """``body()`` without a status, created at ``created``."""
+    raw = dict(body())
+    raw["metadata"] = {**raw["metadata"], "creationTimestamp": created}
     return kopf.Body(raw)  # type: ignore[arg-type]
 
 
@@ -182,7 +189,14 @@ def test_drift_check_skips_objects_a_change_handler_owns(
     pending = {"kopf": {"progress": {"reconcile_model": {"retries": 2}}}}
     flow.drift(kind(READY), flow.Call(body(status=pending), memo, 0, LOG, kopf.Patch()))
     flow.drift(kind(READY), flow.Call(body({**SPEC, "suspend": True}), memo, 0, LOG, kopf.Patch()))
+    # a new object (no status of ours yet) is its create handler's, queued behind the timer
+    flow.drift(
+        kind(READY), flow.Call(born(timestamp(datetime.now(UTC))), memo, 0, LOG, kopf.Patch())
+    )
     assert backend.calls == [] and events == []
+    # ... until its grace is over: a status Kopf failed to write is the timer's to repair
+    flow.drift(kind(READY), flow.Call(born("2020-01-01T00:00:00Z"), memo, 0, LOG, kopf.Patch()))
+    assert backend.calls == ["observe"]
 
 
 def test_drift_check_reports_a_correction(memo: kopf.Memo, events: list[Any]) -> None:
@@ -202,7 +216,8 @@ def test_drift_check_reports_a_correction(memo: kopf.Memo, events: list[Any]) ->
 def test_drift_check_that_changed_nothing_reports_no_correction(
     memo: kopf.Memo, backend: Backend, events: list[Any]
 ) -> None:
-    flow.drift(kind(READY), flow.Call(body(), memo, 0, LOG, kopf.Patch()))
+    was_ready = build_status(READY, 1, None, NOW)
+    flow.drift(kind(READY), flow.Call(body(status=was_ready), memo, 0, LOG, kopf.Patch()))
     assert backend.calls == ["observe"]
     assert "DriftCorrected" not in [e[1] for e in events]
 

@@ -214,11 +214,31 @@ def _change_pending(obj: Resource) -> bool:
     return bool(kopf_state.get("progress"))
 
 
+# how long a new object without a status is left to its create handler by the drift timer
+NEW_OBJECT_GRACE_S = 10.0
+
+
+def _just_created(body: Mapping[str, Any]) -> bool:
+    """No status of ours yet, and created moments ago: its create handler is queued (the
+    timer's idle time can pass before it runs, on a busy operator), and reconciling it here
+    too would make the handler, holding the body it was given, do it all again (two status
+    writes, two Events). Later, a missing status is one Kopf failed to write: the timer's."""
+    if "observedGeneration" in (body.get("status") or {}):
+        return False
+    created = (body.get("metadata") or {}).get("creationTimestamp")
+    try:
+        born = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (datetime.now(UTC) - born).total_seconds() < NEW_OBJECT_GRACE_S
+
+
 def drift(kind: Kind[D], call: Call) -> None:
     """The timer: re-read the backend and correct what changed outside Git. Since it is an
-    ordinary reconcile, it also repairs a status that fell behind (a write Kopf gave up on)."""
+    ordinary reconcile, it also repairs a status that fell behind (a write Kopf gave up on),
+    once the object has one."""
     obj = call.obj
-    if obj.suspended or _change_pending(obj):
+    if obj.suspended or _change_pending(obj) or _just_created(call.body):
         return
     started = time.monotonic()
     with call.rt.try_exclusive(obj.uid) as mine:
