@@ -21,12 +21,18 @@ import yaml
 from amlops import API_GROUP
 from amlops.core.schemas import read_schemas
 from amlops.kinds import CRD_KINDS, KINDS, ORDER
-from amlops.kinds.base import Crd
+from amlops.kinds.base import Column, Crd
 from amlops.paths import schemas_dir
 
 VERSION = "v1alpha1"
 _READY = '.status.conditions[?(@.type=="Ready")]'
-_WORKSPACE_COLUMN = {"name": "Workspace", "type": "string", "jsonPath": ".spec.workspace"}
+_WORKSPACE_COLUMN = Column("Workspace", ".spec.workspace")
+# after every kind's own columns
+_STATUS_COLUMNS = (
+    Column("Ready", f"{_READY}.status"),
+    Column("Reason", f"{_READY}.reason"),
+    Column("Age", ".metadata.creationTimestamp", type="date"),
+)
 
 _DROP = {"$schema", "$id", "title", "oneOf", "anyOf", "allOf", "not", "examples"}
 
@@ -94,13 +100,8 @@ def build_crd(kind: str, schema: dict[str, Any]) -> dict[str, Any]:
     }
     # a source (GitSource) belongs to no workspace
     in_workspace = "workspace" in props["spec"].get("properties", {})
-    printer = [
-        *([dict(_WORKSPACE_COLUMN)] if in_workspace else []),
-        *(dict(column) for column in crd.columns),
-        {"name": "Ready", "type": "string", "jsonPath": f"{_READY}.status"},
-        {"name": "Reason", "type": "string", "jsonPath": f"{_READY}.reason"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    ]
+    columns = (*((_WORKSPACE_COLUMN,) if in_workspace else ()), *crd.columns, *_STATUS_COLUMNS)
+    printer = [column.printer() for column in columns]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

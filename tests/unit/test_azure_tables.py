@@ -11,8 +11,15 @@ import pytest
 import yaml
 
 from amlops.core.azure import (
+    ASSET_NAME,
     BUILTIN_ROLES,
+    COMPUTE_NAME,
+    DEPLOYMENT_NAME,
+    ENDPOINT_NAME,
+    JOB_NAME,
     PRIVILEGED_ROLES,
+    WORKSPACE_NAME,
+    NameRule,
     family_of,
     is_privileged,
     role_id,
@@ -60,6 +67,45 @@ def test_role_lookups_fold_case_and_read_any_scope_prefix() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("rule", "name", "accepted"),
+    [
+        (ASSET_NAME, "1.model_x-y", True),
+        (ASSET_NAME, ".model", False),
+        (ASSET_NAME, "model x", False),
+        (ENDPOINT_NAME, "ep-1", True),
+        (ENDPOINT_NAME, "1ep", False),
+        (ENDPOINT_NAME, "ep-", False),
+        (ENDPOINT_NAME, "e_p", False),
+        (DEPLOYMENT_NAME, "blue-2", True),
+        (DEPLOYMENT_NAME, "blue-", False),
+        (COMPUTE_NAME, "gpu-", True),
+        (COMPUTE_NAME, "1gpu", False),
+        (COMPUTE_NAME, "gpu_1", False),
+        (WORKSPACE_NAME, "9ws_a-b", True),
+        (WORKSPACE_NAME, "ws.a", False),
+        (JOB_NAME, "1job_a-b", True),
+        (JOB_NAME, "job.a", False),
+    ],
+)
+def test_azure_ml_name_rules_refuse_what_they_say(
+    rule: NameRule, name: str, accepted: bool
+) -> None:
+    # the pattern and the words are written from one set of parameters
+    assert (rule.problem(name) is None) == accepted
+    symbols = {c for c in rule.says if c in "-_."}
+    assert symbols == set(rule.symbols)
+    assert ("starting with a letter or digit" in rule.says) == rule.digit_first
+    assert ("not ending with" in rule.says) == (not rule.symbol_last)
+
+
+def test_a_name_rule_checks_the_length_it_states() -> None:
+    assert ENDPOINT_NAME.problem("ep") is not None
+    assert ENDPOINT_NAME.problem("ep", length=False) is None
+    assert "3 to 32" in ENDPOINT_NAME.says
+    assert DEPLOYMENT_NAME.says == ENDPOINT_NAME.says and DEPLOYMENT_NAME.what == "deployment"
+
+
 def test_the_core_needs_neither_pulumi_nor_the_program() -> None:
     # Layers point down: infra/ imports the core, never the other way round.
     code = (

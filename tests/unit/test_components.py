@@ -167,14 +167,14 @@ def test_a_component_manifest_that_cannot_run_is_a_finding_at_its_field(repo: Pa
 
 
 def test_component_refs_are_told_apart() -> None:
-    assert component.component_ref({"command": "x"}) == component.INLINE
-    assert component.component_ref("./train.yml") == component.FILE
-    assert component.component_ref("file:./train.yml") == component.FILE
-    assert component.component_ref("azureml:train:1") == component.ASSET
-    assert component.component_ref("azureml:train@latest") == component.ASSET
-    assert component.component_ref(REGISTRY_URI) == component.REGISTRY
+    assert component.component_ref({"command": "x"}) == component.ComponentRef.INLINE
+    assert component.component_ref("./train.yml") == component.ComponentRef.FILE
+    assert component.component_ref("file:./train.yml") == component.ComponentRef.FILE
+    assert component.component_ref("azureml:train:1") == component.ComponentRef.ASSET
+    assert component.component_ref("azureml:train@latest") == component.ComponentRef.ASSET
+    assert component.component_ref(REGISTRY_URI) == component.ComponentRef.REGISTRY
     versions = REGISTRY_URI.replace("/labels/latest", "/versions/3")
-    assert component.component_ref(versions) == component.REGISTRY
+    assert component.component_ref(versions) == component.ComponentRef.REGISTRY
 
 
 # -- component files: their interface decides the binding checks -------------------------------

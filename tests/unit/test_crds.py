@@ -66,6 +66,19 @@ def test_crds_are_structural_and_list_the_amlops_category() -> None:
         assert "Ready" in columns and columns[-1] == "Age"
 
 
+def test_a_kinds_plural_and_columns_come_from_the_kind() -> None:
+    for crd in _crds():
+        names = crd["spec"]["names"]
+        declared = KINDS[names["kind"]].crd
+        assert declared is not None and declared.plural == names["plural"]
+        assert names["plural"] == f"{names['singular']}s"
+    endpoint = yaml.safe_load(render()["amlops.io_endpoints.yaml"])
+    printer = {c["name"]: c for c in endpoint["spec"]["versions"][0]["additionalPrinterColumns"]}
+    # `kubectl get -o wide` only: a column with a priority; the others carry none
+    assert printer["URI"]["priority"] == 1 and "priority" not in printer["Ready"]
+    assert printer["Age"]["type"] == "date" and printer["Workspace"]["type"] == "string"
+
+
 def test_embedded_azure_ml_parts_keep_unknown_fields() -> None:
     crd = yaml.safe_load(render()["amlops.io_endpoints.yaml"])
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]

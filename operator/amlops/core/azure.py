@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from types import MappingProxyType
 
 # -- roles ---------------------------------------------------------------------------------------
@@ -131,13 +132,36 @@ def canonical_vm_size(vm_size: str) -> str:
 
 @dataclass(frozen=True)
 class NameRule:
-    """What Azure ML accepts as the name of one sort of object, and where that rule comes from."""
+    """What Azure ML accepts as the name of one sort of object: letters, digits and a few
+    ``symbols``, within a length. The pattern and the words a finding says are both written
+    from these, so they cannot disagree."""
 
     what: str
-    pattern: re.Pattern[str]
     min_length: int
     max_length: int
-    says: str  # the rule in words, for the finding
+    symbols: str  # allowed besides letters and digits, in the order the rule names them
+    digit_first: bool = True  # may start with a digit (it may always start with a letter)
+    symbol_last: bool = True  # may end with one of ``symbols``
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        alnum = "a-zA-Z0-9"
+        first = alnum if self.digit_first else "a-zA-Z"
+        rest = f"[{alnum}{''.join(re.escape(s) for s in self.symbols)}]*"
+        if not self.symbol_last:
+            rest = f"({rest}[{alnum}])?"
+        return re.compile(f"^[{first}]{rest}$")
+
+    @cached_property
+    def says(self) -> str:
+        """The rule in words, for the finding."""
+        symbols = [f"'{s}'" for s in self.symbols]
+        chars = _any_of(["letters", "digits", *symbols])
+        first = "a letter or digit" if self.digit_first else "a letter"
+        says = f"use {self.min_length} to {self.max_length} {chars}, starting with {first}"
+        if not self.symbol_last:
+            says += f" and not ending with {_any_of(symbols)}"
+        return says
 
     def problem(self, name: str, *, length: bool = True) -> str | None:
         """Why Azure ML refuses ``name``, or None. ``length=False``: another rule says it."""
@@ -148,6 +172,11 @@ class NameRule:
         return None
 
 
+def _any_of(words: list[str]) -> str:
+    """``a, b or c``."""
+    return " or ".join(filter(None, [", ".join(words[:-1]), words[-1]]))
+
+
 # Azure ML's own rules, not DNS-1123 (which only our Kubernetes object names need: see
 # amlops.core.manifests.kubernetes_name). Sources: endpoints and deployments, the azure-ai-ml
 # SDK (constants/_endpoint.py EndpointConfigurations, entities/_endpoint/_endpoint_helpers.py);
@@ -155,42 +184,12 @@ class NameRule:
 # asset names (models, environments, components, data), compute names (cluster 2-16 in older
 # API versions, 3-24 now: the union, so no name Azure accepts is refused), workspace names
 # (also in policies/rules/workspace-name-length.yaml, which reports the length).
-ASSET_NAME = NameRule(
-    "asset",
-    re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-_.]*$"),
-    1,
-    255,
-    "use 1 to 255 letters, digits, '-', '_' or '.', starting with a letter or digit",
-)
-ENDPOINT_NAME = NameRule(
-    "endpoint",
-    re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$"),
-    3,
-    32,
-    "use 3 to 32 letters, digits or '-', starting with a letter and not ending with '-'",
-)
-DEPLOYMENT_NAME = NameRule("deployment", ENDPOINT_NAME.pattern, 3, 32, ENDPOINT_NAME.says)
-COMPUTE_NAME = NameRule(
-    "compute",
-    re.compile(r"^[a-zA-Z][a-zA-Z0-9-]*$"),
-    2,
-    24,
-    "use 2 to 24 letters, digits or '-', starting with a letter",
-)
-WORKSPACE_NAME = NameRule(
-    "workspace",
-    re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$"),
-    3,
-    33,
-    "use 3 to 33 letters, digits, '-' or '_', starting with a letter or digit",
-)
-JOB_NAME = NameRule(
-    "job",
-    re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-_]*$"),
-    1,
-    255,
-    "use 1 to 255 letters, digits, '-' or '_', starting with a letter or digit",
-)
+ASSET_NAME = NameRule("asset", 1, 255, "-_.")
+ENDPOINT_NAME = NameRule("endpoint", 3, 32, "-", digit_first=False, symbol_last=False)
+DEPLOYMENT_NAME = replace(ENDPOINT_NAME, what="deployment")
+COMPUTE_NAME = NameRule("compute", 2, 24, "-", digit_first=False)
+WORKSPACE_NAME = NameRule("workspace", 3, 33, "-_")
+JOB_NAME = NameRule("job", 1, 255, "-_")
 
 
 # -- names the Pulumi program derives ------------------------------------------------------------

@@ -8,7 +8,7 @@ a type here, never an import at run time.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from amlops.core.assets import is_external, parse_asset_ref
@@ -39,13 +39,32 @@ class Part:
 
 
 @dataclass(frozen=True)
+class Column:
+    """A column ``kubectl get`` prints (one of the CRD's ``additionalPrinterColumns``)."""
+
+    name: str
+    json_path: str
+    type: str = "string"
+    priority: int = 0  # 0: always shown; more: only with ``-o wide``
+
+    def printer(self) -> dict[str, Any]:
+        """The column as the CRD writes it."""
+        column: dict[str, Any] = {"name": self.name, "type": self.type, "jsonPath": self.json_path}
+        if self.priority:
+            column["priority"] = self.priority
+        return column
+
+
+@dataclass(frozen=True)
 class Crd:
     """The custom resource the operator reconciles the kind as."""
 
-    plural: str
     short_names: tuple[str, ...]
     # Printer columns between the common Workspace and Ready/Reason/Age ones.
-    columns: tuple[Mapping[str, Any], ...] = ()
+    columns: tuple[Column, ...] = ()
+    # Empty: Kubernetes' convention (kubebuilder's default), the kind's name in lower case plus
+    # "s", which ``Kind`` fills in; a kind whose plural is irregular names it.
+    plural: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,6 +158,11 @@ class Kind:
     references: References = _no_references
     models: Named = _names_nothing  # model references (``azureml:NAME:VERSION``)
     environments: Named = _names_nothing  # named (a string) or written out (a mapping)
+
+    def __post_init__(self) -> None:
+        if self.crd is not None and not self.crd.plural:
+            # frozen: the dataclass way to set a derived field at construction
+            object.__setattr__(self, "crd", replace(self.crd, plural=f"{self.name.lower()}s"))
 
     @property
     def schema_file(self) -> str:

@@ -26,6 +26,7 @@ import posixpath
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from enum import StrEnum, auto
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -59,27 +60,30 @@ _REGISTRY_RE = re.compile(
     r"(?:/versions/(?P<version>[^/]+)|/labels/(?P<label>[^/]+))?$"
 )
 
-# What a step's ``component:`` names (``component_ref``).
-INLINE = "inline"
-FILE = "file"
-ASSET = "asset"
-REGISTRY = "registry"
-OTHER = "other"
+
+class ComponentRef(StrEnum):
+    """What a step's ``component:`` names (``component_ref``)."""
+
+    INLINE = auto()
+    FILE = auto()
+    ASSET = auto()
+    REGISTRY = auto()
+    OTHER = auto()
 
 
-def component_ref(value: Any) -> str:
+def component_ref(value: Any) -> ComponentRef:
     """Which of the ways to name a component ``value`` is (see the module's docstring)."""
     if isinstance(value, Mapping):
-        return INLINE
+        return ComponentRef.INLINE
     if not isinstance(value, str):
-        return OTHER
+        return ComponentRef.OTHER
     if _REGISTRY_RE.match(value):
-        return REGISTRY
+        return ComponentRef.REGISTRY
     if value.startswith("azureml:") and parse_asset_ref(value) is not None:
-        return ASSET
+        return ComponentRef.ASSET
     if is_local(value):
-        return FILE
-    return OTHER
+        return ComponentRef.FILE
+    return ComponentRef.OTHER
 
 
 @dataclass(frozen=True)
@@ -272,12 +276,12 @@ def inline_components(
     def component(value: Any, where: FieldPath, base: str, chain: tuple[str, ...]) -> Any:
         ref = component_ref(value)
         found: Named | None = None
-        if ref == ASSET and named is not None:
+        if ref == ComponentRef.ASSET and named is not None:
             found = named(value)
             if found is None:
                 return value  # not the repository's: only Azure ML knows it
             at = found.path
-        elif ref == FILE:
+        elif ref == ComponentRef.FILE:
             at = _rebase(base, value)
         else:
             return value
@@ -402,7 +406,7 @@ class Repository:
     def find(self, workspace: str, value: str) -> Manifest | None:
         """The Component manifest ``azureml:NAME:VERSION`` / ``azureml:NAME@latest`` names in
         ``workspace``; None when the repository declares no such version."""
-        ref = parse_asset_ref(value) if component_ref(value) == ASSET else None
+        ref = parse_asset_ref(value) if component_ref(value) == ComponentRef.ASSET else None
         if ref is None:
             return None
         return pick(self._versions.get((workspace, ref.name), {}), ref)

@@ -300,11 +300,8 @@ KIND = base.Kind(
     name="Endpoint",
     engine="operator",
     crd=base.Crd(
-        plural="endpoints",
         short_names=("amlendpoint", "amlep"),
-        columns=(
-            {"name": "URI", "type": "string", "jsonPath": ".status.scoringUri", "priority": 1},
-        ),
+        columns=(base.Column("URI", ".status.scoringUri", priority=1),),
     ),
     parts=(
         base.Part("endpoint", "load_online_endpoint", cli_type="online_endpoint"),

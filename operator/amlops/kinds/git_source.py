@@ -138,11 +138,10 @@ KIND = base.Kind(
     # reconciled by the operator, but as a source of objects rather than through a backend
     engine="gitops",
     crd=base.Crd(
-        plural="gitsources",
         short_names=("amlgitsource", "amlgs"),
         columns=(
-            {"name": "URL", "type": "string", "jsonPath": ".spec.url"},
-            {"name": "Revision", "type": "string", "jsonPath": ".status.lastAppliedRevision"},
+            base.Column("URL", ".spec.url"),
+            base.Column("Revision", ".status.lastAppliedRevision"),
         ),
     ),
 )

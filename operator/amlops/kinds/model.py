@@ -83,9 +83,8 @@ KIND = base.Kind(
     name="Model",
     engine="operator",
     crd=base.Crd(
-        plural="models",
         short_names=("amlmodel",),
-        columns=({"name": "Version", "type": "string", "jsonPath": ".status.version"},),
+        columns=(base.Column("Version", ".status.version"),),
     ),
     parts=(base.Part("model", "load_model", cli_type="model", versioned=True),),
     declare=base.declare_asset("model", "models"),

@@ -23,8 +23,9 @@ a single-component pipeline job are graphs too: one job model for the reconciler
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -43,12 +44,9 @@ from amlops.core.findings import Finding, Severity
 from amlops.core.locator import Locator, finding_at
 from amlops.core.source import Document, FieldPath
 from amlops.kinds import base
+from amlops.kinds.component import BINDING_RE as BINDING_RE
 from amlops.kinds.component import (
-    ASSET,
-    FILE,
-    INLINE,
-    OTHER,
-    REGISTRY,
+    ComponentRef,
     ComponentsDeclared,
     ComponentSpec,
     Inlined,
@@ -58,7 +56,6 @@ from amlops.kinds.component import (
     inline_components,
     registry_note,
 )
-from amlops.kinds.component import BINDING_RE as BINDING_RE
 from amlops.kinds.component import read as read_component
 from amlops.kinds.component import read_file as read_component_file
 
@@ -287,13 +284,13 @@ class _Builder:
         compute = body.get("compute") or default_compute or SERVERLESS
         component = body.get("component")
         ref = component_ref(component) if component is not None else None
-        if ref == FILE:
+        if ref == ComponentRef.FILE:
             raise JobSpecError(
                 (*where, "component"),
                 f"the component file {component!r} was not read; read the job through "
                 "amlops.kinds.component.inline_components first",
             )
-        if ref in (ASSET, REGISTRY, OTHER):
+        if ref in (ComponentRef.ASSET, ComponentRef.REGISTRY, ComponentRef.OTHER):
             self._add(
                 level,
                 name,
@@ -546,7 +543,7 @@ def _outputs_of(body: Mapping[str, Any]) -> frozenset[str] | None:
     component = body.get("component")
     if component is None:
         return frozenset(str(k) for k in base.mapping(body.get("outputs")))
-    if component_ref(component) != INLINE:
+    if component_ref(component) != ComponentRef.INLINE:
         return None
     return frozenset(str(k) for k in base.mapping(component.get("outputs")))
 
@@ -805,13 +802,12 @@ def parse(
     inlined = inline_components(job, load, named) if load is not None else Inlined(job)
     cron, time_zone = _schedule(spec)
     graph, problems = _read(inlined.job, cron, time_zone)
+    at = _in_job(partial(finding_at, locator, kind="Pipeline"), inlined)
     findings = [
-        _located(locator, inlined, (*JOB, *where), base.RULE_SPEC, message)
+        at((*JOB, *where), base.RULE_SPEC, message, Severity.ERROR)
         for where, _, message in inlined.problems
     ]
-    findings += [
-        _located(locator, inlined, path, base.RULE_SPEC, message) for path, message in problems
-    ]
+    findings += [at(path, base.RULE_SPEC, message, Severity.ERROR) for path, message in problems]
     return PipelineSpec(
         job=inlined.job,
         graph=graph,
@@ -823,34 +819,23 @@ def parse(
     ), findings
 
 
-def _located(
-    locator: Locator,
-    inlined: Inlined,
-    path: FieldPath,
-    rule: str,
-    message: str,
-    severity: Severity = Severity.ERROR,
-) -> Finding:
-    """A finding at ``path`` (``spec.job...``): in the component file it was written in, or
-    where ``locator`` (the manifest) says."""
-    origin = inlined.origin(path[len(JOB) :]) if path[: len(JOB)] == JOB else None
-    if origin is not None:
-        return finding_at(origin[0], origin[1], rule, message, severity, kind="Pipeline")
-    return finding_at(locator, path, rule, message, severity, kind="Pipeline")
+# Where a finding goes: ``Manifest.finding`` (it names the object, and the field as written),
+# or with only a locator ``finding_at``.
+_Place = Callable[[FieldPath, str, str, Severity], Finding]
 
 
-def _found(
-    m: Manifest,
-    inlined: Inlined,
-    path: FieldPath,
-    rule: str,
-    message: str,
-    severity: Severity = Severity.ERROR,
-) -> Finding:
-    """``_located`` for a manifest: the finding names the object, and the field as written."""
-    if inlined.origin(path[len(JOB) :]) is None or path[: len(JOB)] != JOB:
-        return m.finding(path, rule, message, severity)
-    return replace(_located(m, inlined, path, rule, message, severity), name=m.name)
+def _in_job(place: _Place, inlined: Inlined, name: str | None = None) -> _Place:
+    """``place`` for the fields of ``spec.job``: one written in a component file is found in
+    that file (about the object ``name``), any other where ``place`` puts it."""
+
+    def at(path: FieldPath, rule: str, message: str, severity: Severity) -> Finding:
+        origin = inlined.origin(path[len(JOB) :]) if path[: len(JOB)] == JOB else None
+        if origin is None:
+            return place(path, rule, message, severity)
+        found = finding_at(origin[0], origin[1], rule, message, severity, kind="Pipeline")
+        return replace(found, name=name)
+
+    return at
 
 
 # -- the kind: what a Pipeline manifest declares and references -------------------------------
@@ -910,9 +895,10 @@ def _references(m: Manifest, declared: base.Declared) -> Iterator[Finding]:
     # the repository's Components its ``azureml:`` steps name are put in place as files are
     named = declared.repository.naming(m, JOB) if isinstance(declared, ComponentsDeclared) else None
     inlined = inline_components(job, _component_files(m), named)
+    at = _in_job(m.finding, inlined, m.name)
     covered: set[tuple[str, int]] = set()
     for where, rule, message in inlined.problems:
-        finding = _found(m, inlined, (*JOB, *where), rule, message)
+        finding = at((*JOB, *where), rule, message, Severity.ERROR)
         covered.add((finding.file, finding.line))
         # a file the manifest itself names is checked with its other files (refs.check_files)
         if inlined.origin(where[:-1]) is not None or rule not in _FILE_RULES:
@@ -926,7 +912,7 @@ def _references(m: Manifest, declared: base.Declared) -> Iterator[Finding]:
     # A binding to something missing is reported once, by its ref.binding finding.
     covered |= {(f.file, f.line) for f in bindings_found}
     for path, message in _read(checked, *_schedule(m.spec))[1]:
-        finding = _found(m, inlined, path, base.RULE_SPEC, message)
+        finding = at(path, base.RULE_SPEC, message, Severity.ERROR)
         if (finding.file, finding.line) not in covered:
             yield finding
 
@@ -982,14 +968,15 @@ def _named_components(
     not hold: an error when nothing declares it, a note when it is in a registry or listed
     under ``external.components`` (its bindings are not checked)."""
     findings: list[Finding] = []
+    at = _in_job(m.finding, inlined, m.name)
     ws = m.workspace or ""
 
     def note(value: str) -> tuple[str, str, Severity] | None:
         """What to say about the component ``value`` names; None: nothing."""
         ref = component_ref(value)
-        if ref == REGISTRY:
+        if ref == ComponentRef.REGISTRY:
             return RULE_UNCHECKED, registry_note(value), Severity.WARNING
-        if ref != ASSET or not isinstance(declared, ComponentsDeclared):
+        if ref != ComponentRef.ASSET or not isinstance(declared, ComponentsDeclared):
             return None
         name, version = _name_version(value)
         if declared.external.has("components", name, version):
@@ -1017,7 +1004,7 @@ def _named_components(
         if said is not None:
             rule, message, severity = said
             path: FieldPath = (*JOB, *where, "component")
-            findings.append(_found(m, inlined, path, rule, message, severity))
+            findings.append(at(path, rule, message, severity))
         if isinstance(value, Mapping):
             visit(value, (*where, "component"))
         for name, step in base.mapping(body.get("jobs")).items():
@@ -1088,11 +1075,10 @@ KIND = base.Kind(
     name="Pipeline",
     engine="operator",
     crd=base.Crd(
-        plural="pipelines",
         short_names=("amlpipeline", "amlpipe"),
         columns=(
-            {"name": "Run", "type": "string", "jsonPath": ".status.runId"},
-            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            base.Column("Run", ".status.runId"),
+            base.Column("Phase", ".status.phase"),
         ),
     ),
     parts=(base.Part("job", "load_job", cli_type="pipeline_job"),),

@@ -119,11 +119,10 @@ KIND = base.Kind(
     name="ServerlessEndpoint",
     engine="operator",
     crd=base.Crd(
-        plural="serverlessendpoints",
         short_names=("amlserverless", "amlsep"),
         columns=(
-            {"name": "Model", "type": "string", "jsonPath": ".status.modelId"},
-            {"name": "URI", "type": "string", "jsonPath": ".status.scoringUri", "priority": 1},
+            base.Column("Model", ".status.modelId"),
+            base.Column("URI", ".status.scoringUri", priority=1),
         ),
     ),
     parts=(base.Part("endpoint", "load_serverless_endpoint", cli_type="serverless_endpoint"),),

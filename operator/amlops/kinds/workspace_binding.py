@@ -94,8 +94,7 @@ KIND = base.Kind(
     # in a repository (`amlops validate`), the workspace it binds must be declared
     references=base.check_workspace,
     crd=base.Crd(
-        plural="workspacebindings",
         short_names=("amlwsb",),
-        columns=({"name": "Client", "type": "string", "jsonPath": ".spec.identity.clientId"},),
+        columns=(base.Column("Client", ".spec.identity.clientId"),),
     ),
 )
