@@ -220,15 +220,7 @@ class _Schedules:
         self, spec: PipelineScheduleSpec
     ) -> PipelineScheduleState:
         self.calls.append(f"put {spec.cron} enabled={spec.enabled}")
-        state = PipelineScheduleState(
-            spec.workspace,
-            spec.pipeline,
-            spec.cron,
-            spec.time_zone,
-            spec.enabled,
-            spec.fingerprint,
-            ProvisioningState.SUCCEEDED,
-        )
+        state = PipelineScheduleState.accepted(spec, ProvisioningState.SUCCEEDED, tags={})
         self.kept[(spec.workspace, spec.pipeline)] = state
         return state
 

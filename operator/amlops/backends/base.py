@@ -162,6 +162,29 @@ class PipelineRun:
     interrupted: bool = False
     tags: Mapping[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def submitted(
+        cls,
+        spec: PipelineRunSpec,
+        run_id: str,
+        status: JobStatus,
+        steps: tuple[StepRun, ...],
+        created_at: str,
+        tags: Mapping[str, str],
+    ) -> PipelineRun:
+        """The run a backend has just started for ``spec``."""
+        return cls(
+            run_id,
+            spec.workspace,
+            spec.pipeline,
+            spec.fingerprint,
+            spec.trigger,
+            status,
+            steps,
+            created_at,
+            tags=tags,
+        )
+
 
 # -- pipeline schedules -----------------------------------------------------------------------
 
@@ -192,6 +215,25 @@ class PipelineScheduleState:
     fingerprint: str  # of the job the schedule submits ("" when it does not say)
     provisioning_state: ProvisioningState
     tags: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def accepted(
+        cls,
+        spec: PipelineScheduleSpec,
+        provisioning_state: ProvisioningState,
+        tags: Mapping[str, str],
+    ) -> PipelineScheduleState:
+        """The schedule a backend has just been asked to keep as ``spec`` says."""
+        return cls(
+            spec.workspace,
+            spec.pipeline,
+            spec.cron,
+            spec.time_zone,
+            spec.enabled,
+            spec.fingerprint,
+            provisioning_state,
+            tags,
+        )
 
 
 # -- endpoints --------------------------------------------------------------------------------

@@ -180,7 +180,6 @@ class AzureMLBackend:
             from azure.ai.ml import MLClient
 
             quiet_sdk()
-            s = self.settings
             ml = MLClient(
                 self._credential,
                 where.subscription_id,
@@ -190,12 +189,8 @@ class AzureMLBackend:
                 # bars are captured (calls.captured_console)
                 show_progress=True,
                 enable_telemetry=False,
-                retry_total=s.retry_total,
-                retry_backoff_factor=s.retry_backoff_factor,
-                retry_backoff_max=s.retry_backoff_max,
-                connection_timeout=s.connection_timeout_s,
-                read_timeout=s.read_timeout_s,
                 per_retry_policies=[gate_policy(self.gate, workspace)],
+                **self.settings.transport(),
                 **self._client_kwargs,
             )
             self._clients[workspace] = ml
@@ -473,6 +468,28 @@ class AzureMLBackend:
             tags={k: v for k, v in tags.items() if k not in _BOOKKEEPING},
         )
 
+    def _find_endpoint(
+        self, workspace: str, name: str, kind: _EndpointKind, *, shared: bool
+    ) -> Any | None:
+        """The SDK's entity for an endpoint of ``kind``, from the workspace's list of them
+        (``shared``: a drift check; one Azure is still changing is read again) or one GET;
+        None: there is none."""
+        ml = self.client(workspace)
+        found = None
+        if shared:
+            operations = kind.operations(ml)
+            found = self.snapshots.lookup(
+                (workspace, kind.scope, ""),
+                name,
+                lambda: self._call(
+                    kind.listing, lambda: [(str(e.name), e) for e in operations.list()]
+                ),
+                lambda e: kind.state(e.provisioning_state) not in _IN_PROGRESS,
+            )
+        if found is None:
+            found = self._get(f"{kind.noun} {name}", lambda: kind.read(ml, name))
+        return found
+
     def get_endpoint(self, workspace: str, name: str) -> base.EndpointState | None:
         return self._get_endpoint(workspace, name, shared=True)
 
@@ -481,20 +498,7 @@ class AzureMLBackend:
     ) -> base.EndpointState | None:
         """The endpoint from the workspace's list (``shared``, a drift check) or one GET (before
         a write)."""
-        ml = self.client(workspace)
-        found = None
-        if shared:
-            found = self.snapshots.lookup(
-                (workspace, "endpoint", ""),
-                name,
-                lambda: self._call(
-                    "online endpoints",
-                    lambda: [(str(e.name), e) for e in ml.online_endpoints.list()],
-                ),
-                lambda e: _state(e.provisioning_state) not in _IN_PROGRESS,
-            )
-        if found is None:
-            found = self._get(f"endpoint {name}", lambda: _read_endpoint(ml, name))
+        found = self._find_endpoint(workspace, name, _ONLINE, shared=shared)
         if found is None:
             return None
         state = self._endpoint(workspace, found)
@@ -871,22 +875,7 @@ class AzureMLBackend:
         self, workspace: str, name: str, *, shared: bool = False
     ) -> base.ServerlessEndpointState | None:
         """From the workspace's list (``shared``, a drift check) or one GET (before a write)."""
-        ml = self.client(workspace)
-        found = None
-        if shared:
-            found = self.snapshots.lookup(
-                (workspace, "serverless", ""),
-                name,
-                lambda: self._call(
-                    "serverless endpoints",
-                    lambda: [(str(e.name), e) for e in ml.serverless_endpoints.list()],
-                ),
-                lambda e: _snake_state(e.provisioning_state) not in _IN_PROGRESS,
-            )
-        if found is None:
-            found = self._get(
-                f"serverless endpoint {name}", lambda: ml.serverless_endpoints.get(name)
-            )
+        found = self._find_endpoint(workspace, name, _SERVERLESS, shared=shared)
         if found is None:
             return None
         tags = {str(k): str(v) for k, v in (found.tags or {}).items()}
@@ -1028,6 +1017,36 @@ def _read_endpoint(ml: Any, name: str) -> Any:
         **getattr(operations, "_init_kwargs", {}),
     )
     return OnlineEndpoint._from_rest_object(found)
+
+
+@dataclass(frozen=True)
+class _EndpointKind:
+    """How the backend reads the endpoints of one kind: online or serverless."""
+
+    scope: str  # of its snapshots (``snapshots.Scope``)
+    noun: str  # in messages: "NOUN NAME"
+    listing: str  # in messages about the list
+    operations: Callable[[Any], Any]  # the MLClient's operations for the kind
+    read: Callable[[Any, str], Any]  # one GET: (MLClient, name) -> the entity
+    state: Callable[[str | None], base.ProvisioningState]
+
+
+_ONLINE = _EndpointKind(
+    scope="endpoint",
+    noun="endpoint",
+    listing="online endpoints",
+    operations=lambda ml: ml.online_endpoints,
+    read=_read_endpoint,
+    state=_state,
+)
+_SERVERLESS = _EndpointKind(
+    scope="serverless",
+    noun="serverless endpoint",
+    listing="serverless endpoints",
+    operations=lambda ml: ml.serverless_endpoints,
+    read=lambda ml, name: ml.serverless_endpoints.get(name),
+    state=_snake_state,
+)
 
 
 def _split(azure: Mapping[str, int] | None, zeros: str | None) -> dict[str, int]:

@@ -392,21 +392,19 @@ class Pipelines:
         b.snapshots.invalidate(self._scope(spec.workspace), spec.pipeline)
         created = b._upload(f"submit {where}", lambda: ml.jobs.create_or_update(job))
         self._submitted[(spec.workspace, spec.pipeline)] = str(created.name)
-        return base.PipelineRun(
-            run_id=str(created.name),
-            workspace=spec.workspace,
-            pipeline=spec.pipeline,
-            fingerprint=spec.fingerprint,
-            trigger=spec.trigger,
-            status=job_status(created.status),
-            steps=(
-                tuple(
-                    base.StepRun(str(n), base.JobStatus.NOT_STARTED)
-                    for n in (getattr(created, "jobs", None) or {})
-                )
-                if _is_pipeline(created)
-                else (_main_step(created),)
-            ),
+        steps = (
+            tuple(
+                base.StepRun(str(n), base.JobStatus.NOT_STARTED)
+                for n in (getattr(created, "jobs", None) or {})
+            )
+            if _is_pipeline(created)
+            else (_main_step(created),)
+        )
+        return base.PipelineRun.submitted(
+            spec,
+            str(created.name),
+            job_status(created.status),
+            steps,
             created_at=str(_created(created) or ""),
             tags=dict(job_body["tags"]),
         )

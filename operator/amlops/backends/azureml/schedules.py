@@ -200,17 +200,10 @@ def create_or_update(
         lambda: ml.schedules.begin_create_or_update(schedule),
     )
     backend._owned.add(("schedule", spec.workspace, name))
-    return base.PipelineScheduleState(
-        workspace=spec.workspace,
-        pipeline=spec.pipeline,
-        cron=spec.cron,
-        time_zone=spec.time_zone,
-        enabled=spec.enabled,
-        fingerprint=spec.fingerprint,
-        provisioning_state=(
-            base.ProvisioningState.UPDATING if current else base.ProvisioningState.CREATING
-        ),
-        tags=tags,
+    return base.PipelineScheduleState.accepted(
+        spec,
+        base.ProvisioningState.UPDATING if current else base.ProvisioningState.CREATING,
+        tags,
     )
 
 

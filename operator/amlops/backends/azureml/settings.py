@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from amlops.backends.base import BackendError
 from amlops.core.config import DefaultWorkspace
@@ -45,6 +45,16 @@ class Coordinates:
     workspace_name: str
 
 
+class Transport(TypedDict):
+    """What MLClient passes on to azure-core: its ``RetryPolicy``'s and the transport's."""
+
+    retry_total: int
+    retry_backoff_factor: float
+    retry_backoff_max: float
+    connection_timeout: float
+    read_timeout: float
+
+
 @dataclass(frozen=True)
 class AzureSettings:
     subscription_id: str = ""
@@ -68,6 +78,16 @@ class AzureSettings:
     # how long one list of a kind answers the drift checks' reads of that kind (0: GET each
     # object); see amlops.backends.azureml.snapshots
     snapshot_ttl_s: float = 30.0
+
+    def transport(self) -> Transport:
+        """The retry and timeout settings as MLClient's keyword arguments."""
+        return {
+            "retry_total": self.retry_total,
+            "retry_backoff_factor": self.retry_backoff_factor,
+            "retry_backoff_max": self.retry_backoff_max,
+            "connection_timeout": self.connection_timeout_s,
+            "read_timeout": self.read_timeout_s,
+        }
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AzureSettings:

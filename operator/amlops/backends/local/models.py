@@ -153,22 +153,19 @@ class ModelRegistry:
         if prepared.new:
             self.catalog.insert_model_version(tx, prepared.version, prepared.location)
 
-    def register(
-        self,
-        workspace: str,
-        spec: ModelVersionSpec,
-        *,
-        source_root: Path | None = None,
-        owner: str | None = None,
-    ) -> ModelVersion:
+    def register(self, prepared: Prepared) -> ModelVersion:
+        """Write what ``prepare`` stored into the catalog, in a transaction of its own
+        (``commit`` writes it in the caller's), and return the version as the catalog holds it.
+        The caller holds ``lock`` from the ``prepare`` on, so that no other registration takes
+        the same next version."""
+        version = prepared.version
         with self.lock:
-            prepared = self.prepare(workspace, spec, source_root=source_root, owner=owner)
             if prepared.new:
                 with self.catalog.transaction() as tx:
                     self.commit(tx, prepared)
-            registered = self.get(workspace, spec.name, prepared.version.version)
+            registered = self.get(version.workspace, version.name, version.version)
         if registered is None:  # pragma: no cover - the row was written just above
-            raise BackendError(f"model {spec.name}:{prepared.version.version} vanished")
+            raise BackendError(f"model {version.name}:{version.version} vanished")
         return registered
 
     def delete(self, workspace: str, name: str, version: str, *, owner: str = "") -> None:

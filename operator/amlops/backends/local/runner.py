@@ -243,24 +243,17 @@ class PipelineRunner:
 
     def submit(self, spec: PipelineRunSpec, graph: JobGraph) -> PipelineRun:
         run_id = new_run_id(spec.pipeline)
-        run = PipelineRun(
-            run_id=run_id,
-            workspace=spec.workspace,
-            pipeline=spec.pipeline,
-            fingerprint=spec.fingerprint,
-            trigger=spec.trigger,
-            status=JobStatus.QUEUED,
-            steps=tuple(
-                StepRun(
-                    s.name,
-                    JobStatus.NOT_STARTED,
-                    compute=s.compute,
-                    log=str(self._step_dir(run_id, s.name) / "user_logs" / "std_log.txt"),
-                )
-                for s in graph.steps
-            ),
-            created_at=_now(),
-            tags=dict(spec.tags),
+        steps = tuple(
+            StepRun(
+                s.name,
+                JobStatus.NOT_STARTED,
+                compute=s.compute,
+                log=str(self._step_dir(run_id, s.name) / "user_logs" / "std_log.txt"),
+            )
+            for s in graph.steps
+        )
+        run = PipelineRun.submitted(
+            spec, run_id, JobStatus.QUEUED, steps, created_at=_now(), tags=dict(spec.tags)
         )
         self.catalog.insert_run(run, self._owner)
         active = _Active(spec, graph, threading.Event(), self._bin_dir())
