@@ -361,6 +361,24 @@ def test_traffic_to_an_unknown_deployment_is_a_spec_error() -> None:
     )
 
 
+def test_a_deployment_without_a_model_stalls_the_endpoint_naming_the_field() -> None:
+    spec = {
+        "endpoint": {"name": "e", "auth_mode": "key", "traffic": {"a": 50, "b": 50}},
+        "deployments": [
+            {"name": "a", "code_configuration": {"code": "score", "scoring_script": "s.py"}},
+            {"name": "b", "model": "azureml:m:1", "code_configuration": {"code": "score"}},
+        ],
+    }
+    desired = endpoint.desired(Inputs("ws", "e", spec, 1, SOURCE))
+    # only what can be deployed is desired (and observed); the spec error says why
+    assert [d.name for d in desired.deployments] == ["b"]
+    observed = endpoint.EndpointObserved(None, {}, {"b": _version("m", "1")}, {"b": "sha256:c"})
+    result = endpoint.reconcile_endpoint(desired, observed, None, NOW)
+    assert (result.outcome.phase, result.outcome.reason) == (Phase.STALLED, "InvalidSpec")
+    assert "m.yaml:7 spec.deployments[0].model:" in result.outcome.message
+    assert result.actions == ()
+
+
 def test_schedule_times_are_kept_in_utc_whatever_the_time_zone() -> None:
     desired = _pipeline(schedule={"cron": "0 3 * * 1", "timeZone": "Europe/Berlin"})
     done = _run(desired, JobStatus.COMPLETED)

@@ -35,9 +35,8 @@ that lost the tag is drift and gets it back, as for the other provenance tags.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from amlops.backends.base import (
@@ -56,7 +55,7 @@ from amlops.core.provenance import TAG_OBJECT
 from amlops.core.source import FieldPath
 from amlops.kinds.endpoint import Deployment, Endpoint, InlineModel, parse
 from amlops.reconcile import driver
-from amlops.reconcile.actions import Action, Result
+from amlops.reconcile.actions import Action, DeleteOwned, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
 from amlops.reconcile.inputs import Gone, Inputs, accepted, describe, digest_of, owner_of
 from amlops.reconcile.model import RegisterModel
@@ -67,15 +66,15 @@ PROGRESS_REQUEUE_S = 0.5
 
 @dataclass(frozen=True)
 class DeploymentDesired:
-    name: str
-    written: Mapping[str, Any]  # the CLI v2 deployment YAML as written
-    model: ModelRef | None
-    code_dir: Path | None
-    scoring_script: str
-    environment_variables: Mapping[str, str]
-    instance_count: int
-    register: ModelVersionSpec | None = None  # a model written out: ``model`` once registered
+    # what the backend is sent, as written: its ``model`` is the version named (or the latest),
+    # and the reconcile fills in the version found, the fingerprint and the tags
+    spec: DeploymentSpec
+    register: ModelVersionSpec | None = None  # a model written out: ``spec.model`` once registered
     register_field: str = ""  # where its path is written, for messages
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
 
 @dataclass(frozen=True)
@@ -83,15 +82,18 @@ class EndpointDesired:
     workspace: str
     name: str
     generation: int
-    auth_mode: str
-    traffic: Mapping[str, int]
-    mirror_traffic: Mapping[str, int]
-    description: str
+    # what the backend is sent, as written: the reconcile gates its traffic by health and
+    # writes it with the tags it keeps (``endpoint_tags``)
+    spec: EndpointSpec
     deployments: tuple[DeploymentDesired, ...]
     problems: tuple[str, ...] = ()  # why the spec cannot be served as written, naming fields
     suspend: bool = False
     deletion_policy: str = "Delete"
     tags: Mapping[str, str] = field(default_factory=dict)  # provenance, for new assets
+
+    @property
+    def auth_mode(self) -> str:
+        return self.spec.auth_mode
 
 
 @dataclass(frozen=True)
@@ -117,20 +119,18 @@ class CreateOrUpdateEndpoint:
 
 
 @dataclass(frozen=True)
-class DeleteEndpoint:
+class DeleteEndpoint(DeleteOwned):
     workspace: str
     name: str
-    # whose endpoint it must be (``amlops-object``); None: do not check
-    owner: str | None = None
 
     def describe(self) -> str:
         return f"delete endpoint {self.name}"
 
-    def execute(self, backend: Backend) -> None:
-        if self.owner is not None:
-            current = backend.get_endpoint(self.workspace, self.name)
-            if current is None or made_for_another(current.tags, self.owner):
-                return  # gone already, or another object's: never delete what is not ours
+    def ours(self, backend: Backend, owner: str) -> bool:
+        current = backend.get_endpoint(self.workspace, self.name)
+        return current is not None and not made_for_another(current.tags, owner)
+
+    def delete(self, backend: Backend) -> None:
         backend.delete_endpoint(self.workspace, self.name)
 
 
@@ -169,41 +169,50 @@ def desired_endpoint(
 ) -> EndpointDesired:
     """``findings``: why the spec cannot be served as written (``amlops.kinds.endpoint.parse``)."""
     name = endpoint.name or inputs.name
-    registers = [_inline_model(inputs, name, i, dep) for i, dep in enumerate(endpoint.deployments)]
-    deployments = tuple(
-        DeploymentDesired(
-            name=dep.name,
-            written=dep.written,
-            model=_served(dep, register),
-            code_dir=(
-                inputs.source.resolve(
-                    ("spec", "deployments", i, "code_configuration", "code"), dep.code
-                )
-                if dep.code is not None
-                else None
-            ),
-            scoring_script=dep.scoring_script,
-            environment_variables=dep.environment_variables,
-            instance_count=dep.instance_count,
-            register=register,
-            register_field=inputs.source.field(_model_path(i)) if register is not None else "",
-        )
-        for i, (dep, register) in enumerate(zip(endpoint.deployments, registers, strict=True))
-    )
+    deployments = (_deployment(inputs, name, i, dep) for i, dep in enumerate(endpoint.deployments))
     return EndpointDesired(
         workspace=inputs.workspace,
         name=name,
         generation=inputs.generation,
-        auth_mode=endpoint.auth_mode,
-        traffic=endpoint.traffic,
-        mirror_traffic=endpoint.mirror_traffic,
-        description=endpoint.description,
-        deployments=deployments,
+        spec=EndpointSpec(
+            workspace=inputs.workspace,
+            name=name,
+            auth_mode=endpoint.auth_mode,
+            traffic=endpoint.traffic,
+            mirror_traffic=endpoint.mirror_traffic,
+            description=endpoint.description,
+        ),
+        # one without a model it can serve has a finding, which stalls the endpoint
+        deployments=tuple(d for d in deployments if d is not None),
         problems=tuple(describe(f) for f in findings),
         suspend=endpoint.lifecycle.suspend,
         deletion_policy=endpoint.lifecycle.deletion_policy,
         tags=inputs.tags,
     )
+
+
+def _deployment(
+    inputs: Inputs, endpoint: str, index: int, dep: Deployment
+) -> DeploymentDesired | None:
+    register = _inline_model(inputs, endpoint, index, dep)
+    model = _served(dep, register)
+    if model is None:
+        return None
+    code = ("spec", "deployments", index, "code_configuration", "code")
+    spec = DeploymentSpec(
+        workspace=inputs.workspace,
+        endpoint=endpoint,
+        name=dep.name,
+        model=model,
+        code_dir=inputs.source.resolve(code, dep.code) if dep.code is not None else None,
+        scoring_script=dep.scoring_script,
+        fingerprint="",  # of the files and model version the reconcile finds
+        environment_variables=dep.environment_variables,
+        instance_count=dep.instance_count,
+        written=dep.written,
+    )
+    register_field = inputs.source.field(_model_path(index)) if register is not None else ""
+    return DeploymentDesired(spec, register, register_field)
 
 
 def _model_path(index: int) -> FieldPath:
@@ -253,12 +262,13 @@ def observe(backend: Backend, desired: EndpointDesired) -> EndpointObserved:
         endpoint=endpoint,
         deployments=deployments,
         models={
-            d.name: model_version(backend, desired.workspace, d.model)
+            d.name: model_version(backend, desired.workspace, d.spec.model)
             for d in desired.deployments
-            if d.model is not None
         },
         code_digests={
-            d.name: digest_or_none(d.code_dir) for d in desired.deployments if d.code_dir
+            d.name: digest_or_none(d.spec.code_dir)
+            for d in desired.deployments
+            if d.spec.code_dir is not None
         },
         model_digests={
             d.name: digest_or_none(d.register.path)
@@ -293,7 +303,7 @@ def deployment_fingerprint(
 ) -> str:
     return digest_of(
         {
-            "deployment": desired.written,
+            "deployment": desired.spec.written,
             "code": code_digest,
             "model": [model.name, model.version, model.digest] if model else None,
         }
@@ -341,8 +351,8 @@ def reconcile_endpoint(
         state = observed.deployments.get(dep.name)
         model = observed.models.get(dep.name)
         code_digest = observed.code_digests.get(dep.name)
-        if dep.code_dir is not None and code_digest is None:
-            failed.append(f"deployment {dep.name}: code folder {dep.code_dir} does not exist")
+        if dep.spec.code_dir is not None and code_digest is None:
+            failed.append(f"deployment {dep.name}: code folder {dep.spec.code_dir} does not exist")
             continue
         stale = False  # its written-out model has files the registered version lacks
         if dep.register is not None:
@@ -365,20 +375,20 @@ def reconcile_endpoint(
                 continue
         if model is None:
             if state is None:
-                waiting.append(f"model {dep.model} (deployment {dep.name})")
-                report[dep.name] = {"state": "WaitingForModel", "model": str(dep.model)}
+                waiting.append(f"model {dep.spec.model} (deployment {dep.name})")
+                report[dep.name] = {"state": "WaitingForModel", "model": str(dep.spec.model)}
                 continue
             # deployed, and its model went away: it serves what it was deployed with, its
             # share untouched, until the model is back (or the spec names another)
             holding = True
             waiting.append(
-                f"model {dep.model} (deployment {dep.name}, which keeps serving "
+                f"model {dep.spec.model} (deployment {dep.name}, which keeps serving "
                 f"{state.model or 'its deployed model'} and its traffic)"
             )
             report[dep.name] = {
                 "state": str(state.provisioning_state),
                 "model": state.model,
-                "message": f"model {dep.model} is not registered; serving what was deployed",
+                "message": f"model {dep.spec.model} is not registered; serving what was deployed",
             }
             continue
         fp = deployment_fingerprint(dep, code_digest, model)
@@ -396,32 +406,18 @@ def reconcile_endpoint(
         elif phase in (ProvisioningState.CREATING, ProvisioningState.UPDATING):
             progressing.append(f"deployment {dep.name}: {message or 'starting'}")
         elif not stale:  # deploy the model version it serves once that is registered
-            actions.append(
-                CreateOrUpdateDeployment(
-                    DeploymentSpec(
-                        workspace=desired.workspace,
-                        endpoint=desired.name,
-                        name=dep.name,
-                        model=model.ref,
-                        code_dir=dep.code_dir,
-                        scoring_script=dep.scoring_script,
-                        fingerprint=fp,
-                        environment_variables=dep.environment_variables,
-                        instance_count=dep.instance_count,
-                        written=dep.written,
-                        tags=(state.tags if current and state is not None else None)
-                        or desired.tags,
-                    )
-                )
-            )
+            kept = state.tags if current and state is not None else None
+            deploy = replace(dep.spec, model=model.ref, fingerprint=fp, tags=kept or desired.tags)
+            actions.append(CreateOrUpdateDeployment(deploy))
             progressing.append(f"deployment {dep.name}: deploying {model.name}:{model.version}")
 
     endpoint = observed.endpoint
     if holding and endpoint is not None:
         traffic, mirror = dict(endpoint.traffic), dict(endpoint.mirror_traffic)
     else:
-        traffic = renormalize({n: w if n in healthy else 0 for n, w in desired.traffic.items()})
-        mirror = {n: p if n in healthy else 0 for n, p in desired.mirror_traffic.items()}
+        want = desired.spec
+        traffic = renormalize({n: w if n in healthy else 0 for n, w in want.traffic.items()})
+        mirror = {n: p if n in healthy else 0 for n, p in want.mirror_traffic.items()}
     if (
         endpoint is None
         or endpoint.provisioning_state is not ProvisioningState.SUCCEEDED
@@ -430,15 +426,8 @@ def reconcile_endpoint(
         or dict(endpoint.mirror_traffic) != mirror
         or not desired.tags.keys() <= endpoint.tags.keys()
     ):
-        spec = EndpointSpec(
-            workspace=desired.workspace,
-            name=desired.name,
-            auth_mode=desired.auth_mode,
-            traffic=traffic,
-            mirror_traffic=mirror,
-            description=desired.description,
-            tags=endpoint_tags(endpoint, desired.tags),
-        )
+        tags = endpoint_tags(endpoint, desired.tags)
+        spec = replace(desired.spec, traffic=traffic, mirror_traffic=mirror, tags=tags)
         # the endpoint (and its traffic) first: deployments attach to it, and traffic must
         # leave a deployment before it is deleted
         actions.insert(0, CreateOrUpdateEndpoint(spec))
@@ -485,7 +474,7 @@ def finalize(_backend: Backend, gone: Gone) -> tuple[Action, ...]:
     name = gone.status.get("endpointName")
     if gone.deletion_policy == "Retain" or not isinstance(name, str):
         return ()
-    return (DeleteEndpoint(gone.workspace, name, owner_of(gone.tags)),)
+    return (DeleteEndpoint(gone.workspace, name, owner=owner_of(gone.tags)),)
 
 
 RECONCILER = driver.Reconciler("Endpoint", desired, observe, reconcile_endpoint, finalize)

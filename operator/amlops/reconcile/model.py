@@ -29,7 +29,7 @@ from amlops.backends.base import Backend, ModelRef, ModelVersion, ModelVersionSp
 from amlops.core.provenance import DIRTY_SUFFIX, TAG_COMMIT, files_commit
 from amlops.kinds.model import PATH_FIELD, ModelSpec, parse
 from amlops.reconcile import driver
-from amlops.reconcile.actions import Action, Result
+from amlops.reconcile.actions import Action, DeleteOwned, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
 from amlops.reconcile.inputs import Gone, Inputs, accepted, owned_by, owner_of
 from amlops.reconcile.observe import digest_or_none, model_version
@@ -79,22 +79,19 @@ def current_provenance(spec: ModelVersionSpec) -> ModelVersionSpec:
 
 
 @dataclass(frozen=True)
-class DeleteModelVersion:
+class DeleteModelVersion(DeleteOwned):
     workspace: str
     name: str
     version: str
-    # whose version it must be (``amlops-object``); None: do not check (a caller that knows)
-    owner: str | None = None
 
     def describe(self) -> str:
         return f"delete model {self.name}:{self.version}"
 
-    def execute(self, backend: Backend) -> None:
-        if self.owner is not None:
-            current = backend.get_model_version(self.workspace, self.name, self.version)
-            # gone already, or another object's now: never delete what is not ours
-            if current is None or owner_of(current.tags) != self.owner:
-                return
+    def ours(self, backend: Backend, owner: str) -> bool:
+        current = backend.get_model_version(self.workspace, self.name, self.version)
+        return current is not None and owner_of(current.tags) == owner
+
+    def delete(self, backend: Backend) -> None:
         backend.delete_model_version(self.workspace, self.name, self.version)
 
 
@@ -256,7 +253,7 @@ def finalize(_backend: Backend, gone: Gone) -> tuple[Action, ...]:
     deletes: list[Action] = []
     for entry in _tracked(gone.status, current) or []:
         model, _, number = entry.rpartition(":")
-        deletes.append(DeleteModelVersion(gone.workspace, model, number, owner))
+        deletes.append(DeleteModelVersion(gone.workspace, model, number, owner=owner))
     return tuple(deletes)
 
 

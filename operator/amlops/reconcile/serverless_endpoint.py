@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -264,16 +264,8 @@ def reconcile_serverless_endpoint(
     ):
         return result(
             Outcome(Phase.RECONCILING, "Progressing", f"applying {desired.name}"),
-            CreateOrUpdateServerlessEndpoint(
-                ServerlessEndpointSpec(
-                    workspace=spec.workspace,
-                    name=spec.name,
-                    model=spec.model,
-                    model_id=spec.model_id,
-                    auth_mode=spec.auth_mode,
-                    tags=endpoint.tags or spec.tags,  # the endpoint keeps its tags
-                )
-            ),
+            # the endpoint keeps its tags
+            CreateOrUpdateServerlessEndpoint(replace(spec, tags=endpoint.tags or spec.tags)),
         )
     message = f"serving {spec.model_id} at {endpoint.scoring_uri}"
     if endpoint.message:
