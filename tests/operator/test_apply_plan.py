@@ -13,7 +13,6 @@ from amlops.cli import common
 from amlops.cli.apply import (
     APPLIED_DIGEST,
     GIT_COMMIT,
-    apply_all,
     desired_objects,
     holds,
     stamp,
@@ -21,6 +20,7 @@ from amlops.cli.apply import (
 )
 from amlops.core.provenance import Origin
 from amlops.core.validate import validate_paths
+from amlops.gitops.apply import instance_options, sync
 from tests.operator.proxy import Record, rbac_rules
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,7 +135,7 @@ def test_order_is_crds_namespaces_models_endpoints_and_a_repeat_writes_nothing()
     report = validate_paths([ROOT / "manifests"], sdk=False)
     objects = desired_objects(report.manifests, None, origin_abc, "default")
     kube = FakeKube()
-    plan = apply_all(kube, objects, instance="default")  # type: ignore[arg-type]
+    plan = sync(kube, objects, instance_options("default")).plan  # type: ignore[arg-type]
     applied = [p.split("/")[-2] for m, p in kube.requests if m == "APPLY"]
     order = [x for i, x in enumerate(applied) if i == 0 or applied[i - 1] != x]
     assert order == ["customresourcedefinitions", "namespaces", "models", "pipelines", "endpoints"]
@@ -156,3 +156,10 @@ def test_the_proxy_names_verbs_and_rbac_rules_like_the_api_server() -> None:
     assert rbac_rules(created) == {("", "secrets", "patch"), ("", "secrets", "create")}
     assert rbac_rules(rec("GET", "/apis")) == set()
     assert not rec("PATCH", "/api/v1/namespaces/ns/secrets/s", dryRun="All").write
+
+
+def test_an_instance_lists_the_live_objects_by_the_labels_it_applies() -> None:
+    options = instance_options("blue")
+    labels = {"app.kubernetes.io/managed-by": "amlops", "amlops.io/instance": "blue"}
+    assert options.labels == labels
+    assert options.list_selector == "app.kubernetes.io/managed-by=amlops,amlops.io/instance=blue"

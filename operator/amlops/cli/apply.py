@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +47,15 @@ from amlops.core.validate import validate_paths
 from amlops.gitops import apply as gitops_apply
 from amlops.gitops.apply import (
     APPLIED_DIGEST,
-    FIELD_MANAGER,
     GIT_COMMIT,
-    INSTANCE,
-    MANAGED_BY,
     ApplyError,
     BuildError,
     Kube,
     OriginOf,
     Plan,
-    SyncOptions,
-    apply_all,
     holds,
     instance_labels,
+    instance_options,
     stamp,
     unchanged,
 )
@@ -69,7 +66,6 @@ from amlops.kinds import ORDER
 __all__ = [
     "APPLIED_DIGEST",
     "GIT_COMMIT",
-    "apply_all",
     "desired_objects",
     "holds",
     "register",
@@ -146,12 +142,11 @@ def run_apply(args: argparse.Namespace) -> int:
     )
     kube = Kube(_client(args.context))
     store = InventoryStore(kube, args.inventory_namespace, args.instance)
-    options = SyncOptions(
-        labels=instance_labels(args.instance),
+    options = replace(
+        instance_options(args.instance),
         prune=args.prune,
         allow_empty=args.allow_empty,
         dry_run=args.dry_run,
-        list_selector=f"{MANAGED_BY}={FIELD_MANAGER},{INSTANCE}={args.instance}",
         extra_namespaces=(args.inventory_namespace,),
     )
     try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,29 +167,34 @@ def measure(root: Path, target: Path, limits: Limits, what: str) -> Tree:
     if stat.S_ISREG(info.st_mode):
         _add_file(tree, info.st_size, limits, what, what, single=True)
         return tree
-    pending = [target]
+    for entry in scan(target, skip=ignored):
+        _visit(root, target, entry, tree, limits, what)
+    return tree
+
+
+def scan(top: Path | str, *, skip: Callable[[str], bool]) -> Iterator[os.DirEntry[str]]:
+    """Every entry below the folder ``top`` except the folders it enters, depth first: a name
+    ``skip`` matches is left out with all below it, a link to a folder is given, not entered
+    (``os.walk``'s default), and an unreadable folder is passed over (its reader reports it)."""
+    pending = [os.fspath(top)]
     while pending:
         folder = pending.pop()
         try:
             entries = os.scandir(folder)
         except OSError:
-            continue  # unreadable: the reader reports it when it tries
+            continue
         with entries:
             for entry in entries:
-                if ignored(entry.name):
+                if skip(entry.name):
                     continue
-                _visit(root, target, entry, pending, tree, limits, what)
-    return tree
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                else:
+                    yield entry
 
 
 def _visit(
-    root: Path,
-    top: Path,
-    entry: os.DirEntry[str],
-    pending: list[Path],
-    tree: Tree,
-    limits: Limits,
-    what: str,
+    root: Path, top: Path, entry: os.DirEntry[str], tree: Tree, limits: Limits, what: str
 ) -> None:
     shown = f"{what}/{Path(entry.path).relative_to(top).as_posix()}"
     if entry.is_symlink():
@@ -204,9 +209,6 @@ def _visit(
             return  # readers do not follow links to folders (os.walk's default)
     else:
         info = entry.stat(follow_symlinks=False)
-        if stat.S_ISDIR(info.st_mode):
-            pending.append(Path(entry.path))
-            return
     if not stat.S_ISREG(info.st_mode):
         raise _special(shown, info.st_mode)
     _add_file(tree, info.st_size, limits, what, shown, single=False)

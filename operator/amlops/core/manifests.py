@@ -282,31 +282,36 @@ def _wrap(
     return Manifest(kind, name, body, segments, origin=ORIGIN_CLI)
 
 
+def _snake_cased(*fields: str) -> dict[FieldPath, FieldPath]:
+    """Our ``spec`` fields (dotted) that a plain file spells the same in snake_case:
+    ``managedNetwork.isolationMode`` is ``managed_network.isolation_mode``."""
+    return {
+        ("spec", *dotted.split(".")): tuple(
+            re.sub(r"(?<=[a-z])(?=[A-Z])", "_", key).lower() for key in dotted.split(".")
+        )
+        for dotted in fields
+    }
+
+
 # Our field -> the field of a plain file it comes from, per kind: how a plain file is wrapped,
 # and how a finding on one names the field the user wrote (``tags.cost-center``, never
 # ``spec.tags.cost-center``), also for a field the file leaves out.
 CLI_FIELDS: dict[str, dict[FieldPath, FieldPath]] = {
     "Workspace": {
-        ("spec", "location"): ("location",),
-        ("spec", "resourceGroup"): ("resource_group",),
-        ("spec", "displayName"): ("display_name",),
-        ("spec", "description"): ("description",),
-        ("spec", "publicNetworkAccess"): ("public_network_access",),
-        ("spec", "tags"): ("tags",),
+        **_snake_cased(
+            "location", "resourceGroup", "displayName", "description", "publicNetworkAccess", "tags"
+        ),
         # which policies apply: Azure has no such field, teams keep it as a tag
         ("spec", "environment"): ("tags", "environment"),
-        ("spec", "managedNetwork", "isolationMode"): ("managed_network", "isolation_mode"),
+        **_snake_cased("managedNetwork.isolationMode"),
         # identity-based system datastores are what a storage account without keys needs
         ("spec", "storage", "allowSharedKeyAccess"): ("system_datastores_auth_mode",),
     },
     "ComputeCluster": {
         ("spec", "vmSize"): ("size",),
-        ("spec", "minInstances"): ("min_instances",),
-        ("spec", "maxInstances"): ("max_instances",),
-        ("spec", "idleTimeBeforeScaleDown"): ("idle_time_before_scale_down",),
-        ("spec", "tier"): ("tier",),
-        ("spec", "tags"): ("tags",),
-        ("spec", "description"): ("description",),
+        **_snake_cased(
+            "minInstances", "maxInstances", "idleTimeBeforeScaleDown", "tier", "tags", "description"
+        ),
     },
 }
 # Fields of a plain file that are the object's identity, not part of its spec.
@@ -457,25 +462,17 @@ def _yaml_files(raw: Path | str) -> list[tuple[str, bool]]:
     path = os.fspath(raw)
     if not os.path.isdir(path):
         return [(path, True)]  # named directly: checked like a link (it may be one)
-    found: list[tuple[str, bool]] = []
-    pending = [path]
-    while pending:
-        folder = pending.pop()
-        try:
-            entries = os.scandir(folder)
-        except OSError:
-            continue  # as os.walk: an unreadable folder is skipped
-        with entries:
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(entry.path)
-                elif entry.name.endswith(YAML_SUFFIXES):
-                    link = entry.is_symlink()
-                    if not (link and entry.is_dir()):  # a linked folder is never entered
-                        found.append((entry.path, link))
+    found = [
+        (entry.path, entry.is_symlink())
+        for entry in files.scan(path, skip=_hidden)
+        # the scan gives links to folders without entering them: a linked folder is not a file
+        if entry.name.endswith(YAML_SUFFIXES) and not entry.is_dir()
+    ]
     return sorted(found)
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".")
 
 
 def display_path(path: Path, cwd: str | None = None) -> str:

@@ -152,37 +152,35 @@ def build_objects(
 ) -> list[dict[str, Any]]:
     """The objects of the operator kinds among ``manifests``, in ``kinds.ORDER``; ``namespace``
     puts every object there. Raises ``BuildError``."""
-    manifests = list(manifests)
     objects: list[dict[str, Any]] = []
     seen: dict[tuple[str, str, str], str] = {}
-    for kind in ORDER:
-        for m in manifests:
-            if m.kind != kind:
-                continue
-            ns = namespace_of(m, namespace)
-            if not DNS_LABEL.match(ns):
-                raise BuildError(
-                    f"{m.file}: namespace {ns!r} (from the workspace) is not a DNS label; "
-                    "set metadata.namespace or --namespace"
-                )
-            key = (kind, ns, kubernetes_name(m.name))
-            if key in seen:
-                raise BuildError(
-                    f"{m.file}: {kind} {ns}/{key[2]} is also defined in {seen[key]}; give "
-                    "them different namespaces (or leave --namespace out)"
-                )
-            seen[key] = m.file
-            objects.append(
-                build_object(
-                    m,
-                    ns,
-                    origin_of,
-                    labels=labels,
-                    annotations=annotations,
-                    volatile=volatile,
-                )
+    for m in in_order(manifests):
+        ns = namespace_of(m, namespace)
+        if not DNS_LABEL.match(ns):
+            raise BuildError(
+                f"{m.file}: namespace {ns!r} (from the workspace) is not a DNS label; "
+                "set metadata.namespace or --namespace"
             )
+        key = (m.kind, ns, kubernetes_name(m.name))
+        if key in seen:
+            raise BuildError(
+                f"{m.file}: {m.kind} {ns}/{key[2]} is also defined in {seen[key]}; give "
+                "them different namespaces (or leave --namespace out)"
+            )
+        seen[key] = m.file
+        objects.append(
+            build_object(
+                m, ns, origin_of, labels=labels, annotations=annotations, volatile=volatile
+            )
+        )
     return objects
+
+
+def in_order(manifests: Iterable[Manifest]) -> list[Manifest]:
+    """The manifests of the operator kinds in ``kinds.ORDER`` (an object after those it waits
+    for), those of one kind in the order given."""
+    rank = {kind: i for i, kind in enumerate(ORDER)}
+    return sorted((m for m in manifests if m.kind in rank), key=lambda m: rank[m.kind])
 
 
 def stamp(
@@ -466,30 +464,15 @@ def _owned(live: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
     return all(have.get(k) == v for k, v in labels.items())
 
 
-def apply_all(
-    kube: Kube,
-    objects: Sequence[Mapping[str, Any]],
-    *,
-    instance: str,
-    prune: bool = False,
-    dry_run: bool = False,
-    previous: Inventory | None = None,
-    allow_empty: bool = False,
-) -> Plan:
-    """``sync`` as ``amlops apply`` runs it for ``instance`` (LIST by its labels; CRDs and
-    namespaces first)."""
-    options = SyncOptions(
-        labels=instance_labels(instance),
-        prune=prune,
-        dry_run=dry_run,
-        allow_empty=allow_empty,
-        list_selector=f"{MANAGED_BY}={FIELD_MANAGER},{INSTANCE}={instance}",
-    )
-    return sync(kube, objects, options, previous).plan
-
-
 def instance_labels(instance: str) -> dict[str, str]:
     return {MANAGED_BY: FIELD_MANAGER, INSTANCE: instance}
+
+
+def instance_options(instance: str) -> SyncOptions:
+    """How ``amlops apply --instance INSTANCE`` syncs: its objects carry the instance's labels
+    and the live ones are listed by them (CRDs and namespaces first)."""
+    labels = instance_labels(instance)
+    return SyncOptions(labels=labels, list_selector=",".join(f"{k}={v}" for k, v in labels.items()))
 
 
 def _apply_crds(kube: Kube, plan: Plan, dry_run: bool) -> None:

@@ -32,7 +32,6 @@ import hashlib
 import json
 import os
 import posixpath
-import re
 import shutil
 import stat
 import tempfile
@@ -45,13 +44,12 @@ from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.repo import Repo
 
 from amlops.core import limits as core_limits
-from amlops.gitops.fetch import source_dir_name
+from amlops.gitops.fetch import is_commit_id, source_dir_name
 
 ARTIFACT_REFUSED = "ArtifactRefused"
 PATH_NOT_FOUND = "PathNotFound"
 DEFAULT_KEEP = 3
 _DIR, _LINK, _SUBMODULE = 0o040000, 0o120000, 0o160000
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 class ArtifactError(Exception):
@@ -97,7 +95,7 @@ def materialise(
     limits: core_limits.Limits | None = None,
 ) -> Artifact:
     """The artifact of ``commit`` (in the bare ``mirror``); see the module docstring."""
-    if not _SHA.match(commit):
+    if not is_commit_id(commit):
         raise ArtifactError(ARTIFACT_REFUSED, "", f"{commit!r} is not a commit sha")
     bounds = limits or core_limits.current()
     prefix = _normal_path(path)
@@ -136,12 +134,10 @@ def materialise(
 
 
 def artifact_dir(state_dir: Path, source_id: str, commit: str) -> Path | None:
-    """The finished artifact of ``commit`` if there is one (a lookup: nothing is fetched)."""
-    base = artifacts_dir(state_dir, source_id)
-    root = base / commit
-    if not _SHA.match(commit) or not root.is_dir() or not (base / f"{commit}.json").is_file():
-        return None
-    return root
+    """The artifact of ``commit`` if there is one (a lookup: nothing is fetched). A folder is
+    only ever renamed into place whole, so one that is there is complete."""
+    root = artifacts_dir(state_dir, source_id) / commit
+    return root if is_commit_id(commit) and root.is_dir() else None
 
 
 def collect(

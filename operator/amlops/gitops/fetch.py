@@ -76,7 +76,12 @@ INVALID_SOURCE = "InvalidSource"
 FETCH_FAILED = "FetchFailed"
 DEFAULT_TIMEOUT_S = 60.0
 _PEELED = b"^{}"
-_SHA = re.compile(r"^[0-9a-f]{40}$")
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}")  # dulwich's object ids: SHA-1, lowercase hex
+
+
+def is_commit_id(value: str) -> bool:
+    """Whether ``value`` is a full commit id, as a fetch resolves every ref to."""
+    return _COMMIT_ID.fullmatch(value) is not None
 
 
 class FetchError(Exception):
@@ -102,7 +107,7 @@ class Ref:
     commit: str | None = None
 
     def __post_init__(self) -> None:
-        if self.commit is not None and not _SHA.match(self.commit):
+        if self.commit is not None and not is_commit_id(self.commit):
             raise FetchError(
                 INVALID_SOURCE, f"commit {self.commit!r} is not a full 40-hex-digit SHA-1"
             )

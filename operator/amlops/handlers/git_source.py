@@ -47,7 +47,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Self
 
 import kopf
 from kubernetes import client as k8s
@@ -71,12 +71,11 @@ from amlops.gitops.apply import REVISION as ANNOTATION_REVISION
 from amlops.gitops.apply import SOURCE as ANNOTATION_SOURCE
 from amlops.gitops.inventory import Entry, Inventory, InventoryError, PruneAllRefused
 from amlops.handlers import runtime
-from amlops.handlers.objects import Applied
+from amlops.handlers.objects import Applied, CustomResource
 from amlops.handlers.options import KOPF_STATUS_KEY, SETTINGS
 from amlops.handlers.receiver import ANNOTATION_REQUESTED_AT
 from amlops.handlers.runtime import Runtime
 from amlops.handlers.status import merge_patch, redact, redact_status
-from amlops.kinds import ORDER
 from amlops.kinds.git_source import CREDENTIALS_LABEL, KIND_NAME, GitSource, parse
 from amlops.reconcile.conditions import (
     READY,
@@ -118,33 +117,14 @@ SUCCEEDED = "Succeeded"
 
 
 @dataclass(frozen=True)
-class Source:
+class Source(CustomResource):
     """One GitSource custom resource, as the sync reads it."""
 
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    spec: Mapping[str, Any]
-    status: Mapping[str, Any]
-    annotations: Mapping[str, str]
+    status: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, body: Mapping[str, Any]) -> Source:
-        meta = body.get("metadata") or {}
-        return cls(
-            namespace=str(meta.get("namespace", "")),
-            name=str(meta.get("name", "")),
-            uid=str(meta.get("uid", "")),
-            generation=int(meta.get("generation") or 1),
-            spec=body.get("spec") or {},
-            status=dict(body.get("status") or {}),
-            annotations=dict(meta.get("annotations") or {}),
-        )
-
-    @property
-    def id(self) -> str:
-        return f"{self.namespace}/{self.name}"
+    def of(cls, body: Mapping[str, Any]) -> Self:
+        return replace(super().of(body), status=dict(body.get("status") or {}))
 
     @property
     def inventory(self) -> Inventory:
@@ -274,44 +254,43 @@ def desired_objects(
     def origin_of(file: str) -> Origin:
         return Origin(in_repository(spec, _relative(file, root)))  # the commit: ``volatile``
 
-    for kind in ORDER:
-        for m in (m for m in manifests if m.kind == kind):
-            declared_ns = m.metadata.get("namespace")
-            if declared_ns and declared_ns != src.namespace:
-                problems.append(
-                    m.finding(
-                        ("metadata", "namespace"),
-                        RULE_NAMESPACE,
-                        f"a GitSource applies into its own namespace {src.namespace!r}: "
-                        "remove metadata.namespace or put a GitSource in that namespace",
-                    )
-                )
-                continue
-            name = kubernetes_name(m.name)
-            if (kind, name) in seen:
-                problems.append(
-                    m.finding(
-                        ("metadata", "name"),
-                        RULE_DUPLICATE,
-                        f"{kind} {name} is also defined in {seen[(kind, name)]}; names are "
-                        "unique per kind in one namespace",
-                    )
-                )
-                continue
-            seen[(kind, name)] = origin_of(m.file).manifest
-            bodies.append(
-                gitops_apply.build_object(
-                    m,
-                    src.namespace,
-                    origin_of,
-                    labels=labels_of(src),
-                    annotations={
-                        ANNOTATION_SOURCE: src.id,
-                        ANNOTATION_FILES_DIGEST: files_digest(m, root),
-                    },
-                    volatile={ANNOTATION_REVISION: sha},
+    for m in gitops_apply.in_order(manifests):
+        declared_ns = m.metadata.get("namespace")
+        if declared_ns and declared_ns != src.namespace:
+            problems.append(
+                m.finding(
+                    ("metadata", "namespace"),
+                    RULE_NAMESPACE,
+                    f"a GitSource applies into its own namespace {src.namespace!r}: "
+                    "remove metadata.namespace or put a GitSource in that namespace",
                 )
             )
+            continue
+        key = (m.kind, kubernetes_name(m.name))
+        if key in seen:
+            problems.append(
+                m.finding(
+                    ("metadata", "name"),
+                    RULE_DUPLICATE,
+                    f"{m.kind} {key[1]} is also defined in {seen[key]}; names are unique per "
+                    "kind in one namespace",
+                )
+            )
+            continue
+        seen[key] = origin_of(m.file).manifest
+        bodies.append(
+            gitops_apply.build_object(
+                m,
+                src.namespace,
+                origin_of,
+                labels=labels_of(src),
+                annotations={
+                    ANNOTATION_SOURCE: src.id,
+                    ANNOTATION_FILES_DIGEST: files_digest(m, root),
+                },
+                volatile={ANNOTATION_REVISION: sha},
+            )
+        )
     return bodies, problems
 
 

@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Self
 
 from amlops import API_GROUP, API_VERSION
 from amlops.core.files import RULE_OUTSIDE_ROOT, PathRefusedError, admit, local_target
@@ -44,20 +43,19 @@ from amlops.core.manifests import Manifest, Segment
 from amlops.core.provenance import TAG_COMMIT, TAG_MANIFEST, TAG_OBJECT
 from amlops.core.schemas import SchemaSet, load_schemas
 from amlops.core.source import FieldPath
+from amlops.gitops.apply import GIT_COMMIT as ANNOTATION_GIT_COMMIT  # `amlops apply`'s commit
 from amlops.gitops.apply import REVISION as ANNOTATION_REVISION  # the commit it came from
 from amlops.gitops.apply import SOURCE as ANNOTATION_SOURCE  # the GitSource (ns/name)
+from amlops.gitops.apply import SOURCE_FILE as ANNOTATION_SOURCE_FILE  # its manifest's path
 from amlops.gitops.apply import SOURCE_NAME, SOURCE_NAMESPACE  # the GitSource's labels
-from amlops.gitops.artifacts import artifacts_dir
-from amlops.gitops.fetch import source_dir_name
+from amlops.gitops.artifacts import artifact_dir
+from amlops.gitops.fetch import is_commit_id, source_dir_name
 from amlops.kinds.base import Lifecycle
 from amlops.reconcile.inputs import Gone, Inputs, Source
 from amlops.reconcile.inputs import SpecError as SpecError  # raised by source_of's resolve
 
-ANNOTATION_SOURCE_FILE = f"{API_GROUP}/source-file"
-ANNOTATION_GIT_COMMIT = f"{API_GROUP}/git-commit"
 ANNOTATION_RUN_REQUESTED = f"{API_GROUP}/run-requested-at"
 ARTIFACTS_NOT_FOUND = "ArtifactsNotFound"
-_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 NO_SOURCE = "no source: name a datastore URI or registered asset, or deliver it through a GitSource"
 
 
@@ -97,36 +95,56 @@ class Applied:
 
 
 @dataclass(frozen=True)
-class Resource:
-    kind: str
+class CustomResource:
+    """What every handler reads of a custom resource's body: its identity, generation, spec
+    and metadata. A kind's handlers add how they read its status."""
+
     namespace: str
     name: str
     uid: str
     generation: int
     spec: Mapping[str, Any]
-    status: Mapping[str, Any] | None
-    annotations: Mapping[str, str]
+    # optional in Kubernetes metadata: an object may carry neither
+    annotations: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, body: Mapping[str, Any]) -> Resource:
+    def of(cls, body: Mapping[str, Any]) -> Self:
         meta = body.get("metadata") or {}
-        status = body.get("status")
         return cls(
-            kind=str(body.get("kind", "")),
             namespace=str(meta.get("namespace", "")),
             name=str(meta.get("name", "")),
             uid=str(meta.get("uid", "")),
             generation=int(meta.get("generation") or 1),
             spec=body.get("spec") or {},
-            status=dict(status) if isinstance(status, Mapping) else None,
             annotations=dict(meta.get("annotations") or {}),
             labels=dict(meta.get("labels") or {}),
         )
 
     @property
+    def id(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Resource(CustomResource):
+    """An object of an operator kind (``amlops.reconcile.registry``), as its handlers read it."""
+
+    kind: str = ""
+    status: Mapping[str, Any] | None = None
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> Self:
+        status = body.get("status")
+        return replace(
+            super().of(body),
+            kind=str(body.get("kind", "")),
+            status=dict(status) if isinstance(status, Mapping) else None,
+        )
+
+    @property
     def ref(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}"
+        return f"{self.kind} {self.id}"
 
     @cached_property
     def manifest(self) -> Manifest:
@@ -176,9 +194,9 @@ class Resource:
 
     @property
     def revision(self) -> str | None:
-        """The commit the object came from: a full SHA-1 (or SHA-256) hex id, or None."""
+        """The commit the object came from: a full commit id, or None."""
         value = self.annotations.get(ANNOTATION_REVISION) or ""
-        return value if _COMMIT.fullmatch(value) else None
+        return value if is_commit_id(value) else None
 
     def inputs(self, source: Source) -> Inputs:
         """What the reconcile core reads of the object (``amlops.reconcile.registry``)."""
@@ -194,7 +212,7 @@ class Resource:
     def tags(self) -> dict[str, str]:
         """What every asset made for this object is tagged with (DESIGN: the Git commit and
         manifest path that made it), under the keys ``amlops up`` and the Pulumi program use."""
-        tags = {TAG_OBJECT: f"{self.namespace}/{self.name}"}
+        tags = {TAG_OBJECT: self.id}
         # a GitSource's revision is the commit the object (and so its files) came from
         commit = ANNOTATION_REVISION if self.revision else ANNOTATION_GIT_COMMIT
         for tag, annotation in (
@@ -212,10 +230,9 @@ def artifact_of(obj: Resource, state_dir: Path) -> tuple[Path, str]:
     applied one is there (a state directory that was lost: the source's next sync rebuilds)."""
     source, revision = obj.source or "", obj.revision or ""
     applied = Applied.read(state_dir, source)
-    folder = artifacts_dir(state_dir, source)
     for commit in (revision, applied.commit if applied else ""):
-        if _COMMIT.fullmatch(commit) and (folder / commit).is_dir():
-            return folder / commit, applied.path if applied else "."
+        if (found := artifact_dir(state_dir, source, commit)) is not None:
+            return found, applied.path if applied else "."
     raise ArtifactsNotFound(
         f"the artifact of GitSource {source} at {revision or 'its revision'} is not in the "
         "operator's state directory yet; it is rebuilt at the source's next sync"
