@@ -17,6 +17,7 @@ from amlops.backends.base import (
     ProvisioningState,
 )
 from amlops.core.source import FieldPath, Position
+from amlops.kinds.endpoint import parse as parse_endpoint
 from amlops.reconcile import endpoint, model, pipeline
 from amlops.reconcile.conditions import Phase
 from amlops.reconcile.endpoint import CreateOrUpdateDeployment, CreateOrUpdateEndpoint
@@ -372,11 +373,21 @@ def test_a_deployment_without_a_model_stalls_the_endpoint_naming_the_field() -> 
     desired = endpoint.desired(Inputs("ws", "e", spec, 1, SOURCE))
     # only what can be deployed is desired (and observed); the spec error says why
     assert [d.name for d in desired.deployments] == ["b"]
-    observed = endpoint.EndpointObserved(None, {}, {"b": _version("m", "1")}, {"b": "sha256:c"})
+    # "a" is live (deployed by an earlier generation): stalled, it is neither deleted nor changed
+    live = {"a": DeploymentState("ws", "e", "a", "m:1", ProvisioningState.SUCCEEDED, "fp")}
+    observed = endpoint.EndpointObserved(
+        _ep({"a": 50, "b": 50}), live, {"b": _version("m", "1")}, {"b": "sha256:c"}
+    )
     result = endpoint.reconcile_endpoint(desired, observed, None, NOW)
     assert (result.outcome.phase, result.outcome.reason) == (Phase.STALLED, "InvalidSpec")
     assert "m.yaml:7 spec.deployments[0].model:" in result.outcome.message
     assert result.actions == ()
+    # the reconciler does not rely on the parse for it: without its finding, it is a problem too
+    parsed, _ = parse_endpoint(spec, SOURCE.locator)
+    assert parsed is not None
+    bare = endpoint.desired_endpoint(Inputs("ws", "e", spec, 1, SOURCE), parsed, findings=())
+    assert [d.name for d in bare.deployments] == ["b"]
+    assert any("spec.deployments[0].model" in p for p in bare.problems)
 
 
 def test_schedule_times_are_kept_in_utc_whatever_the_time_zone() -> None:

@@ -549,6 +549,7 @@ def test_an_object_from_a_source_resolves_in_the_artifact_of_its_revision(tmp_pa
         folder = artifacts_dir(tmp_path, "team/platform") / commit / "assets" / "m"
         folder.mkdir(parents=True)
         (folder / "weights.txt").write_text(weights)
+        (artifacts_dir(tmp_path, "team/platform") / f"{commit}.json").write_text("{}")  # finished
     annotations = {
         "amlops.io/source": "team/platform",
         "amlops.io/revision": older,

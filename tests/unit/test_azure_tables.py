@@ -66,7 +66,6 @@ def test_role_lookups_fold_case_and_read_any_scope_prefix() -> None:
     assert role_name_of(f"{prefix}00000000-0000-0000-0000-000000000000") is None
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("rule", "name", "accepted"),
     [
@@ -86,6 +85,7 @@ def test_role_lookups_fold_case_and_read_any_scope_prefix() -> None:
         (WORKSPACE_NAME, "ws.a", False),
         (JOB_NAME, "1job_a-b", True),
         (JOB_NAME, "job.a", False),
+        (ENDPOINT_NAME, "blue\n", False),  # a trailing newline is not part of a name
     ],
 )
 def test_azure_ml_name_rules_refuse_what_they_say(
@@ -106,6 +106,7 @@ def test_a_name_rule_checks_the_length_it_states() -> None:
     assert DEPLOYMENT_NAME.says == ENDPOINT_NAME.says and DEPLOYMENT_NAME.what == "deployment"
 
 
+@pytest.mark.slow
 def test_the_core_needs_neither_pulumi_nor_the_program() -> None:
     # Layers point down: infra/ imports the core, never the other way round.
     code = (

@@ -150,7 +150,7 @@ class NameRule:
         rest = f"[{alnum}{''.join(re.escape(s) for s in self.symbols)}]*"
         if not self.symbol_last:
             rest = f"({rest}[{alnum}])?"
-        return re.compile(f"^[{first}]{rest}$")
+        return re.compile(f"[{first}]{rest}")
 
     @cached_property
     def says(self) -> str:
@@ -167,7 +167,7 @@ class NameRule:
         """Why Azure ML refuses ``name``, or None. ``length=False``: another rule says it."""
         if length and not self.min_length <= len(name) <= self.max_length:
             return f"{self.what} name {name!r} has {len(name)} characters; {self.says}"
-        if not self.pattern.match(name):
+        if not self.pattern.fullmatch(name):
             return f"{self.what} name {name!r} is not accepted by Azure ML; {self.says}"
         return None
 

@@ -44,7 +44,8 @@ from dulwich.objects import Blob, Commit, ObjectID, Tree
 from dulwich.repo import Repo
 
 from amlops.core import limits as core_limits
-from amlops.gitops.fetch import is_commit_id, source_dir_name
+from amlops.gitops.fetch import source_dir_name
+from amlops.kinds.git_source import is_commit_id
 
 ARTIFACT_REFUSED = "ArtifactRefused"
 PATH_NOT_FOUND = "PathNotFound"
@@ -121,9 +122,13 @@ def materialise(
                 if e.mode == _LINK:
                     _check_link(tmp, e)
             _seal(tmp)
-            if target.exists():
-                _remove(target)
-            tmp.rename(target)
+            if target.exists():  # rebuilt (another path or ignore): swap, never delete in place
+                old = tmp.with_name(f"{tmp.name}-old")  # a .tmp-*: collect() removes a leftover
+                target.rename(old)
+                tmp.rename(target)
+                _remove(old)
+            else:
+                tmp.rename(target)
         except BaseException:
             _remove(tmp)
             raise
@@ -134,10 +139,13 @@ def materialise(
 
 
 def artifact_dir(state_dir: Path, source_id: str, commit: str) -> Path | None:
-    """The artifact of ``commit`` if there is one (a lookup: nothing is fetched). A folder is
-    only ever renamed into place whole, so one that is there is complete."""
-    root = artifacts_dir(state_dir, source_id) / commit
-    return root if is_commit_id(commit) and root.is_dir() else None
+    """The finished artifact of ``commit`` if there is one (a lookup: nothing is fetched): its
+    folder and its sidecar, written once the folder is in place (``collect`` removes a folder
+    without one)."""
+    base = artifacts_dir(state_dir, source_id)
+    root = base / commit
+    finished = root.is_dir() and (base / f"{commit}.json").is_file()
+    return root if is_commit_id(commit) and finished else None
 
 
 def collect(

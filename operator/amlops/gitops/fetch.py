@@ -69,6 +69,8 @@ from dulwich.protocol import Protocol
 from dulwich.refs import Ref as GitRef
 from dulwich.repo import Repo
 
+from amlops.kinds.git_source import is_commit_id
+
 log = logging.getLogger(__name__)
 
 SCHEMES = ("https", "http", "git", "ssh")
@@ -76,12 +78,6 @@ INVALID_SOURCE = "InvalidSource"
 FETCH_FAILED = "FetchFailed"
 DEFAULT_TIMEOUT_S = 60.0
 _PEELED = b"^{}"
-_COMMIT_ID = re.compile(r"[0-9a-f]{40}")  # dulwich's object ids: SHA-1, lowercase hex
-
-
-def is_commit_id(value: str) -> bool:
-    """Whether ``value`` is a full commit id, as a fetch resolves every ref to."""
-    return _COMMIT_ID.fullmatch(value) is not None
 
 
 class FetchError(Exception):

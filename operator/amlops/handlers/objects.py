@@ -49,8 +49,9 @@ from amlops.gitops.apply import SOURCE as ANNOTATION_SOURCE  # the GitSource (ns
 from amlops.gitops.apply import SOURCE_FILE as ANNOTATION_SOURCE_FILE  # its manifest's path
 from amlops.gitops.apply import SOURCE_NAME, SOURCE_NAMESPACE  # the GitSource's labels
 from amlops.gitops.artifacts import artifact_dir
-from amlops.gitops.fetch import is_commit_id, source_dir_name
+from amlops.gitops.fetch import source_dir_name
 from amlops.kinds.base import Lifecycle
+from amlops.kinds.git_source import is_commit_id
 from amlops.reconcile.inputs import Gone, Inputs, Source
 from amlops.reconcile.inputs import SpecError as SpecError  # raised by source_of's resolve
 

@@ -27,6 +27,7 @@ KIND_NAME = "GitSource"
 # the label a Secret must carry for a GitSource to read it (credentials, the receiver's key)
 CREDENTIALS_LABEL = "amlops.io/git-credentials"
 REFS = ("commit", "semver", "tag", "branch")  # by precedence, as Flux reads them
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}")  # Git's object ids: SHA-1, lowercase hex
 DEFAULT_INTERVAL_S = 300.0
 DEFAULT_TIMEOUT_S = 60.0
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
@@ -44,6 +45,12 @@ def duration_s(text: str) -> float | None:
         total += float(match.group(1)) * _UNIT_S[match.group(2)]
         pos = match.end()
     return total if text and pos == len(text) else None
+
+
+def is_commit_id(value: str) -> bool:
+    """Whether ``value`` is a full commit id: what ``ref.commit`` must be, what a fetch resolves
+    every ref to, and the only revision an artifact or an object's annotation is named by."""
+    return _COMMIT_ID.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,7 @@ def parse(spec: Mapping[str, Any], locator: Locator) -> tuple[GitSource | None, 
         refuse(("url",), "credentials do not go in the URL: put them in a Secret (secretRef)")
     ref_spec = base.mapping(spec.get("ref"))
     ref = Ref(**{k: str(ref_spec[k]) for k in REFS if isinstance(ref_spec.get(k), str)})
-    if ref.commit is not None and not re.fullmatch(r"[0-9a-f]{40}", ref.commit):
+    if ref.commit is not None and not is_commit_id(ref.commit):
         refuse(("ref", "commit"), "write the commit's full 40-hex-digit SHA-1")
     path = spec.get("path", ".")
     if not isinstance(path, str) or not _inside(path):

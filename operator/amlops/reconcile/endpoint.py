@@ -66,8 +66,8 @@ PROGRESS_REQUEUE_S = 0.5
 
 @dataclass(frozen=True)
 class DeploymentDesired:
-    # what the backend is sent, as written: its ``model`` is the version named (or the latest),
-    # and the reconcile fills in the version found, the fingerprint and the tags
+    # the deployment as written, never sent as it is: the reconcile sends it through ``replace``
+    # with the model version found, the fingerprint and the tags (its ``fingerprint`` is "")
     spec: DeploymentSpec
     register: ModelVersionSpec | None = None  # a model written out: ``spec.model`` once registered
     register_field: str = ""  # where its path is written, for messages
@@ -169,7 +169,14 @@ def desired_endpoint(
 ) -> EndpointDesired:
     """``findings``: why the spec cannot be served as written (``amlops.kinds.endpoint.parse``)."""
     name = endpoint.name or inputs.name
-    deployments = (_deployment(inputs, name, i, dep) for i, dep in enumerate(endpoint.deployments))
+    deployments = [_deployment(inputs, name, i, dep) for i, dep in enumerate(endpoint.deployments)]
+    problems = [describe(f) for f in findings]
+    if not problems:  # the parse names a deployment without a model it can serve; if it did not
+        problems = [
+            f"{inputs.source.field(('spec', 'deployments', i, 'model'))}: no model it can serve"
+            for i, d in enumerate(deployments)
+            if d is None
+        ]
     return EndpointDesired(
         workspace=inputs.workspace,
         name=name,
@@ -182,9 +189,10 @@ def desired_endpoint(
             mirror_traffic=endpoint.mirror_traffic,
             description=endpoint.description,
         ),
-        # one without a model it can serve has a finding, which stalls the endpoint
+        # one without a model it can serve is a problem, which stalls the endpoint: a live
+        # deployment is never taken for one the spec dropped
         deployments=tuple(d for d in deployments if d is not None),
-        problems=tuple(describe(f) for f in findings),
+        problems=tuple(problems),
         suspend=endpoint.lifecycle.suspend,
         deletion_policy=endpoint.lifecycle.deletion_policy,
         tags=inputs.tags,
