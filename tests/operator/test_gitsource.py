@@ -604,6 +604,7 @@ def test_an_object_naming_another_namespaces_source_or_a_bad_revision_has_no_sou
     folder = artifacts_dir(tmp_path, "a/platform") / sha / "assets" / "m"
     folder.mkdir(parents=True)
     (folder / "weights.txt").write_text("a's")
+    (artifacts_dir(tmp_path, "a/platform") / f"{sha}.json").write_text("{}")  # finished
     Applied(sha, ".").write(tmp_path, "a/platform")
     notes = {
         "amlops.io/source": "a/platform",

@@ -328,17 +328,19 @@ class ScoringServers:
         record = procs.PidRecord(
             record.pid, record.start, {"socket": str(path), "fingerprint": fingerprint}
         )
-        procs.write_pid_file(self._dir(key) / "server.pid", record)
         self._servers[key] = _Server(
             record, path, fingerprint, time.monotonic(), proc, launch, restarts
         )
-        self._watch()
         self._put(
             key,
             state=ProvisioningState.CREATING,
             port=0,
             message="starting the scoring server",
         )
+        # last: whoever finds the new server's pid file finds it tracked and starting (a crash
+        # before this is covered by its socket, see adopt_or_replace)
+        procs.write_pid_file(self._dir(key) / "server.pid", record)
+        self._watch()
 
     def stop(self, key: Key, message: str = "") -> None:
         with self._exclusive(key):
