@@ -484,14 +484,9 @@ def main() -> None:
             first_requests = len(fake.log.records)
             first_writes = fake.log.writes
 
-            passes = 1
-            while True:
-                fake.clock.advance(fake.durations["onlineDeployments"])
-                reports = reconciler.reconcile(loaded.manifests)
-                passes += 1
-                if all(r.outcome.phase is Phase.READY for r in reports):
-                    break
-                assert passes < 20, [r.outcome for r in reports if r.outcome.phase != "Ready"]
+            fake.clock.advance(fake.durations["onlineDeployments"])
+            more, _writes = _until_ready(reconciler, loaded.manifests, fake)
+            passes = 1 + more
 
             # the SDK's pollers see their operations end at their next poll, and the model
             # versions read by the last pass expire: a drift-check pass, as a timer runs it

@@ -242,6 +242,24 @@ def test_the_schedules_of_a_workspace_are_read_from_one_list_disabled_ones_inclu
     assert _writes(azure_env) == []
 
 
+def test_a_list_of_schedules_over_several_pages_is_read_to_its_end(
+    azure_env: AzureEnv, tmp_path: Path
+) -> None:
+    reconciler = _reconciler(azure_env, snapshot_ttl_s=0.5)
+    _manifests(tmp_path, name="nightly")
+    both = _manifests(tmp_path)
+    reconciler.reconcile(both)
+    time.sleep(0.6)  # the lists taken before the writes are stale now
+    azure_env.fake.page_size = 1  # each schedule on a page of its own
+    azure_env.fake.log.reset()
+    reports = reconciler.reconcile(both)
+    assert {r.name: r.outcome.phase for r in reports} == {NAME: Phase.READY, "nightly": Phase.READY}
+    ops = azure_env.fake.log.by_operation()
+    assert ops.get("Schedules_List") == 2, ops  # the first page and its nextLink
+    assert "Schedules_Get" not in ops, ops  # the second page answered for its schedule
+    assert _writes(azure_env) == []
+
+
 def test_a_job_naming_files_outside_the_source_root_is_not_scheduled(
     azure_env: AzureEnv, tmp_path: Path
 ) -> None:

@@ -136,7 +136,7 @@ class SchedulesApi:
         items = fake.state.children(call.path.rsplit("/", 1)[0], SEGMENT)
         if enabled is not None:
             items = [i for i in items if bool(i["properties"].get("isEnabled", True)) is enabled]
-        return Reply(200, {"value": items})
+        return Reply(200, fake._page(call, items))  # paged as the fake's other lists
 
     async def _delete(self, call: Call) -> Reply:
         from .server import ArmError

@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from amlops.backends import base
+from amlops.backends.azureml import backend as azureml  # its tags; it imports this module
+from amlops.backends.azureml.calls import translate
 from amlops.backends.azureml.snapshots import Scope
 from amlops.core.digest import tree_digest
 from amlops.core.files import PathRefusedError
@@ -246,7 +248,7 @@ class Pipelines:
             run_id=name,
             workspace=workspace,
             pipeline=pipeline,
-            fingerprint=tags.get(_tag_fingerprint(), ""),
+            fingerprint=tags.get(azureml.TAG_FINGERPRINT, ""),
             trigger=tags.get(TAG_TRIGGER, ""),
             status=status,
             steps=steps,
@@ -344,7 +346,11 @@ class Pipelines:
             type=kind,
             tags={
                 # the run's tags, as the local backend tags what a run registers
-                **{k: v for k, v in tags.items() if k not in (base.TAG_OWNER, _tag_fingerprint())},
+                **{
+                    k: v
+                    for k, v in tags.items()
+                    if k not in (base.TAG_OWNER, azureml.TAG_FINGERPRINT)
+                },
                 TAG_RUN: run_id,
                 base.TAG_OWNER: self.b.owner,
             },
@@ -371,7 +377,7 @@ class Pipelines:
         if existing is not None:
             tags = dict(existing.tags or {})
             b._check_owner(f"job {name}", tags)
-            if tags.get(_tag_fingerprint()) == spec.fingerprint:
+            if tags.get(azureml.TAG_FINGERPRINT) == spec.fingerprint:
                 self._submitted[(spec.workspace, spec.pipeline)] = name
                 return self._run(spec.workspace, spec.pipeline, existing)
             name = f"{name}-{number}"
@@ -382,7 +388,7 @@ class Pipelines:
             base.TAG_OWNER: b.owner,
             TAG_PIPELINE: spec.pipeline,
             TAG_TRIGGER: spec.trigger,
-            _tag_fingerprint(): spec.fingerprint,
+            azureml.TAG_FINGERPRINT: spec.fingerprint,
         }
         origin = b.source_root or Path.cwd()
         try:
@@ -474,7 +480,7 @@ class Pipelines:
             candidates = b._get(label, lambda: list(ml.components.list(name=name))) or []
         for found in candidates:
             tags = dict(found.tags or {})
-            if tags.get(_tag_digest()) == digest:
+            if tags.get(azureml.TAG_DIGEST) == digest:
                 b._check_owner(f"component {name}:{found.version}", tags)
                 ref = f"{found.name}:{found.version}"
                 self._components[(workspace, digest)] = ref
@@ -488,7 +494,7 @@ class Pipelines:
         body = {k: v for k, v in component.items() if k not in ("version", "tags")}
         body["tags"] = {
             **{str(k): str(v) for k, v in dict(component.get("tags") or {}).items()},
-            _tag_digest(): digest,
+            azureml.TAG_DIGEST: digest,
             base.TAG_OWNER: b.owner,
         }
         origin = b.source_root or Path.cwd()
@@ -522,22 +528,8 @@ def _int(value: Any) -> int:
         return 0
 
 
-def _tag_fingerprint() -> str:
-    from amlops.backends.azureml.backend import TAG_FINGERPRINT
-
-    return TAG_FINGERPRINT
-
-
-def _tag_digest() -> str:
-    from amlops.backends.azureml.backend import TAG_DIGEST
-
-    return TAG_DIGEST
-
-
 def _translated(b: AzureMLBackend, exc: Exception, what: str) -> Exception:
     """A loader's refusal: the YAML as written cannot become a job (never transient)."""
-    from amlops.backends.azureml.calls import translate
-
     error = translate(exc, what, b.scrub)
     return error if isinstance(error, base.BackendError) else base.BackendError(str(error))
 

@@ -207,15 +207,21 @@ def create_or_update(
     )
 
 
-def disable(backend: AzureMLBackend, workspace: str, pipeline: str, *, wait: bool = False) -> None:
-    current = _read(backend, workspace, pipeline, shared=False)
+def disable(backend: AzureMLBackend, workspace: str, pipeline: str) -> None:
+    _disable(backend, _read(backend, workspace, pipeline, shared=False), wait=False)
+
+
+def _disable(
+    backend: AzureMLBackend, current: base.PipelineScheduleState | None, *, wait: bool
+) -> None:
+    """Disable the schedule ``current`` (just read with a GET) says is enabled."""
     if current is None or not current.enabled:
         return
     if current.provisioning_state in azureml._IN_PROGRESS:
         return  # Azure would refuse the write (409): the reconcile comes back soon
-    ml = backend.client(workspace)
-    name = schedule_name(pipeline)
-    backend.snapshots.invalidate(_scope(workspace), name)
+    ml = backend.client(current.workspace)
+    name = schedule_name(current.pipeline)
+    backend.snapshots.invalidate(_scope(current.workspace), name)
     poller = backend._upload(f"disable schedule {name}", lambda: ml.schedules.begin_disable(name))
     if wait:
         backend._upload(f"disable schedule {name}", poller.result)
@@ -225,8 +231,7 @@ def delete(backend: AzureMLBackend, workspace: str, pipeline: str) -> None:
     current = _read(backend, workspace, pipeline, shared=False)
     if current is None:
         return
-    if current.enabled:
-        disable(backend, workspace, pipeline, wait=True)
+    _disable(backend, current, wait=True)  # Azure ML deletes only disabled schedules
     ml = backend.client(workspace)
     name = schedule_name(pipeline)
     backend.snapshots.invalidate(_scope(workspace), name)

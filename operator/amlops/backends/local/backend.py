@@ -267,11 +267,7 @@ class LocalBackend:
     ) -> ModelVersion:
         if self.owner:
             spec = replace(spec, tags={**spec.tags, TAG_OWNER: self.owner})
-        with self.models.lock:
-            prepared = self.models.prepare(
-                workspace, spec, source_root=self.source_root, owner=self.owner
-            )
-            return self.models.register(prepared)
+        return self.models.register(workspace, spec, source_root=self.source_root, owner=self.owner)
 
     def delete_model_version(self, workspace: str, name: str, version: str) -> None:
         self.models.delete(workspace, name, version, owner=self.owner)

@@ -103,15 +103,18 @@ class ModelRegistry:
         except OSError as exc:
             raise BackendError(f"cannot store model files from {spec.path}: {exc}") from exc
         with self.lock:
+            # each read once: the owner check and the choice of version share them
+            existing: ModelVersion | None = None
+            latest: ModelVersion | None = None
+            if spec.version is not None:
+                existing = self.get(workspace, spec.name, spec.version)
+            if spec.version is None or owner is not None:
+                latest = self.latest(workspace, spec.name)
             if owner is not None:
-                for found in (
-                    self.get(workspace, spec.name, spec.version) if spec.version else None,
-                    self.latest(workspace, spec.name),
-                ):
+                for found in (existing, latest):
                     if found is not None:
                         check_owner(found, owner, spec.tags)
             if spec.version is not None:
-                existing = self.get(workspace, spec.name, spec.version)
                 if existing is not None:
                     if existing.digest != digest:
                         raise VersionConflictError(
@@ -122,7 +125,6 @@ class ModelRegistry:
                     return Prepared(existing, _relative(existing.location, self.root), new=False)
                 version = spec.version
             else:
-                latest = self.latest(workspace, spec.name)
                 if latest is not None and latest.digest == digest:
                     return Prepared(latest, _relative(latest.location, self.root), new=False)
                 version = self.catalog.next_model_version(workspace, spec.name)
@@ -153,13 +155,20 @@ class ModelRegistry:
         if prepared.new:
             self.catalog.insert_model_version(tx, prepared.version, prepared.location)
 
-    def register(self, prepared: Prepared) -> ModelVersion:
-        """Write what ``prepare`` stored into the catalog, in a transaction of its own
-        (``commit`` writes it in the caller's), and return the version as the catalog holds it.
-        The caller holds ``lock`` from the ``prepare`` on, so that no other registration takes
-        the same next version."""
-        version = prepared.version
+    def register(
+        self,
+        workspace: str,
+        spec: ModelVersionSpec,
+        *,
+        source_root: Path | None = None,
+        owner: str | None = None,
+    ) -> ModelVersion:
+        """``prepare`` and write the row in a transaction of its own (``commit`` writes it in
+        the caller's), under ``lock`` throughout so that no other registration takes the same
+        next version; returns the version as the catalog holds it."""
         with self.lock:
+            prepared = self.prepare(workspace, spec, source_root=source_root, owner=owner)
+            version = prepared.version
             if prepared.new:
                 with self.catalog.transaction() as tx:
                     self.commit(tx, prepared)

@@ -33,8 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,15 +220,13 @@ class ScoringServers:
 
     # -- create / delete -------------------------------------------------------------------
 
-    @contextmanager
-    def _exclusive(self, key: Key) -> Iterator[None]:
+    def _lock(self, key: Key) -> threading.RLock:
+        """The deployment's lock: held by whoever starts, stops or looks at its server."""
         with self._locks_guard:
-            lock = self._locks.setdefault(key, threading.RLock())
-        with lock:
-            yield
+            return self._locks.setdefault(key, threading.RLock())
 
     def create_or_update(self, spec: DeploymentSpec) -> DeploymentState:
-        with self._exclusive((spec.workspace, spec.endpoint, spec.name)):
+        with self._lock((spec.workspace, spec.endpoint, spec.name)):
             return self._create_or_update(spec)
 
     def _create_or_update(self, spec: DeploymentSpec) -> DeploymentState:
@@ -343,7 +340,7 @@ class ScoringServers:
         self._watch()
 
     def stop(self, key: Key, message: str = "") -> None:
-        with self._exclusive(key):
+        with self._lock(key):
             self._stop(key, message)
 
     def _stop(self, key: Key, message: str = "") -> None:
@@ -356,7 +353,7 @@ class ScoringServers:
             self._put(key, state=ProvisioningState.STOPPED, message=message)
 
     def delete(self, key: Key) -> None:
-        with self._exclusive(key):
+        with self._lock(key):
             self._stop(key)
             self.catalog.delete_deployment_row(*key)
             shutil.rmtree(self._dir(key), ignore_errors=True)
@@ -378,7 +375,7 @@ class ScoringServers:
 
     def refresh(self, key: Key) -> DeploymentState:
         """Look at the server and move the deployment's state on; returns the new state."""
-        with self._exclusive(key):
+        with self._lock(key):
             return self._refresh(key)
 
     def _refresh(self, key: Key) -> DeploymentState:
@@ -480,8 +477,7 @@ class ScoringServers:
         """The watcher's look at one server: a starting one moves on to serving (or failed);
         one that died while serving is started again. A deployment a reconcile is busy with
         is left to it."""
-        with self._locks_guard:
-            lock = self._locks.setdefault(key, threading.RLock())
+        lock = self._lock(key)
         if not lock.acquire(blocking=False):
             return
         try:
