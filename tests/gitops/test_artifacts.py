@@ -17,7 +17,8 @@ from amlops.gitops.artifacts import (
     collect,
     materialise,
 )
-from amlops.gitops.fetch import Ref, Source, fetch
+from amlops.gitops.fetch import Source, fetch
+from amlops.kinds.git_source import Ref
 from tests.gitserver import GitServer, Repository
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,6 @@ from amlops.gitops.fetch import (
     INVALID_SOURCE,
     Credentials,
     FetchError,
-    Ref,
     SemverRange,
     Source,
     fetch,
@@ -28,6 +27,7 @@ from amlops.gitops.fetch import (
     scrub,
     ssh_command,
 )
+from amlops.kinds.git_source import Ref
 from tests.gitserver import GitServer
 
 pytestmark = pytest.mark.slow
@@ -121,7 +121,7 @@ def test_missing_refs_fail_and_bad_refs_are_invalid(
         assert err.value.reason == FETCH_FAILED
     for bad in ({"commit": "abc"}, {"branch": "--upload-pack=x"}, {"semver": ">>1"}):
         with pytest.raises(FetchError) as err:
-            Ref(**bad)
+            git_source(server, Ref(**bad))
         assert err.value.reason == INVALID_SOURCE
 
 

@@ -10,17 +10,18 @@ from typing import Any
 import pytest
 
 from amlops.cli import common
-from amlops.cli.apply import (
-    APPLIED_DIGEST,
-    GIT_COMMIT,
-    desired_objects,
-    holds,
-    stamp,
-    unchanged,
-)
+from amlops.cli.apply import desired_objects
 from amlops.core.provenance import Origin
 from amlops.core.validate import validate_paths
-from amlops.gitops.apply import instance_options, sync
+from amlops.gitops.apply import (
+    APPLIED_DIGEST,
+    GIT_COMMIT,
+    holds,
+    instance_options,
+    stamp,
+    sync,
+    unchanged,
+)
 from tests.operator.proxy import Record, rbac_rules
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -46,33 +46,16 @@ from amlops.core.provenance import Provenance
 from amlops.core.validate import validate_paths
 from amlops.gitops import apply as gitops_apply
 from amlops.gitops.apply import (
-    APPLIED_DIGEST,
-    GIT_COMMIT,
     ApplyError,
     BuildError,
     Kube,
     OriginOf,
     Plan,
-    holds,
     instance_labels,
     instance_options,
-    stamp,
-    unchanged,
 )
 from amlops.gitops.inventory import Inventory, InventoryError, PruneAllRefused
 from amlops.kinds import ORDER
-
-# What this module offered before the work moved to amlops.gitops.apply, for its callers.
-__all__ = [
-    "APPLIED_DIGEST",
-    "GIT_COMMIT",
-    "desired_objects",
-    "holds",
-    "register",
-    "run_apply",
-    "stamp",
-    "unchanged",
-]
 
 INVENTORY_NAMESPACE = "amlops-system"
 INVENTORY_KEY = "inventory"
@@ -203,8 +186,7 @@ class InventoryStore:
         }
         self.kube.apply(self.path, body)
         where = f"{self.namespace}/{self.name}"
-        plan.add("record", f"inventory ConfigMap {where}: {len(inventory)} object(s)")
-        plan.writes += 1
+        plan.write("record", f"inventory ConfigMap {where}: {len(inventory)} object(s)")
 
 
 def _client(context: str | None) -> Any:

@@ -327,6 +327,11 @@ class Plan:
     def add(self, verb: str, what: str) -> None:
         self.lines.append((verb, what))
 
+    def write(self, verb: str, what: str) -> None:
+        """A line for a request that writes (or would, in a dry run): ``writes`` counts them."""
+        self.add(verb, what)
+        self.writes += 1
+
 
 @dataclass(frozen=True)
 class SyncOptions:
@@ -401,8 +406,7 @@ def sync(
             assert current is not None
             result.untouched.append(current)
             continue
-        result.plan.add("create" if current is None else "apply", what)
-        result.plan.writes += 1
+        result.plan.write("create" if current is None else "apply", what)
         result.applied += 1
         if not options.dry_run:
             try:
@@ -423,8 +427,7 @@ def sync(
             continue
         policy = (current.get("spec") or {}).get("deletionPolicy", "Delete")
         note = " (deletionPolicy Retain: the Azure asset stays)" if policy == "Retain" else ""
-        result.plan.add("prune", f"{entry}{note}")
-        result.plan.writes += 1
+        result.plan.write("prune", f"{entry}{note}")
         result.pruned += 1
         if not options.dry_run:
             try:
@@ -484,8 +487,7 @@ def _apply_crds(kube: Kube, plan: Plan, dry_run: bool) -> None:
         current = kube.request("GET", crd_path(name))
         if unchanged(crd, current):
             continue
-        plan.add("create" if current is None else "apply", f"CustomResourceDefinition {name}")
-        plan.writes += 1
+        plan.write("create" if current is None else "apply", f"CustomResourceDefinition {name}")
         if not dry_run:
             kube.apply(crd_path(name), crd)
             applied.append(name)
@@ -502,8 +504,7 @@ def _apply_crds(kube: Kube, plan: Plan, dry_run: bool) -> None:
 def ensure_namespace(kube: Kube, ns: str, plan: Plan, dry_run: bool) -> None:
     if kube.request("GET", f"/api/v1/namespaces/{ns}") is not None:
         return
-    plan.add("create", f"Namespace {ns}")
-    plan.writes += 1
+    plan.write("create", f"Namespace {ns}")
     if not dry_run:
         body = {
             "apiVersion": "v1",

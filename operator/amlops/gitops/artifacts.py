@@ -190,9 +190,7 @@ def _normal_path(path: str) -> str:
     if raw.startswith("/"):
         raise ArtifactError(ARTIFACT_REFUSED, path, "path must be relative to the repository")
     norm = posixpath.normpath(raw) if raw else "."
-    if norm == "..":
-        raise ArtifactError(ARTIFACT_REFUSED, path, "path leaves the repository")
-    if norm.startswith("../"):
+    if norm == ".." or norm.startswith("../"):
         raise ArtifactError(ARTIFACT_REFUSED, path, "path leaves the repository")
     return "" if norm == "." else norm
 

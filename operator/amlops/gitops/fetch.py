@@ -69,14 +69,13 @@ from dulwich.protocol import Protocol
 from dulwich.refs import Ref as GitRef
 from dulwich.repo import Repo
 
-from amlops.kinds.git_source import is_commit_id
+from amlops.kinds.git_source import DEFAULT_TIMEOUT_S, Ref, is_commit_id
 
 log = logging.getLogger(__name__)
 
 SCHEMES = ("https", "http", "git", "ssh")
 INVALID_SOURCE = "InvalidSource"
 FETCH_FAILED = "FetchFailed"
-DEFAULT_TIMEOUT_S = 60.0
 _PEELED = b"^{}"
 
 
@@ -92,27 +91,17 @@ class FetchError(Exception):
 # -- what to fetch --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Ref:
-    """Which commit: the first set of ``commit``, ``semver``, ``tag``, ``branch``; none set is
-    the remote's HEAD. ``branch`` with ``commit`` says where to look for the commit."""
-
-    branch: str | None = None
-    tag: str | None = None
-    semver: str | None = None
-    commit: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.commit is not None and not is_commit_id(self.commit):
-            raise FetchError(
-                INVALID_SOURCE, f"commit {self.commit!r} is not a full 40-hex-digit SHA-1"
-            )
-        for name in ("branch", "tag"):
-            value = getattr(self, name)
-            if value is not None and not _valid_ref_name(value):
-                raise FetchError(INVALID_SOURCE, f"{name} {value!r} is not a valid Git ref name")
-        if self.semver is not None:
-            SemverRange(self.semver)  # raises FetchError(InvalidSource) now, not at fetch time
+def _check_ref(ref: Ref) -> None:
+    """Raise ``FetchError(InvalidSource)`` for a ref no fetch can resolve (a short commit id, a
+    branch or tag name Git refuses, a semver range that does not parse)."""
+    if ref.commit is not None and not is_commit_id(ref.commit):
+        raise FetchError(INVALID_SOURCE, f"commit {ref.commit!r} is not a full 40-hex-digit SHA-1")
+    for name in ("branch", "tag"):
+        value = getattr(ref, name)
+        if value is not None and not _valid_ref_name(value):
+            raise FetchError(INVALID_SOURCE, f"{name} {value!r} is not a valid Git ref name")
+    if ref.semver is not None:
+        SemverRange(ref.semver)
 
 
 @dataclass(frozen=True, repr=False)
@@ -174,6 +163,9 @@ class Source:
     credentials: Credentials | None = None
     timeout: float = DEFAULT_TIMEOUT_S
     max_bytes: int | None = None  # the mirror's size cap (None: none)
+
+    def __post_init__(self) -> None:
+        _check_ref(self.ref)  # raises FetchError(InvalidSource) now, not at fetch time
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,7 @@ LEARNS_COMPUTE = "local"  # the backend that runs steps on the compute it is tau
 MIB = 1024 * 1024
 SYNC_FAILED = "SyncFailed"  # an error no step expected (a bug, a full disk): retried
 
-FETCH_FAILED = "FetchFailed"
+FETCH_FAILED = fetch.FETCH_FAILED  # also a credentials Secret the fetch cannot use
 VALIDATION_FAILED = "ValidationFailed"
 APPLY_FAILED = "ApplyFailed"
 SUCCEEDED = "Succeeded"
@@ -369,7 +369,7 @@ def _sync(rt: Runtime, src: Source, fields: dict[str, Any], secrets: list[str]) 
             fetch.Source(
                 src.id,
                 spec.url,
-                fetch.Ref(spec.ref.branch, spec.ref.tag, spec.ref.semver, spec.ref.commit),
+                spec.ref,
                 creds,
                 spec.timeout_s,
                 rt.settings.source_max_mib * MIB,

@@ -41,6 +41,7 @@ from amlops import API_GROUP
 from amlops.crds import VERSION
 from amlops.handlers import runtime
 from amlops.handlers.options import SETTINGS
+from amlops.kinds import base, git_source
 from amlops.kinds.git_source import CREDENTIALS_LABEL
 
 log = logging.getLogger(__name__)
@@ -91,11 +92,7 @@ def receiver_secret(api: Any, namespace: str, name: str) -> str | None:
         if status != 404:
             log.warning("receiver: GitSource %s/%s unreadable (%s)", namespace, name, status)
         return None
-    spec = body.get("spec") if isinstance(body, dict) else None
-    receiver = (spec or {}).get("receiver") if isinstance(spec, dict) else None
-    ref = receiver.get("secretRef") if isinstance(receiver, dict) else None
-    secret = ref.get("name") if isinstance(ref, dict) else None
-    return secret if isinstance(secret, str) and secret else None
+    return git_source.receiver_secret(base.mapping(base.mapping(body).get("spec")))
 
 
 def signature(key: bytes, body: bytes) -> str:

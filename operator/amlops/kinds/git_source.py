@@ -57,7 +57,7 @@ def is_commit_id(value: str) -> bool:
 class Ref:
     """What to check out (Flux's ``spec.ref``): the first set of ``commit``, ``semver``,
     ``tag``, ``branch``; none set is the remote's HEAD. ``branch`` with ``commit`` says where
-    to look for the commit."""
+    to look for the commit. ``amlops.gitops.fetch`` checks the names and resolves it."""
 
     branch: str | None = None
     tag: str | None = None
@@ -84,6 +84,12 @@ class GitSource:
 def _secret_name(value: Any) -> str | None:
     name = value.get("name") if isinstance(value, Mapping) else None
     return name if isinstance(name, str) and name else None
+
+
+def receiver_secret(spec: Mapping[str, Any]) -> str | None:
+    """``spec.receiver.secretRef.name``: the Secret holding the push receiver's HMAC key (read
+    by the receiver on every replica, without the rest of the spec having to be valid)."""
+    return _secret_name(base.mapping(spec.get("receiver")).get("secretRef"))
 
 
 def _inside(path: str) -> bool:
@@ -133,7 +139,7 @@ def parse(spec: Mapping[str, Any], locator: Locator) -> tuple[GitSource | None, 
         interval_s=times["interval"],
         timeout_s=times["timeout"],
         secret=_secret_name(spec.get("secretRef")),
-        receiver_secret=_secret_name(base.mapping(spec.get("receiver")).get("secretRef")),
+        receiver_secret=receiver_secret(spec),
         ignore=ignore if isinstance(ignore, str) else "",
         suspend=bool(spec.get("suspend", False)),
         prune=bool(prune),
