@@ -38,9 +38,18 @@ from amlops.handlers.status import (
     with_scoring_scope,
 )
 from amlops.kinds import KINDS
+from amlops.kinds.workspace_binding import REASON_NOT_BOUND
 from amlops.reconcile import driver
 from amlops.reconcile.actions import Action, Result
-from amlops.reconcile.conditions import READY, Outcome, Phase, build_status, find, suspended
+from amlops.reconcile.conditions import (
+    READY,
+    Outcome,
+    Phase,
+    build_status,
+    find,
+    parse_timestamp,
+    suspended,
+)
 from amlops.reconcile.inputs import Source
 from amlops.reconcile.registry import Reconciler
 
@@ -92,9 +101,7 @@ def _status_only(obj: Resource, outcome: Outcome) -> Result:
     return Result((), status, outcome)
 
 
-def evaluate(
-    kind: Kind[D], rt: Runtime, obj: Resource, bindings: tenancy.Bindings | None = None
-) -> Result:
+def evaluate(kind: Kind[D], rt: Runtime, obj: Resource, bindings: tenancy.Bindings) -> Result:
     """One reconcile of ``obj``; never raises: every failure becomes a condition. The Result's
     actions are the ones the reconcile carried out."""
     if obj.suspended:  # says so in Ready and touches nothing, the backend included
@@ -102,11 +109,11 @@ def evaluate(
     problems = schema_problems(obj)
     if problems:
         return _status_only(obj, Outcome(Phase.STALLED, "InvalidSpec", "; ".join(problems)))
-    refused = tenancy.refusal(bindings or {}, obj.namespace, obj.workspace, rt.settings.tenancy)
+    refused = tenancy.refusal(bindings, obj.namespace, obj.workspace, rt.settings.tenancy)
     if refused is not None:  # its namespace may not manage the workspace: nothing is touched
-        return _status_only(obj, Outcome(Phase.STALLED, tenancy.REASON, refused))
+        return _status_only(obj, Outcome(Phase.STALLED, REASON_NOT_BOUND, refused))
     try:  # the backend acting as the namespace's identity
-        rt = tenancy.acting(rt, bindings or {}, obj.namespace, obj.workspace)
+        rt = tenancy.acting(rt, bindings, obj.namespace, obj.workspace)
     except Exception as exc:  # its Secret missing or unreadable: retried
         message = f"the namespace's Azure identity is not usable: {type(exc).__name__}: {exc}"
         return replace(
@@ -225,12 +232,8 @@ def _just_created(body: Mapping[str, Any]) -> bool:
     writes, two Events). Later, a missing status is one Kopf failed to write: the timer's."""
     if "observedGeneration" in (body.get("status") or {}):
         return False
-    created = (body.get("metadata") or {}).get("creationTimestamp")
-    try:
-        born = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return (datetime.now(UTC) - born).total_seconds() < NEW_OBJECT_GRACE_S
+    born = parse_timestamp((body.get("metadata") or {}).get("creationTimestamp"))
+    return born is not None and (datetime.now(UTC) - born).total_seconds() < NEW_OBJECT_GRACE_S
 
 
 def drift(kind: Kind[D], call: Call) -> None:
@@ -261,7 +264,7 @@ def finalize(kind: Kind[D], call: Call) -> None:
     if obj.suspended:
         reason, message = "Suspended", "deleted while suspended: the backend was not touched"
     elif refused is not None:  # the namespace may no longer act on the workspace
-        reason, message = tenancy.REASON, f"the backend was not touched: {refused}"
+        reason, message = REASON_NOT_BOUND, f"the backend was not touched: {refused}"
     else:
         rt = tenancy.acting(rt, call.bindings, obj.namespace, obj.workspace)  # its identity
         with rt.exclusive(obj.uid):

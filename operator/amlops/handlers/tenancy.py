@@ -30,7 +30,6 @@ from amlops.crds import VERSION
 from amlops.kinds import KINDS
 from amlops.kinds.workspace_binding import (
     KIND_NAME,
-    REASON_NOT_BOUND,
     RULE_NOT_BOUND,
     SECRET_KEY,
     Binding,
@@ -43,9 +42,7 @@ if TYPE_CHECKING:
 
 # Kopf passes the index to every handler as the keyword argument of this name.
 INDEX = "workspace_bindings"
-REASON = REASON_NOT_BOUND
 IDENTITY_REASON = "IdentityNotReady"  # a binding's Secret cannot be read (retried)
-RULE = RULE_NOT_BOUND
 Bindings = Mapping[str, Collection[Binding]]  # kopf.Index[str, Binding]
 
 
@@ -78,7 +75,7 @@ def refusal(bindings: Bindings, namespace: str, workspace: str, enforced: bool) 
 
 def denial(message: str) -> str:
     """The admission answer, in the webhook's ``rule at field: message`` shape."""
-    return f"{RULE} at spec.workspace: {message}"
+    return f"{RULE_NOT_BOUND} at spec.workspace: {message}"
 
 
 def acting(rt: Runtime, bindings: Bindings, namespace: str, workspace: str) -> Runtime:

@@ -43,6 +43,16 @@ def timestamp(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_timestamp(value: Any) -> datetime | None:
+    """A time as ``timestamp`` (or Kubernetes) writes it; None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def find(conditions: Sequence[Mapping[str, Any]], kind: str) -> Mapping[str, Any] | None:
     return next((c for c in conditions if c.get("type") == kind), None)
 

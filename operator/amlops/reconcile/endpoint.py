@@ -57,7 +57,15 @@ from amlops.kinds.endpoint import Deployment, Endpoint, InlineModel, parse
 from amlops.reconcile import driver
 from amlops.reconcile.actions import Action, DeleteOwned, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
-from amlops.reconcile.inputs import Gone, Inputs, accepted, describe, digest_of, owner_of
+from amlops.reconcile.inputs import (
+    Gone,
+    Inputs,
+    accepted,
+    describe,
+    digest_of,
+    owned_elsewhere,
+    owner_of,
+)
 from amlops.reconcile.model import RegisterModel
 from amlops.reconcile.observe import digest_or_none, model_version
 
@@ -336,13 +344,9 @@ def reconcile_endpoint(
         return result(Outcome(Phase.STALLED, "InvalidSpec", "; ".join(desired.problems)), [])
     owner = owner_of(desired.tags)
     if observed.endpoint is not None and made_for_another(observed.endpoint.tags, owner):
-        theirs = observed.endpoint.tags.get(TAG_OBJECT)
-        outcome = Outcome(
-            Phase.STALLED,
-            "OwnedElsewhere",
-            f"endpoint {desired.name} in workspace {desired.workspace} belongs to amlops object "
-            f"{theirs}: this object does not adopt, change or delete it; give "
-            "spec.endpoint.name another name",
+        theirs = owner_of(observed.endpoint.tags)
+        outcome = owned_elsewhere(
+            f"endpoint {desired.name}", desired.workspace, theirs, "spec.endpoint.name"
         )
         # no endpointName: the finalizer has nothing of ours to delete
         status = build_status(outcome, desired.generation, previous, now)

@@ -25,6 +25,7 @@ from amlops.core.manifests import Manifest
 from amlops.core.provenance import TAG_OBJECT
 from amlops.core.source import FieldPath
 from amlops.kinds.component import Named, Repository
+from amlops.reconcile.conditions import Outcome, Phase
 
 T = TypeVar("T")
 
@@ -126,6 +127,18 @@ def owner_of(tags: Mapping[str, str]) -> str:
 def owned_by(asset: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
     """An asset with tags ``asset`` is the object's whose assets get tags ``wanted``."""
     return owner_of(asset) == owner_of(wanted)
+
+
+def owned_elsewhere(asset: str, workspace: str, owner: str, name_field: str) -> Outcome:
+    """Stalled on ``asset`` of ``workspace``, which is ``owner``'s ("": made outside amlops):
+    never adopted, changed or deleted; the fix is another name at ``name_field``."""
+    by = f"amlops object {owner}" if owner else "no amlops object (made outside it)"
+    return Outcome(
+        Phase.STALLED,
+        "OwnedElsewhere",
+        f"{asset} in workspace {workspace} belongs to {by}: this object does not adopt, change "
+        f"or delete it; give {name_field} another name",
+    )
 
 
 def digest_of(value: Any) -> str:

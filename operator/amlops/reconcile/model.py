@@ -31,7 +31,7 @@ from amlops.kinds.model import PATH_FIELD, ModelSpec, parse
 from amlops.reconcile import driver
 from amlops.reconcile.actions import Action, DeleteOwned, Result
 from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended
-from amlops.reconcile.inputs import Gone, Inputs, accepted, owned_by, owner_of
+from amlops.reconcile.inputs import Gone, Inputs, accepted, owned_by, owned_elsewhere, owner_of
 from amlops.reconcile.observe import digest_or_none, model_version
 
 
@@ -187,17 +187,9 @@ def reconcile_model(
     if desired.suspend:
         return result(suspended())
     if elsewhere is not None:
+        model = f"model {elsewhere.name}:{elsewhere.version}"
         owner = owner_of(elsewhere.tags)
-        by = f"amlops object {owner}" if owner else "no amlops object (made outside it)"
-        return result(
-            Outcome(
-                Phase.STALLED,
-                "OwnedElsewhere",
-                f"model {elsewhere.name}:{elsewhere.version} in workspace {desired.workspace} "
-                f"belongs to {by}: this object does not adopt, change or delete it; give "
-                f"spec.model.name another name",
-            )
-        )
+        return result(owned_elsewhere(model, desired.workspace, owner, "spec.model.name"))
     if observed.local_digest is None:
         return result(
             Outcome(

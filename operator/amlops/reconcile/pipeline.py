@@ -51,7 +51,14 @@ from amlops.kinds.component import read_file as read_component_file
 from amlops.kinds.pipeline import JOB, JobGraph, PipelineSpec, parse
 from amlops.reconcile import driver
 from amlops.reconcile.actions import Action, Result
-from amlops.reconcile.conditions import Outcome, Phase, build_status, suspended, timestamp
+from amlops.reconcile.conditions import (
+    Outcome,
+    Phase,
+    build_status,
+    parse_timestamp,
+    suspended,
+    timestamp,
+)
 from amlops.reconcile.inputs import Gone, Inputs, Source, accepted, describe, digest_of
 from amlops.reconcile.observe import digest_or_none, model_version
 
@@ -254,15 +261,6 @@ def next_fire(cron: str, time_zone: str, after: datetime) -> datetime:
     return fire
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _progress(run: PipelineRun) -> str:
     done = sum(1 for s in run.steps if s.status is JobStatus.COMPLETED)
     active = [f"{s.name} {s.status}" for s in run.steps if s.status in _ACTIVE]
@@ -343,7 +341,7 @@ def reconcile_pipeline(
                     next_fire(desired.cron, desired.time_zone, now)
                 )
             else:
-                next_time = _parse_time(prev.get("nextScheduleTime"))
+                next_time = parse_timestamp(prev.get("nextScheduleTime"))
                 if next_time is None or prev.get("schedule") != desired.cron:
                     next_time = next_fire(desired.cron, desired.time_zone, now)
                     fields["nextScheduleTime"] = timestamp(next_time)
