@@ -10,15 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.envtest.apiserver import Cluster, unique_name
+from tests.envtest.apiserver import Cluster
 from tests.operator.harness import (
     BackendView,
     Kube,
     OperatorProcess,
     installed_cluster,
     new_proxy,
-    operator_env,
-    operator_kubeconfig,
+    operator_process,
     webhook_operator,
     write_checkout,
 )
@@ -59,9 +58,7 @@ def operator(
     source_root: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    work = tmp_path_factory.mktemp("operator")
-    kubeconfig = operator_kubeconfig(cluster, proxy, work / "kubeconfig")
-    proc = OperatorProcess(operator_env(kubeconfig, work / "state", source_root), work / "log")
+    proc = operator_process(cluster, proxy, tmp_path_factory.mktemp("operator"), source_root)
     proc.start()
     yield proc
     proc.stop()
@@ -105,9 +102,7 @@ def webhooks(
 
 @pytest.fixture
 def namespace(kube: Kube) -> str:
-    name = unique_name("op")
-    kube.create_namespace(name)
-    return name
+    return kube.new_namespace("op")
 
 
 @pytest.fixture

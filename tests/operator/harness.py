@@ -26,18 +26,14 @@ from kubernetes.client.rest import ApiException
 
 from amlops import API_GROUP
 from amlops.crds import VERSION, WEBHOOK_CONFIGURATION
-from tests.envtest.apiserver import Cluster, apply_object, start_cluster
+from amlops.kinds import KINDS
+from tests.envtest.apiserver import Cluster, apply_object, start_cluster, unique_name
 from tests.operator.proxy import Proxy, Record
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "operator" / "deploy"
-PLURALS = {
-    "Model": "models",
-    "Pipeline": "pipelines",
-    "Endpoint": "endpoints",
-    "ServerlessEndpoint": "serverlessendpoints",
-    "GitSource": "gitsources",
-}
+# every amlops kind the API server serves, by the plural its CRD is generated with
+PLURALS = {kind: crd.plural for kind, k in KINDS.items() if (crd := k.crd) is not None}
 # the shipped RBAC the operator runs with (and the namespace of its ServiceAccount)
 RBAC_FILES = (
     "namespace.yaml",
@@ -68,8 +64,8 @@ SCORE_PY = textwrap.dedent(
         return {"echo": json.loads(raw), "weights": WEIGHTS}
     """
 )
-# `amlops ...` exactly as the console script runs it
-_MAIN = "import sys; from amlops.cli import main; sys.exit(main())"
+# `amlops` exactly as the console script runs it: `[*AMLOPS, "operator", ...]`
+AMLOPS = (sys.executable, "-c", "import sys; from amlops.cli import main; sys.exit(main())")
 
 
 def free_port() -> int:
@@ -120,7 +116,7 @@ class OperatorProcess:
         log.write(f"--- start {self.starts + 1}\n".encode())
         log.flush()
         self.proc = subprocess.Popen(
-            argv or [sys.executable, "-c", _MAIN, "operator", "--log-format=json"],
+            argv or [*AMLOPS, "operator", "--log-format=json"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -221,6 +217,12 @@ class Kube:
 
     def create_namespace(self, name: str) -> None:
         self.core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
+
+    def new_namespace(self, prefix: str) -> str:
+        """A namespace of a name no other test uses; its name."""
+        name = unique_name(prefix)
+        self.create_namespace(name)
+        return name
 
     def create(
         self,
@@ -493,6 +495,18 @@ def operator_kubeconfig(
     return proxied_kubeconfig(path, proxy, token_of(sa), namespace)
 
 
+def operator_process(
+    cluster: Cluster, proxy: Proxy, work: Path, source_root: Path, **env: str
+) -> OperatorProcess:
+    """An operator, not started yet, as the shipped ServiceAccount behind ``proxy`` at the
+    suite's intervals (``env`` added); its kubeconfig, state directory and log are in ``work``."""
+    work.mkdir(parents=True, exist_ok=True)
+    kubeconfig = operator_kubeconfig(cluster, proxy, work / "kubeconfig")
+    return OperatorProcess(
+        operator_env(kubeconfig, work / "state", source_root, **env), work / "log"
+    )
+
+
 def webhook_env() -> dict[str, str]:
     """Webhooks on, served on a free loopback port."""
     return {
@@ -538,6 +552,11 @@ def refuses(kube: Kube, namespace: str = "default", path: str = "models/tiny") -
     return False
 
 
+def wait_for_webhooks(kube: Kube) -> None:
+    """Until the API server calls a running operator's validating webhook."""
+    wait_for(lambda: refuses(kube), timeout=60, every=0.5, what="the validating webhook")
+
+
 @contextmanager
 def webhook_operator(
     cluster: Cluster, kube: Kube, operator: OperatorProcess, source_root: Path, work: Path
@@ -547,13 +566,10 @@ def webhook_operator(
     objects too), and the webhook configurations are deleted afterwards."""
     operator.stop()
     proxy = new_proxy(cluster)
-    kubeconfig = operator_kubeconfig(cluster, proxy, work / "kubeconfig")
-    op = OperatorProcess(
-        operator_env(kubeconfig, work / "state", source_root, **webhook_env()), work / "log"
-    )
+    op = operator_process(cluster, proxy, work, source_root, **webhook_env())
     try:
         op.start()
-        wait_for(lambda: refuses(kube), timeout=60, every=0.5, what="the validating webhook")
+        wait_for_webhooks(kube)
         yield op, proxy
     finally:
         op.stop()

@@ -12,7 +12,6 @@ import base64
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from amlops.kinds import KINDS
 from amlops.reconcile.registry import RECONCILERS
 from tests.envtest.apiserver import Cluster
 from tests.operator.harness import (
+    AMLOPS,
     DEPLOY,
     PLURALS,
     Kube,
@@ -54,6 +54,7 @@ from tests.operator.harness import (
     object_path,
     refuses,
     wait_for,
+    wait_for_webhooks,
     webhook_configurations,
     write_checkout,
 )
@@ -65,7 +66,6 @@ from tests.operator.test_write_economy import quiet, shape
 pytestmark = [pytest.mark.envtest, pytest.mark.slow]
 ADMISSION = "admissionregistration.k8s.io"
 PROD = "ws-prod"
-CLI = [sys.executable, "-c", "import sys; from amlops.cli import main; sys.exit(main())"]
 
 
 def create(
@@ -205,7 +205,7 @@ def test_a_mounted_certificate_is_served_with_webhook_cert_dir(
     try:
         op.start(
             argv=[
-                *CLI,
+                *AMLOPS,
                 "operator",
                 "--log-format=json",
                 f"--webhook-cert-dir={tmp_path / 'mounted'}",
@@ -213,11 +213,10 @@ def test_a_mounted_certificate_is_served_with_webhook_cert_dir(
         )
     finally:
         op.env["AMLOPS_WEBHOOKS"] = enabled
-    admission = k8s.AdmissionregistrationV1Api(kube.api)
 
     def bundles() -> set[bytes]:
-        config = admission.read_validating_webhook_configuration(WEBHOOK_CONFIGURATION)
-        return {base64.b64decode(h.client_config.ca_bundle) for h in config.webhooks or []}
+        validating, _ = webhook_configurations(kube)
+        return {base64.b64decode(h.client_config.ca_bundle) for h in validating.webhooks or []}
 
     wait_for(lambda: bundles() == {ca}, what="the mounted CA in the webhook configuration")
     wait_for(lambda: refuses(kube), timeout=30, what="the webhook to answer with the mounted cert")
@@ -330,9 +329,8 @@ def test_a_left_behind_configuration_blocks_no_finalizer_release_nor_delete(
     kube.wait(namespace, "Model", "held", is_ready, what="Ready")
     op.stop()
     try:
-        admission = k8s.AdmissionregistrationV1Api(kube.api)
-        config = admission.read_validating_webhook_configuration(WEBHOOK_CONFIGURATION)
-        assert config.webhooks, "a graceful stop took the webhooks away"
+        validating, _ = webhook_configurations(kube)
+        assert validating.webhooks, "a graceful stop took the webhooks away"
         kube.delete(namespace, "Model", "held")  # the DELETE check fails open
         held = kube.get(namespace, "Model", "held")
         assert held is not None and FINALIZER in held["metadata"]["finalizers"]
@@ -343,7 +341,7 @@ def test_a_left_behind_configuration_blocks_no_finalizer_release_nor_delete(
         assert kube.get(namespace, "Model", "new") is None
     finally:
         op.start()
-        wait_for(lambda: refuses(kube), timeout=60, every=0.5, what="the validating webhook")
+        wait_for_webhooks(kube)
 
 
 def test_the_webhook_operator_uses_exactly_its_admission_grants(
@@ -369,7 +367,7 @@ def endpoint_object(model: str, *, ready: bool = True, workspace: str = "ws") ->
 
 
 def test_serves_matches_name_version_workspace_and_readiness() -> None:
-    model = Resource.of({**body("Model", "m", model_spec(name="tiny")), "metadata": {"name": "m"}})
+    model = Resource.of(body("Model", "m", model_spec(name="tiny")))
     assert serving_endpoints(model, [endpoint_object("tiny")]) == ["ep"]
     assert serving_endpoints(model, [endpoint_object("tiny", ready=False)]) == []
     assert serving_endpoints(model, [endpoint_object("other")]) == []
@@ -386,7 +384,7 @@ def test_a_secret_in_the_spec_never_reaches_the_denial(tmp_path: Path) -> None:
     # a value the spec holds as a secret (a password tag), quoted by a schema message
     spec = model_spec(deletionPolicy=secret)
     spec["model"]["tags"] = {"password": secret}
-    obj = Resource.of({**body("Model", "m", spec), "metadata": {"name": "m", "namespace": "n"}})
+    obj = Resource.of(body("Model", "m", spec, namespace="n"))
     warnings: list[str] = []
     with pytest.raises(kopf.AdmissionError) as err:
         validate(body("Model", "m", spec), "CREATE", None, warnings, tmp_path)

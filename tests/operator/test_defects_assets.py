@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from tests.envtest.apiserver import unique_name
 from tests.gitserver import git
 from tests.operator.harness import (
     BackendView,
@@ -129,8 +128,7 @@ def test_another_namespaces_model_is_neither_adopted_nor_deleted(
     model = f"shared-{namespace}"
     kube.create(namespace, "Model", "m", model_spec(name=model))
     kube.wait(namespace, "Model", "m", is_ready)
-    t1 = unique_name("t1")
-    kube.create_namespace(t1)
+    t1 = kube.new_namespace("t1")
 
     for version in ("1", None):  # the same version, or the name's latest
         kube.create(t1, "Model", "m", model_spec(name=model, version=version))

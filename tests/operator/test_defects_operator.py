@@ -27,8 +27,7 @@ from tests.operator.harness import (
     condition,
     is_ready,
     model_spec,
-    operator_env,
-    operator_kubeconfig,
+    operator_process,
     phase,
     reason_is,
     wait_for,
@@ -59,9 +58,7 @@ def own_operator(
     operator.stop()
 
     def start(source_root: Path) -> OperatorProcess:
-        kubeconfig = operator_kubeconfig(cluster, proxy, tmp_path / "kubeconfig")
-        env = operator_env(kubeconfig, tmp_path / "state", source_root, AMLOPS_RETRY_MAX="1")
-        proc = OperatorProcess(env, tmp_path / "operator.log")
+        proc = operator_process(cluster, proxy, tmp_path, source_root, AMLOPS_RETRY_MAX="1")
         started.append(proc)
         proc.start()
         return proc

@@ -11,6 +11,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -29,10 +30,10 @@ from tests.operator.harness import (
     model_spec,
     new_proxy,
     object_path,
-    operator_env,
-    operator_kubeconfig,
+    operator_process,
     refuses,
     wait_for,
+    wait_for_webhooks,
     webhook_configurations,
     webhook_env,
 )
@@ -62,8 +63,8 @@ def peered(
     cluster: Cluster,
     kube: Kube,
     operator: OperatorProcess,
-    source_root: Any,
-    tmp_path: Any,
+    source_root: Path,
+    tmp_path: Path,
     **env: str,
 ) -> Iterator[tuple[list[OperatorProcess], Proxy, str]]:
     """Two operators peering in the shipped ClusterKopfPeering, with ``env`` added."""
@@ -73,18 +74,11 @@ def peered(
         apply_object(api, object_path(peering), peering)
     name = peering["metadata"]["name"]
     proxy = new_proxy(cluster)
-    ops = []
-    for i in range(2):
-        kubeconfig = operator_kubeconfig(cluster, proxy, tmp_path / f"kubeconfig-{i}")
-        options = operator_env(
-            kubeconfig,
-            tmp_path / f"state-{i}",
-            source_root,
-            AMLOPS_PEERING=name,
-            AMLOPS_PEERING_LIFETIME=str(LIFETIME_S),
-            **env,
-        )
-        ops.append(OperatorProcess(options, tmp_path / f"log-{i}"))
+    peering_env = {"AMLOPS_PEERING": name, "AMLOPS_PEERING_LIFETIME": str(LIFETIME_S), **env}
+    ops = [
+        operator_process(cluster, proxy, tmp_path / f"replica-{i}", source_root, **peering_env)
+        for i in range(2)
+    ]
     try:
         for op in ops:
             op.start()
@@ -104,7 +98,7 @@ Peered = Callable[..., AbstractContextManager[tuple[list[OperatorProcess], Proxy
 
 @pytest.fixture
 def peer(
-    cluster: Cluster, kube: Kube, operator: OperatorProcess, source_root: Any, tmp_path: Any
+    cluster: Cluster, kube: Kube, operator: OperatorProcess, source_root: Path, tmp_path: Path
 ) -> Peered:
     """``peered`` on the suite's cluster and operator: ``with peer(**env) as (ops, ...)``."""
     return functools.partial(peered, cluster, kube, operator, source_root, tmp_path)
@@ -184,7 +178,7 @@ def test_a_replica_that_stops_leaves_the_webhooks_to_the_other(
             **webhook_env(),
             AMLOPS_WEBHOOK_CERT_DIR=str(shared.cert.parent),
         ) as (ops, _, _):
-            wait_for(lambda: refuses(kube), timeout=60, every=0.5, what="the webhooks")
+            wait_for_webhooks(kube)
             before = webhook_names(kube)
             assert any(n.startswith("validate-model") for n in before)
             assert any(n.startswith("protect-model") for n in before)

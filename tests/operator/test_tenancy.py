@@ -19,10 +19,8 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from amlops import API_GROUP
 from amlops.backends import BACKENDS, BackendOptions, Backends, OpenedBackend
 from amlops.core.validate import validate_paths
-from amlops.crds import VERSION
 from amlops.handlers import admission, flow, tenancy
 from amlops.handlers.admission import Checkout
 from amlops.kinds import KINDS, ORDER
@@ -183,19 +181,11 @@ def test_the_flow_acts_as_the_namespaces_identity(
 
 def bind(kube: Kube, namespace: str, workspace: str, name: str = "bind") -> None:
     spec = {"workspace": workspace, "identity": {"clientId": CLIENT_A}}
-    kube.custom.create_namespaced_custom_object(
-        API_GROUP, VERSION, namespace, PLURAL, body("WorkspaceBinding", name, spec)
-    )
+    kube.create(namespace, "WorkspaceBinding", name, spec)
 
 
 def unbind(kube: Kube, namespace: str, name: str = "bind") -> None:
-    kube.custom.delete_namespaced_custom_object(API_GROUP, VERSION, namespace, PLURAL, name)
-
-
-def new_namespace(kube: Kube) -> str:
-    name = unique_name("tenant")
-    kube.create_namespace(name)
-    return name
+    kube.delete(namespace, "WorkspaceBinding", name)
 
 
 def test_a_binding_is_never_applied_from_git() -> None:
@@ -210,7 +200,7 @@ def test_without_webhooks_an_unbound_object_stalls_and_writes_nothing(
     op: OperatorProcess, kube: Kube, namespace: str, view: BackendView
 ) -> None:
     ws, model = f"ws-{namespace}", f"m-{namespace}"
-    other = new_namespace(kube)
+    other = kube.new_namespace("tenant")
     bind(kube, other, ws)  # the workspace is claimed by another namespace
     kube.create(namespace, "Model", "m", {**model_spec(name=model), "workspace": ws})
     obj = kube.wait(namespace, "Model", "m", reason_is(NOT_BOUND), what=NOT_BOUND)
@@ -234,7 +224,7 @@ def test_removing_a_binding_stalls_existing_objects(
     bind(kube, namespace, ws)
     # a workspace shared by two tenants: removing one binding leaves the workspace claimed
     # (removing its last one opens it again, unless AMLOPS_TENANCY=true)
-    bind(kube, new_namespace(kube), ws)
+    bind(kube, kube.new_namespace("tenant"), ws)
     kube.create(namespace, "Model", "m", {**model_spec(name=model), "workspace": ws})
     kube.wait(namespace, "Model", "m", is_ready, timeout=60, what="Ready")
 
@@ -300,7 +290,7 @@ def test_a_client_secret_identity_is_read_from_its_bindings_namespace(
     with pytest.raises(ValueError, match="clientSecret"):
         tenancy.credential(missing.identity, kube.api)
     # another namespace's binding naming "sp" does not read this one's Secret
-    elsewhere = parse(new_namespace(kube), "bind", with_secret)
+    elsewhere = parse(kube.new_namespace("tenant"), "bind", with_secret)
     assert elsewhere is not None
     with pytest.raises(ApiException) as err:
         tenancy.credential(elsewhere.identity, kube.api)
@@ -332,7 +322,7 @@ def test_an_unbound_namespace_is_denied_and_a_bound_one_admitted_and_reconciled(
 ) -> None:
     op, proxy = webhooks
     ws, model = unique_name("mlw"), f"m-{namespace}"
-    intruder = new_namespace(kube)
+    intruder = kube.new_namespace("tenant")
     spec = {**model_spec(name=model), "workspace": ws}
     create(kube, intruder, "Model", "m", {**spec, "model": {**spec["model"], "name": "free"}})
 

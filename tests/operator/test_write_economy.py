@@ -29,8 +29,7 @@ def quiet(
 
     def settled() -> tuple[list[Record]] | None:
         got = [r for r in proxy.records(since) if match(r)]
-        last = max((r.at for r in got), default=called)
-        last = max(last, called)
+        last = max([called, *(r.at for r in got)])
         return (got,) if time.monotonic() - last >= seconds else None
 
     return wait_for(settled, timeout=30, what="the operator to go quiet")[0]
