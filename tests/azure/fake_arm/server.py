@@ -34,6 +34,8 @@ from .jobs import DISCOVERY_OP, JobsApi  # jobs.py imports this module in functi
 from .log import RequestLog, TrafficRecorder
 from .state import PROVIDER, State, new_key, utcnow
 
+PAGE_SIZE = 100  # items per page of a list, as ARM pages them (then a nextLink)
+
 # Azurite's published development account (https://learn.microsoft.com/azure/storage/common/
 # storage-use-azurite): public, not a secret.
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -237,7 +239,7 @@ class FakeArm:
             TrafficRecorder(traffic_dir, prefix=f"{self.cloud_name}-") if traffic_dir else None
         )
         self.poll_interval = poll_interval
-        self.page_size = 100  # items per page of a list (then a nextLink)
+        self.page_size = PAGE_SIZE  # items per page of a list (then a nextLink)
         self.durations: dict[str, float] = {
             "onlineEndpoints": 0.0,
             "onlineDeployments": 60.0,
@@ -330,9 +332,11 @@ class FakeArm:
         self.stop()
 
     def reset(self) -> None:
-        """Forget everything but the workspaces and datastores; clear faults and the log."""
+        """Forget everything but the workspaces and datastores; clear faults and the log; page
+        lists as the service does again."""
         self.faults.clear()
         self.log.reset()
+        self.page_size = PAGE_SIZE
         with self.state.locked():
             keep = {
                 k: v
